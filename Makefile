@@ -1,0 +1,51 @@
+# edgecnn: every target creates the environment it needs if it is missing.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# torchvision does not import beside the pinned torch; its parity suite gets an environment of its own.
+TV_VENV := .venv-torchvision
+ifeq ($(shell uname -m),aarch64)
+TV_PINS := torch==2.9.1 torchvision==0.24.1
+else
+TV_PINS := torch==2.14.1 torchvision==0.29.1
+endif
+
+MODEL ?= mobilenet_v2
+ALPHA ?= 1.0
+SIZE_ARGS := $(if $(RES),--resolution $(RES)) $(if $(RHO),--rho $(RHO))
+
+.PHONY: setup test test-full test-torchvision list summary clean
+
+setup: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-full: test test-torchvision
+
+$(TV_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(TV_VENV)
+	$(TV_VENV)/bin/pip install --quiet --disable-pip-version-check $(TV_PINS) 'numpy>=2,<3' pytest==9.2.0
+	$(TV_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+test-torchvision: $(TV_VENV)/.installed
+	$(TV_VENV)/bin/python -m pytest tests/torchvision_parity -p no:cacheprovider
+
+list: setup
+	$(BIN)/edgecnn list
+
+summary: setup
+	$(BIN)/edgecnn summary $(MODEL) --alpha $(ALPHA) $(SIZE_ARGS)
+
+clean:
+	rm -rf $(VENV) $(TV_VENV) build *.egg-info

@@ -1,0 +1,136 @@
+"""The `edgecnn` command line: list the zoo, and summarize one variant layer by layer."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+import torch
+
+from .errors import UsageError
+from .profile import Profile, profile
+from .registry import ModelInfo, create_model, get_model_info, list_models
+from .spec import VariantSpec
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, as for every other bad input
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    return int(value) if value.is_integer() else value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="edgecnn", description="Classic CNNs from PyTorch to phones.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("list", help="every model: default resolution, parameters, MACs, published top-1")
+
+    summary = sub.add_parser("summary", help="per-layer output shape, parameters and MACs of one variant")
+    summary.add_argument("model")
+    _add_variant_arguments(summary)
+    return parser
+
+
+def _add_variant_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--alpha", type=_number, default=1.0, help="width multiplier (default 1.0)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--resolution", type=_number, help="input size in pixels (default: the model's)")
+    size.add_argument("--rho", type=_number,
+                      help="resolution multiplier: default x rho, to the nearest multiple of 8")
+    parser.add_argument("--num-classes", type=_number, default=1000)
+
+
+def _meta_model(info: ModelInfo, alpha: float = 1.0, num_classes: int = 1000) -> torch.nn.Module:
+    # Shapes are all a listing needs: building on the meta device allocates and initialises nothing.
+    with torch.device("meta"):
+        return create_model(info.name, alpha=alpha, num_classes=num_classes)
+
+
+def _millions(n: Optional[int]) -> str:
+    return "-" if n is None else f"{n / 1e6:,.2f} M"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    fmt = lambda row: "  ".join(  # noqa: E731
+        str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths))
+    ).rstrip()
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    rows = []
+    for name in list_models():
+        info = get_model_info(name)
+        prof = profile(_meta_model(info), info.default_resolution)
+        top1 = info.reference.top1
+        rows.append([name, info.family, info.default_resolution, _millions(prof.params), _millions(prof.macs),
+                     "-" if top1 is None else f"{top1:.1f}", "yes" if info.torchvision_compatible else ""])
+    print(_table(["model", "family", "resolution", "params", "MACs", "top-1 %", "torchvision keys"], rows,
+                 right=(2, 3, 4, 5)))
+    print("\nMACs are multiply-accumulates (1 MAC = 2 FLOPs), of convolutions and matrix products, at batch 1.")
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    spec = VariantSpec.create(args.model, alpha=args.alpha, resolution=args.resolution, rho=args.rho,
+                              num_classes=args.num_classes)
+    info = get_model_info(spec.model)
+    prof = profile(_meta_model(info, spec.alpha, spec.num_classes), spec.resolution)
+    print(f"{spec.id}: {info.family}, input 1x3x{spec.resolution}x{spec.resolution}, {spec.num_classes} classes\n")
+    rows = [[layer.name, layer.kind, "x".join(map(str, layer.output_shape)), f"{layer.params:,}", f"{layer.macs:,}"]
+            for layer in prof.layers]
+    print(_table(["layer", "type", "output", "params", "MACs"], rows, right=(3, 4)))
+    print()
+    print(_totals(prof, info, spec))
+
+
+def _totals(prof: Profile, info: ModelInfo, spec: VariantSpec) -> str:
+    ref = info.reference
+    is_reference_variant = (spec.alpha == 1.0 and spec.resolution == info.default_resolution
+                            and spec.num_classes == 1000)
+    lines = [
+        f"parameters         {prof.params:>16,}" + _beside(prof.params, ref.params, is_reference_variant),
+        f"MACs               {prof.macs:>16,}" + _beside(prof.macs, ref.macs, is_reference_variant),
+        f"activations (fp32) {prof.activation_bytes / 2**20:>14,.1f} MiB  (sum of every layer's output)",
+        f"peak layer (fp32)  {prof.peak_activation_bytes / 2**20:>14,.1f} MiB  (largest input + output of one layer)",
+    ]
+    if ref.top1 is not None:
+        lines.append(f"published top-1    {ref.top1:>16.2f}%  at alpha 1.0, {info.default_resolution}px ({ref.source})")
+    if not is_reference_variant and (ref.params or ref.macs):
+        lines.append(f"(reference figures are for alpha 1.0 at {info.default_resolution}px with 1000 classes)")
+    return "\n".join(lines)
+
+
+def _beside(value: int, reference: Optional[int], comparable: bool) -> str:
+    if reference is None or not comparable:
+        return ""
+    if value == reference:
+        return f"   reference {reference:,} (equal)"
+    return f"   reference {reference:,} ({100 * (value - reference) / reference:+.2f}%)"
+
+
+COMMANDS = {"list": cmd_list, "summary": cmd_summary}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except UsageError as err:
+        print(f"edgecnn: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `edgecnn list | head`
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

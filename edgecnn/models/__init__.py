@@ -1,2 +1,2 @@
 """Model families. Importing this package registers every model."""
-from . import efficientnet, mobilenet  # noqa: F401
+from . import densenet, efficientnet, inception, mobilenet, resnet, vgg  # noqa: F401

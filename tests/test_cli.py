@@ -38,6 +38,14 @@ def test_summary_with_width_and_resolution_multipliers():
     assert "107,295,200" in result.stdout  # torchvision's width table, 0.75 at 160
 
 
+def test_summary_of_a_classic_model_at_its_own_resolution():
+    result = run("summary", "inception_v3")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("inception_v3_a1.0_r299")
+    assert "Mixed_7c.branch_pool.conv" in result.stdout
+    assert "5,713,216,096   reference 5,713,216,096 (equal)" in result.stdout
+
+
 @pytest.mark.parametrize("args,message", [
     (["summary", "mobilenet_v5"], "unknown model 'mobilenet_v5'; did you mean mobilenet_v2"),
     (["summary", "mobilenet_v2", "--alpha", "0"], "alpha must be in (0, 4]"),
@@ -45,6 +53,9 @@ def test_summary_with_width_and_resolution_multipliers():
     (["summary", "mobilenet_v2", "--alpha", "wide"], "not a number"),
     (["summary", "mobilenet_v2", "--resolution", "16"], "too small for mobilenet_v2"),
     (["summary", "mobilenet_v2", "--resolution", "200.5"], "whole number"),
+    (["summary", "inception_v3", "--resolution", "74"], "too small for inception_v3: its downsampling needs at least 75"),
+    (["summary", "resnet50", "--alpha", "-1"], "alpha must be in (0, 4]"),
+    (["summary", "resnet5"], "did you mean resnet50"),
     (["summary", "mobilenet_v2", "--num-classes", "0"], "num_classes must be at least 1"),
     (["summary", "mobilenet_v2", "--rho", "0.5", "--resolution", "112"], "not allowed with"),
     (["summary"], "required: model"),

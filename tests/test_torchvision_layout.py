@@ -10,10 +10,11 @@ from conftest import torchvision_reference, torchvision_reference_names
 COMPATIBLE = sorted(n for n in edgecnn.list_models() if edgecnn.get_model_info(n).torchvision_compatible)
 
 
-def test_every_compatible_model_has_reference_figures():
-    assert set(COMPATIBLE) <= set(torchvision_reference_names())
-    assert {"mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
-            *(f"efficientnet_b{i}" for i in range(8))} <= set(COMPATIBLE)
+def test_every_compatible_model_has_reference_figures_and_every_reference_is_built():
+    assert set(COMPATIBLE) == set(torchvision_reference_names())
+    assert {"mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", *(f"efficientnet_b{i}" for i in range(8)),
+            "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "resnext101_32x8d",
+            "wide_resnet50_2", "densenet121", "googlenet", "inception_v3"} <= set(COMPATIBLE)
 
 
 @pytest.mark.parametrize("name", COMPATIBLE)

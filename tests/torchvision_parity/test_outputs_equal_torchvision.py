@@ -10,6 +10,9 @@ import torchvision.models as tvm
 
 import edgecnn
 
+# Built without auxiliary classifiers, as edgecnn builds them.
+TORCHVISION_KWARGS = {"googlenet": {"aux_logits": False, "init_weights": True},
+                      "inception_v3": {"aux_logits": False, "init_weights": True}}
 COMPATIBLE = sorted(n for n in edgecnn.list_models() if edgecnn.get_model_info(n).torchvision_compatible)
 
 
@@ -41,7 +44,14 @@ def _compare(ours: torch.nn.Module, theirs: torch.nn.Module, resolution: int) ->
 @pytest.mark.parametrize("name", COMPATIBLE)
 def test_outputs_equal_torchvision(name):
     info = edgecnn.get_model_info(name)
-    _compare(edgecnn.create_model(name), getattr(tvm, name)(weights=None), min(info.default_resolution, 224))
+    _compare(edgecnn.create_model(name), getattr(tvm, name)(weights=None, **TORCHVISION_KWARGS.get(name, {})),
+             min(info.default_resolution, 224))
+
+
+@pytest.mark.parametrize("name", ["googlenet", "inception_v3"])
+def test_transform_input_for_torchvision_pretrained_inception_checkpoints(name):
+    kwargs = {**TORCHVISION_KWARGS[name], "transform_input": True}
+    _compare(edgecnn.create_model(name, transform_input=True), getattr(tvm, name)(weights=None, **kwargs), 299)
 
 
 @pytest.mark.parametrize("alpha", [0.35, 0.5, 1.4])

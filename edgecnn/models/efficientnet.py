@@ -97,7 +97,7 @@ def build_efficientnet(
     return model
 
 
-TORCHVISION_TOP1 = {  # torchvision weights documentation, IMAGENET1K_V1 (ported from the paper's TF models)
+REFERENCES = {  # torchvision weights documentation, IMAGENET1K_V1 (ported from the paper's TF models)
     "efficientnet_b0": (5_288_548, 385_814_752, 77.692),
     "efficientnet_b1": (7_794_184, 686_802_832, 78.642),
     "efficientnet_b2": (9_109_994, 993_561_872, 80.608),
@@ -128,7 +128,7 @@ for _name, _variant in VARIANTS.items():
                                 source="TensorFlow TPU EfficientNet-Lite README (float model)"),
         ))
     else:
-        _params, _macs, _top1 = TORCHVISION_TOP1[_name]
+        _params, _macs, _top1 = REFERENCES[_name]
         register(ModelInfo(
             _name, "efficientnet", partial(build_efficientnet, _variant),
             default_resolution=_variant.resolution, torchvision_compatible=True,

@@ -50,6 +50,16 @@ def _cat(branches: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat(list(branches), 1)
 
 
+def _with_classifier(layers: OrderedDict[str, nn.Module], channels: int, num_classes: int,
+                     dropout: float) -> nn.Sequential:
+    """Global pool, dropout and the `fc` layer after the feature layers; the whole net initialised."""
+    layers.update(avgpool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1), dropout=nn.Dropout(dropout),
+                  fc=nn.Linear(channels, num_classes))
+    model = nn.Sequential(layers)
+    init_weights(model)
+    return model
+
+
 # ---- Inception v1 -------------------------------------------------------------------------------
 class InceptionModule(nn.Module):
     """Four branches side by side, concatenated on channels.
@@ -134,11 +144,7 @@ def googlenet(*, alpha: float = 1.0, num_classes: int = 1000, dropout: float = 0
             module = InceptionModule.reduced(channels, *[c(w) for w in widths], kernel_5x5=kernel_5x5)
             layers[name] = module
             channels = module.out_channels
-    layers.update(avgpool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1), dropout=nn.Dropout(dropout),
-                  fc=nn.Linear(channels, num_classes))
-    model = nn.Sequential(layers)
-    init_weights(model)
-    return model
+    return _with_classifier(layers, channels, num_classes, dropout)
 
 
 # ---- Inception v3 -------------------------------------------------------------------------------
@@ -288,11 +294,7 @@ def inception_v3(*, alpha: float = 1.0, num_classes: int = 1000, dropout: float 
         module = block(channels, *[c(a) for a in args], c)
         layers[name] = module
         channels = module.out_channels
-    layers.update(avgpool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1), dropout=nn.Dropout(dropout),
-                  fc=nn.Linear(channels, num_classes))
-    model = nn.Sequential(layers)
-    init_weights(model)
-    return model
+    return _with_classifier(layers, channels, num_classes, dropout)
 
 
 _SOURCE = "torchvision weights documentation (IMAGENET1K_V1)"

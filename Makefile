@@ -15,8 +15,12 @@ endif
 MODEL ?= mobilenet_v2
 ALPHA ?= 1.0
 SIZE_ARGS := $(if $(RES),--resolution $(RES)) $(if $(RHO),--rho $(RHO))
+# make export replaces an earlier export of the same variant (the CLI itself asks for --force).
+EXPORT_ARGS := --model $(MODEL) --alpha $(ALPHA) $(SIZE_ARGS) $(if $(FORMATS),--formats $(FORMATS)) \
+	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(CALIB),--calib $(CALIB)) \
+	$(if $(CALIB_COUNT),--calib-count $(CALIB_COUNT)) $(if $(OUT),--out $(OUT)) --force
 
-.PHONY: setup test test-full test-torchvision list summary clean
+.PHONY: setup test test-full test-torchvision list summary export clean
 
 setup: $(STAMP)
 
@@ -24,7 +28,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,tflite,coreml]'
 	touch $@
 
 test: setup
@@ -46,6 +50,9 @@ list: setup
 
 summary: setup
 	$(BIN)/edgecnn summary $(MODEL) --alpha $(ALPHA) $(SIZE_ARGS)
+
+export: setup
+	$(BIN)/edgecnn export $(EXPORT_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TV_VENV) build *.egg-info

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
-from .errors import UsageError
+from .errors import ExportError, UsageError
+from .formats import FORMATS, parse_formats
 from .profile import Profile, profile
 from .registry import ModelInfo, create_model, get_model_info, list_models
 from .spec import VariantSpec
@@ -35,6 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
     summary = sub.add_parser("summary", help="per-layer output shape, parameters and MACs of one variant")
     summary.add_argument("model")
     _add_variant_arguments(summary)
+
+    export = sub.add_parser("export", help="export one variant to ONNX, TFLite and Core ML, with a manifest")
+    export.add_argument("--model", required=True)
+    _add_variant_arguments(export)
+    export.add_argument("--formats", default=",".join(FORMATS),
+                        help=f"comma-separated, from: {', '.join(FORMATS)} (default: all)")
+    export.add_argument("--weights", type=Path, help="a state_dict (torchvision layout); default: random init")
+    export.add_argument("--calib", type=Path, help="folder of calibration images (default: bundled photos)")
+    export.add_argument("--calib-count", type=int, default=100, help="calibration images (default 100)")
+    export.add_argument("--out", type=Path, help="output folder (default: export/<variant-id>)")
+    export.add_argument("--force", action="store_true", help="replace an existing export folder")
     return parser
 
 
@@ -116,7 +129,20 @@ def _beside(value: int, reference: Optional[int], comparable: bool) -> str:
     return f"   reference {reference:,} ({100 * (value - reference) / reference:+.2f}%)"
 
 
-COMMANDS = {"list": cmd_list, "summary": cmd_summary}
+def cmd_export(args: argparse.Namespace) -> None:
+    from .export import ExportRequest, run_export, summary_table
+
+    spec = VariantSpec.create(args.model, alpha=args.alpha, resolution=args.resolution, rho=args.rho,
+                              num_classes=args.num_classes, weights=str(args.weights) if args.weights else None)
+    request = ExportRequest(spec, parse_formats(args.formats), weights=args.weights, calib_dir=args.calib,
+                            calib_count=args.calib_count, out=args.out, force=args.force)
+    manifest = run_export(request)
+    print(f"{request.target}: {spec.id}, weights: {manifest['weights']['source']}")
+    print(summary_table(manifest))
+    print(f"exported in {request.timings['total']:.1f} s; manifest: {request.target / 'manifest.json'}")
+
+
+COMMANDS = {"list": cmd_list, "summary": cmd_summary, "export": cmd_export}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -127,6 +153,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as err:
         print(f"edgecnn: error: {err}", file=sys.stderr)
         return 2
+    except ExportError as err:
+        print(f"edgecnn: export failed: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("edgecnn: interrupted; nothing was written", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `edgecnn list | head`
         return 0
     return 0

@@ -1,2 +1,6 @@
 class UsageError(ValueError):
     """A problem with what the user asked for. The CLI prints its message as one line and exits 2."""
+
+
+class ExportError(Exception):
+    """An export that ran but produced something that must not ship. The CLI prints it and exits 1."""

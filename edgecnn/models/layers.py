@@ -203,3 +203,21 @@ class PooledClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+class RawRGBInput(nn.Module):
+    """Takes raw RGB values 0..255 (N, 3, H, W) and normalises inside the graph: (x / 255 - mean) / std.
+
+    Folded in, the normalisation travels with every exported artifact, so apps feed pixels as they are.
+    """
+
+    def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.model = model
+        std_t = torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1)
+        mean_t = torch.tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1)
+        self.register_buffer("scale", 1.0 / (255.0 * std_t), persistent=False)
+        self.register_buffer("shift", -mean_t / std_t, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x * self.scale + self.shift)

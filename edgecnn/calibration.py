@@ -1,0 +1,95 @@
+"""Calibration images: natural photos that ship with scikit-image, or a user's folder.
+
+The requested count is reached deterministically: after each image once (central crop), further samples
+are random square crops (35-100% of the shorter side) and horizontal flips drawn from a fixed seed.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .errors import UsageError
+from .preprocess import load_image, preprocess, resize_square, to_rgb_array
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+# Photographs among scikit-image's bundled data (its README: public domain or CC0); diagrams, synthetic
+# patterns and microscopy masks are left out.
+SKIMAGE_PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
+                  "motorcycle_right.png", "hubble_deep_field.jpg", "ihc.png", "retina.jpg", "camera.png",
+                  "coins.png", "moon.png", "brick.png", "grass.png", "gravel.png", "clock_motion.png"]
+SEED = 20240601
+
+
+@dataclass
+class CalibrationSet:
+    images: np.ndarray  # (N, R, R, 3) uint8 RGB, the models' raw input
+    source: str
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.images.tobytes()).hexdigest()
+
+    def provenance(self) -> dict:
+        return {"source": self.source, "files": self.files, "count": int(len(self.images)),
+                "resolution": int(self.images.shape[1]), "seed": SEED,
+                "augmentation": "central crop first, then seeded random square crops (35-100%) and flips",
+                "sha256": self.sha256}
+
+
+def skimage_photo_paths() -> list[Path]:
+    try:
+        import skimage
+    except ImportError:
+        raise UsageError("default calibration photos come from scikit-image: pip install scikit-image") from None
+    data_dir = Path(skimage.__file__).parent / "data"
+    paths = [data_dir / name for name in SKIMAGE_PHOTOS]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise UsageError(f"scikit-image's data folder lacks {', '.join(missing)}")
+    return paths
+
+
+def find_images(folder: Path) -> list[Path]:
+    if not folder.exists():
+        raise UsageError(f"image folder not found: {folder}")
+    if not folder.is_dir():
+        raise UsageError(f"not a folder: {folder}")
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise UsageError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    return paths
+
+
+def _augmented(pixels: np.ndarray, resolution: int, rng: np.random.Generator) -> np.ndarray:
+    height, width = pixels.shape[:2]
+    side = max(1, int(min(height, width) * rng.uniform(0.35, 1.0)))
+    y = int(rng.integers(0, height - side + 1))
+    x = int(rng.integers(0, width - side + 1))
+    crop = pixels[y:y + side, x:x + side]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    return resize_square(crop, resolution)
+
+
+def load_calibration(resolution: int, count: int, folder: Optional[Path] = None,
+                     progress: bool = True) -> CalibrationSet:
+    if count < 1:
+        raise UsageError(f"calibration count must be at least 1, got {count}")
+    paths = find_images(folder) if folder is not None else skimage_photo_paths()
+    decoded = [to_rgb_array(load_image(p)) for p in paths]  # a bad file stops here, named
+    rng = np.random.default_rng(SEED)
+    samples = []
+    for i in range(count):
+        pixels = decoded[i % len(decoded)]
+        samples.append(preprocess(pixels, resolution) if i < len(decoded) else _augmented(pixels, resolution, rng))
+        if progress and (i + 1 == count or (i + 1) % 25 == 0):
+            print(f"  calibration images {i + 1}/{count}", file=sys.stderr)
+    source = str(folder) if folder is not None else "scikit-image bundled photos (public domain / CC0)"
+    root = folder if folder is not None else paths[0].parent
+    return CalibrationSet(np.stack(samples), source, [str(p.relative_to(root)) for p in paths])

@@ -1,0 +1,147 @@
+"""TFLite through litert-torch: a float32 model and a full-integer int8 model, both NHWC.
+
+int8: torch.export (strict, batch 1) -> PT2E with symmetric per-channel weights and static activations,
+calibrated on the calibration images -> LiteRT. The result must be int8 end to end: int8 input and output,
+no float tensor on any operator and no QUANTIZE/DEQUANTIZE; anything else fails the export. The number of
+pieces XNNPACK splits each graph into is recorded: a fragmented graph is slow even when it is all int8.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ExportError
+from . import Artifact, ExportJob, image_input, logits_output
+
+FP32_FILE = "model_fp32.tflite"
+INT8_FILE = "model_int8.tflite"
+
+
+def _quiet():
+    # litert-torch prints a progress tree per stage; keep the console to our own progress lines.
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def export(job: ExportJob) -> list[Artifact]:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the converter's C++ info lines
+    import litert_torch
+    from litert_torch.quantize import pt2e_quantizer
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e import quantize_pt2e
+
+    model = litert_torch.to_channel_last_io(job.model, args=[0]).eval()
+    sample = (torch.from_numpy(job.calibration[:1]).float(),)
+    shape = [1, job.resolution, job.resolution, 3]
+
+    print("  tflite fp32: converting", file=sys.stderr)
+    with _quiet():
+        litert_torch.convert(model, sample).export(str(job.work_dir / FP32_FILE))
+    fp32_graph = inspect_graph(job.work_dir / FP32_FILE)
+
+    print(f"  tflite int8: calibrating on {len(job.calibration)} images", file=sys.stderr)
+    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
+    # strict export: non-strict tracing silently leaves residual adds in float (DESIGN.md)
+    graph = torch.export.export(model, sample, strict=True).module()
+    graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
+    with torch.no_grad():
+        for image in job.calibration:  # batch 1: the graph's shapes are static
+            graph(torch.from_numpy(image[None]).float())
+    graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
+    print("  tflite int8: converting", file=sys.stderr)
+    with _quiet():
+        litert_torch.convert(graph, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(
+            str(job.work_dir / INT8_FILE))
+    int8_graph = inspect_graph(job.work_dir / INT8_FILE)
+    check_pure_int8(int8_graph)
+
+    return [
+        Artifact("tflite", "fp32", FP32_FILE, image_input("image", shape, "NHWC"),
+                 logits_output("logits", [1, job.num_classes]), _graph_details(fp32_graph)),
+        Artifact("tflite", "int8", INT8_FILE,
+                 image_input("image", shape, "NHWC", "int8", int8_graph["input_quantization"]),
+                 logits_output("logits", [1, job.num_classes], "int8", int8_graph["output_quantization"]),
+                 {**_graph_details(int8_graph), "weights": "int8 symmetric per-channel",
+                  "activations": "int8 static, calibrated"}),
+    ]
+
+
+def _graph_details(graph: dict) -> dict:
+    return {"operators": graph["operators"], "xnnpack_partitions": graph["xnnpack_partitions"]}
+
+
+def inspect_graph(path: Path) -> dict:
+    """Operator counts, float operators, XNNPACK partitions and I/O quantization of a .tflite file."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))  # applies the default XNNPACK delegate
+    interpreter.allocate_tensors()
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()  # the only public-enough view of the graph after delegation
+    real_ops = [op for op in ops if op["op_name"] != "DELEGATE"]
+    float_ops = [op["op_name"] for op in real_ops
+                 if any(tensors[i]["dtype"] == np.float32 for i in [*op["inputs"], *op["outputs"]] if i >= 0)]
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    return {
+        "operators": dict(sorted(Counter(op["op_name"] for op in real_ops).items())),
+        "float_operators": float_ops,
+        "xnnpack_partitions": sum(op["op_name"] == "DELEGATE" for op in ops),
+        "input_dtype": np.dtype(inp["dtype"]).name,
+        "output_dtype": np.dtype(out["dtype"]).name,
+        "input_quantization": _quantization(inp),
+        "output_quantization": _quantization(out),
+    }
+
+
+def _quantization(detail: dict):
+    scale, zero_point = detail["quantization"]
+    return None if scale == 0 else {"scale": float(scale), "zero_point": int(zero_point)}
+
+
+def check_pure_int8(graph: dict) -> None:
+    problems = []
+    if graph["input_dtype"] != "int8" or graph["output_dtype"] != "int8":
+        problems.append(f"input/output are {graph['input_dtype']}/{graph['output_dtype']}, not int8/int8")
+    if graph["float_operators"]:
+        counts = Counter(graph["float_operators"])
+        problems.append("float operators: " + ", ".join(f"{n} x{c}" for n, c in counts.items()))
+    edges = {n: graph["operators"].get(n, 0) for n in ("QUANTIZE", "DEQUANTIZE")}
+    if any(edges.values()):
+        problems.append(f"requantization inside the graph: {edges}")
+    if problems:
+        raise ExportError("int8 TFLite is not pure int8: " + "; ".join(problems))
+
+
+class Runner:
+    """Runs a .tflite on (N, R, R, 3) uint8 images one at a time (the graph has batch 1)."""
+
+    def __init__(self, path: Path, record: dict, threads: int = 0) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.in_q = _quantization(self.input)
+        self.out_q = _quantization(self.output)
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        outputs = []
+        for image in images:
+            x = image[None].astype(np.float32)
+            if self.in_q is not None:
+                x = np.clip(np.rint(x / self.in_q["scale"]) + self.in_q["zero_point"], -128, 127).astype(np.int8)
+            self.interpreter.set_tensor(self.input["index"], x)
+            self.interpreter.invoke()
+            y = self.interpreter.get_tensor(self.output["index"])
+            if self.out_q is not None:
+                y = (y.astype(np.float32) - self.out_q["zero_point"]) * self.out_q["scale"]
+            outputs.append(y[0].astype(np.float32))
+        return np.stack(outputs)

@@ -1,0 +1,66 @@
+"""How closely an artifact reproduces PyTorch, and the one table of limits per precision."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import numpy as np
+
+# Per precision: the largest max-abs error relative to PyTorch's largest |logit|, the smallest cosine
+# similarity of any single image's logits, and the smallest top-1 agreement. None: not gated.
+THRESHOLDS: dict[str, dict[str, Optional[float]]] = {
+    "fp32": {"max_rel_error": 1e-4, "min_cosine": 0.99999, "min_top1_agreement": 1.0},
+    "fp16": {"max_rel_error": 2e-2, "min_cosine": 0.999, "min_top1_agreement": None},
+    "w8": {"max_rel_error": None, "min_cosine": 0.99, "min_top1_agreement": None},
+    "int8": {"max_rel_error": None, "min_cosine": 0.90, "min_top1_agreement": None},
+}
+
+
+@dataclass(frozen=True)
+class Parity:
+    images: int
+    max_abs_error: float
+    max_rel_error: float
+    mean_cosine: float
+    worst_cosine: float
+    top1_agreement: float
+    top5_agreement: float  # fraction of images whose top-5 set equals PyTorch's
+
+    def to_dict(self) -> dict:
+        return {k: (round(v, 8) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def compare(actual: np.ndarray, expected: np.ndarray) -> Parity:
+    actual = actual.astype(np.float64).reshape(len(expected), -1)
+    expected = expected.astype(np.float64).reshape(len(expected), -1)
+    error = np.abs(actual - expected)
+    norms = np.linalg.norm(actual, axis=1) * np.linalg.norm(expected, axis=1)
+    cosine = np.where(norms > 0, (actual * expected).sum(1) / np.maximum(norms, 1e-30), 0.0)
+    k = min(5, expected.shape[1])
+    top5 = [set(np.argsort(-a)[:k]) == set(np.argsort(-e)[:k]) for a, e in zip(actual, expected)]
+    return Parity(
+        images=len(expected),
+        max_abs_error=float(error.max()),
+        max_rel_error=float(error.max() / max(np.abs(expected).max(), 1e-30)),
+        mean_cosine=float(cosine.mean()),
+        worst_cosine=float(cosine.min()),
+        top1_agreement=float((actual.argmax(1) == expected.argmax(1)).mean()),
+        top5_agreement=float(np.mean(top5)),
+    )
+
+
+def violations(parity: Parity, precision: str) -> list[str]:
+    limits = THRESHOLDS[precision]
+    found = []
+    if limits["max_rel_error"] is not None and parity.max_rel_error > limits["max_rel_error"]:
+        found.append(f"max relative error {parity.max_rel_error:.2e} > {limits['max_rel_error']:.0e}")
+    if limits["min_cosine"] is not None and parity.worst_cosine < limits["min_cosine"]:
+        found.append(f"worst cosine {parity.worst_cosine:.5f} < {limits['min_cosine']}")
+    if limits["min_top1_agreement"] is not None and parity.top1_agreement < limits["min_top1_agreement"]:
+        found.append(f"top-1 agreement {parity.top1_agreement:.0%} < {limits['min_top1_agreement']:.0%}")
+    return found
+
+
+def distinct_outputs(logits: np.ndarray) -> bool:
+    """Whether different inputs give different outputs: comparing degenerate outputs proves nothing."""
+    return len(logits) < 2 or float(np.abs(logits - logits[0]).max()) > 1e-6 * max(1.0, float(np.abs(logits).max()))

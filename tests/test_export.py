@@ -1,0 +1,197 @@
+"""`edgecnn export` with the real converters and runtimes: ONNX Runtime, LiteRT, coremltools."""
+import json
+import pickle
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import edgecnn
+from edgecnn.calibration import load_calibration
+from edgecnn.errors import UsageError
+from edgecnn.export import ExportRequest, prepare_model, run_export
+from edgecnn.formats import FORMATS, parse_formats, sha256_of
+from edgecnn.formats.onnx_format import Runner as OnnxRunner
+from edgecnn.formats.tflite_format import Runner as TfliteRunner, inspect_graph
+from edgecnn.parity import compare
+from edgecnn.weights import reestimate_batchnorm
+
+SPEC = edgecnn.VariantSpec.create("mobilenet_v2", alpha=0.5, resolution=96)
+ALL_FORMATS = parse_formats("onnx,tflite,coreml")
+
+
+def export(tmp_path, spec=SPEC, formats=ALL_FORMATS, count=16, **kwargs):
+    request = ExportRequest(spec, formats, calib_count=count, out=tmp_path / spec.id, **kwargs)
+    return request.target, run_export(request)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    return export(tmp_path_factory.mktemp("export"))
+
+
+@pytest.fixture(scope="module")
+def reference(exported):
+    """The same PyTorch model the export started from, and fresh images it was not calibrated on."""
+    calibration = load_calibration(SPEC.resolution, 16, progress=False)
+    model, _ = prepare_model(SPEC, None, calibration.images)
+    fresh = load_calibration(SPEC.resolution, 24, progress=False).images[16:]  # other crops and flips
+    with torch.no_grad():
+        logits = model(torch.from_numpy(fresh).permute(0, 3, 1, 2).float()).numpy()
+    assert np.abs(logits - logits[0]).max() > 1e-3, "outputs must depend on the input"
+    return fresh, logits
+
+
+def test_manifest_records_every_artifact_exactly(exported):
+    root, manifest = exported
+    assert json.loads((root / "manifest.json").read_text()) == manifest
+    assert manifest["schema"] == "edgecnn.manifest/1" and manifest["variant"] == "mobilenet_v2_a0.5_r96"
+    assert [(a["format"], a["precision"], a["path"]) for a in manifest["artifacts"]] == [
+        ("onnx", "fp32", "model.onnx"), ("tflite", "fp32", "model_fp32.tflite"),
+        ("tflite", "int8", "model_int8.tflite"), ("coreml", "fp16", "model.mlpackage"),
+        ("coreml", "w8", "model_w8.mlpackage")]
+    for artifact in manifest["artifacts"]:
+        assert artifact["sha256"] == sha256_of(root / artifact["path"])
+        assert artifact["bytes"] > 10_000
+        assert artifact["input"]["name"] and artifact["output"]["name"] == "logits"
+    assert (root / "labels.txt").read_text().splitlines() == [f"class_{i}" for i in range(1000)]
+    assert manifest["weights"]["trained"] is False and "UNTRAINED" in manifest["weights"]["source"]
+    assert manifest["calibration"]["count"] == 16 and len(manifest["calibration"]["sha256"]) == 64
+    assert manifest["preprocessing"]["crop_fraction"] == 0.875
+    assert {"torch", "onnx", "onnxruntime", "litert-torch", "coremltools"} <= set(manifest["created_with"])
+    assert not list(root.parent.glob(".*partial*"))
+
+
+def test_onnx_is_checked_single_file_dynamic_batch_with_metadata(exported, reference):
+    root, manifest = exported
+    proto = onnx.load(root / "model.onnx")
+    onnx.checker.check_model(proto, full_check=True)
+    assert not list(root.glob("*.data"))  # weights inside the one file
+    assert proto.opset_import[0].version == 18
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["variant"] == SPEC.id and json.loads(meta["mean"]) == [0.485, 0.456, 0.406]
+    assert len(json.loads(meta["labels"])) == 1000
+    images, expected = reference
+    record = manifest["artifacts"][0]
+    parity = compare(OnnxRunner(root / "model.onnx", record).run(images), expected)  # batch of 8 at once
+    assert parity.max_rel_error < 1e-4 and parity.top1_agreement == 1.0
+
+
+def test_float_tflite_is_nhwc_and_matches_pytorch(exported, reference):
+    root, manifest = exported
+    record = manifest["artifacts"][1]
+    assert record["input"]["shape"] == [1, 96, 96, 3] and record["input"]["layout"] == "NHWC"
+    parity = compare(TfliteRunner(root / "model_fp32.tflite", record).run(reference[0]), reference[1])
+    assert parity.max_rel_error < 1e-4 and parity.top1_agreement == 1.0
+
+
+def test_int8_tflite_is_pure_int8_end_to_end(exported, reference):
+    root, manifest = exported
+    record = manifest["artifacts"][2]
+    graph = inspect_graph(root / "model_int8.tflite")
+    assert graph["input_dtype"] == graph["output_dtype"] == "int8"
+    assert graph["float_operators"] == []
+    assert "QUANTIZE" not in graph["operators"] and "DEQUANTIZE" not in graph["operators"]
+    assert record["xnnpack_partitions"] == graph["xnnpack_partitions"] == 1
+    assert record["input"]["quantization"] == graph["input_quantization"]
+    assert record["input"]["dtype"] == "int8" and record["output"]["dtype"] == "int8"
+    parity = compare(TfliteRunner(root / "model_int8.tflite", record).run(reference[0]), reference[1])
+    assert parity.mean_cosine > 0.5  # random weights: int8 noise is large; it still follows PyTorch
+    assert manifest["parity"]["model_int8.tflite"]["status"] == "reported (not gated: untrained weights)"
+
+
+def test_coreml_packages_are_ml_programs_with_image_input_and_int8_weight_variant(exported):
+    import coremltools as ct
+
+    root, manifest = exported
+    fp16 = ct.models.MLModel(str(root / "model.mlpackage"), skip_model_load=True)
+    spec = fp16.get_spec()
+    assert spec.WhichOneof("Type") == "mlProgram"
+    assert spec.description.input[0].type.WhichOneof("Type") == "imageType"
+    assert spec.description.output[0].type.multiArrayType.dataType == ct.proto.FeatureTypes_pb2.ArrayFeatureType.FLOAT32
+    assert len(json.loads(fp16.user_defined_metadata["labels"])) == 1000
+    w8 = ct.models.MLModel(str(root / "model_w8.mlpackage"), skip_model_load=True).get_spec()
+    ops = {op.type for f in w8.mlProgram.functions.values() for b in f.block_specializations.values()
+           for op in b.operations}
+    assert any(t.startswith("constexpr") for t in ops)
+    sizes = {a["path"]: a["bytes"] for a in manifest["artifacts"]}
+    assert sizes["model_w8.mlpackage"] < 0.6 * sizes["model.mlpackage"]
+
+
+def test_same_inputs_give_byte_identical_onnx_and_tflite(exported, tmp_path):
+    _, first = exported
+    _, second = export(tmp_path, formats=parse_formats("onnx,tflite"))
+    digests = lambda m: {a["path"]: a["sha256"] for a in m["artifacts"]}  # noqa: E731
+    assert digests(second) == {k: v for k, v in digests(first).items() if not k.endswith(".mlpackage")}
+
+
+def test_existing_export_is_kept_without_force_and_replaced_with_it(tmp_path):
+    target = tmp_path / SPEC.id
+    target.mkdir()
+    (target / "keep.txt").write_text("earlier work")
+    with pytest.raises(UsageError, match="already exists; pass --force"):
+        export(tmp_path, formats=parse_formats("onnx"), count=4)
+    assert (target / "keep.txt").read_text() == "earlier work"
+    export(tmp_path, formats=parse_formats("onnx"), count=4, force=True)
+    assert not (target / "keep.txt").exists() and (target / "model.onnx").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [SPEC.id]
+
+
+def test_loaded_weights_are_exported_as_given(tmp_path):
+    torch.manual_seed(123)  # not the export's seed: the file, not the initialisation, must decide
+    model = edgecnn.create_model("mobilenet_v3_small", alpha=0.5, num_classes=7)
+    wrapped = edgecnn.models.layers.RawRGBInput(model, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    reestimate_batchnorm(wrapped, load_calibration(64, 8, progress=False).images)
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    spec = edgecnn.VariantSpec.create("mobilenet_v3_small", alpha=0.5, resolution=64, num_classes=7)
+    root, manifest = export(tmp_path, spec=spec, formats=parse_formats("onnx"), count=4,
+                            weights=tmp_path / "weights.pt")
+    assert manifest["weights"]["trained"] is True
+    images = load_calibration(64, 4, progress=False).images
+    with torch.no_grad():
+        expected = wrapped(torch.from_numpy(images).permute(0, 3, 1, 2).float()).numpy()
+    got = OnnxRunner(root / "model.onnx", manifest["artifacts"][0]).run(images)
+    assert compare(got, expected).max_rel_error < 1e-4
+
+
+REPRESENTATIVE = ["mobilenet_v1", "mobilenet_v3_small", "efficientnet_b0", "efficientnet_lite0", "resnet18",
+                  "googlenet"]
+
+
+@pytest.mark.parametrize("name", REPRESENTATIVE)
+def test_representative_models_through_every_format(name, tmp_path):
+    spec = edgecnn.VariantSpec.create(name, alpha=0.5, resolution=64)
+    root, manifest = export(tmp_path, spec=spec, count=8)
+    checks = manifest["parity"]
+    for artifact in manifest["artifacts"]:
+        check = checks[artifact["path"]]
+        if artifact["format"] == "coreml" and check["status"] == "not run":
+            assert "macOS" in check["reason"]
+            continue
+        if artifact["precision"] == "fp32":
+            assert check["status"] == "passed", (artifact["path"], check)
+            assert check["max_rel_error"] < max(1e-4, 4 * check["pytorch_fp32_noise"])
+        else:
+            assert check["status"] == "reported (not gated: untrained weights)"
+            assert check["mean_cosine"] > 0.3, (artifact["path"], check)
+    assert [a for a in manifest["artifacts"] if a["precision"] == "int8"][0]["xnnpack_partitions"] >= 1
+
+
+OTHERS = [n for n in edgecnn.list_models() if n not in REPRESENTATIVE]
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_every_other_model_exports_to_onnx(name, tmp_path):
+    info = edgecnn.get_model_info(name)
+    spec = edgecnn.VariantSpec.create(name, alpha=0.25, resolution=max(64, info.min_resolution + 5))
+    _, manifest = export(tmp_path, spec=spec, formats=parse_formats("onnx"), count=4)
+    check = manifest["parity"]["model.onnx"]
+    assert check["status"] == "passed"
+    assert check["max_rel_error"] < max(1e-4, 4 * check["pytorch_fp32_noise"])
+
+
+def test_format_table_drives_the_choices():
+    assert list(FORMATS) == ["onnx", "tflite", "coreml"]
+    with pytest.raises(UsageError, match="unknown format 'pdf'; choose from onnx, tflite, coreml"):
+        parse_formats("onnx,pdf")

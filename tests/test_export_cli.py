@@ -1,0 +1,91 @@
+"""`edgecnn export` refuses bad input with one line, exit 2, no traceback, and writes nothing."""
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import edgecnn
+
+
+def run(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "edgecnn", "export", *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("echo owned",))
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    with open(tmp_path / "code.pt", "wb") as f:
+        pickle.dump({"weight": Payload()}, f)
+    torch.save(edgecnn.create_model("resnet18", alpha=0.25).state_dict(), tmp_path / "resnet18.pt")
+    torch.save(edgecnn.create_model("mobilenet_v2", num_classes=10).state_dict(), tmp_path / "ten_classes.pt")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad_images" / "nested").mkdir(parents=True)
+    (tmp_path / "bad_images" / "nested" / "broken.jpg").write_bytes(b"\xff\xd8 this is no jpeg")
+    (tmp_path / "a_file").write_text("x")
+    return tmp_path
+
+
+CASES = [
+    (["--model", "mobilenet_v5"], "unknown model 'mobilenet_v5'; did you mean mobilenet_v2"),
+    (["--model", "mobilenet_v2", "--alpha", "0"], "alpha must be in (0, 4]"),
+    (["--model", "mobilenet_v2", "--resolution", "20"], "too small for mobilenet_v2"),
+    (["--model", "mobilenet_v2", "--formats", "onnx,pdf"], "unknown format 'pdf'; choose from onnx, tflite, coreml"),
+    (["--model", "mobilenet_v2", "--weights", "missing.pt"], "weights file not found: missing.pt"),
+    (["--model", "mobilenet_v2", "--weights", "notes.txt"], "notes.txt is not a"),
+    (["--model", "mobilenet_v2", "--weights", "code.pt"], "code.pt is not a weights-only PyTorch checkpoint"),
+    (["--model", "mobilenet_v2", "--weights", "resnet18.pt"],
+     "resnet18.pt does not fit mobilenet_v2: missing: features.0.0.weight"),
+    (["--model", "mobilenet_v2", "--weights", "ten_classes.pt"],
+     "shape (file vs model): classifier.1.weight (10, 1280) vs (1000, 1280)"),
+    (["--model", "mobilenet_v2", "--calib", "nowhere"], "image folder not found: nowhere"),
+    (["--model", "mobilenet_v2", "--calib", "empty"], "no images"),
+    (["--model", "mobilenet_v2", "--calib", "bad_images"], "cannot read image bad_images/nested/broken.jpg"),
+    (["--model", "mobilenet_v2", "--calib-count", "1"], "--calib-count must be at least 2"),
+    (["--model", "mobilenet_v2", "--out", "a_file/x"], "cannot write to a_file"),
+]
+
+
+@pytest.mark.parametrize("args,message", CASES, ids=[c[1][:40] for c in CASES])
+def test_bad_input(files, args, message):
+    before = sorted(p.name for p in files.iterdir())
+    result = run(*args, "--formats", "onnx", cwd=files) if "--formats" not in args else run(*args, cwd=files)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("edgecnn")]
+    assert errors == [errors[-1]] and message in errors[-1], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "owned" not in result.stdout
+    assert sorted(p.name for p in files.iterdir()) == before  # nothing written, nothing removed
+
+
+def test_existing_export_is_not_touched_without_force(files):
+    target = files / "export" / "mobilenet_v2_a1.0_r224"
+    target.mkdir(parents=True)
+    (target / "manifest.json").write_text("{}")
+    result = run("--model", "mobilenet_v2", cwd=files)
+    assert result.returncode == 2 and "already exists; pass --force" in result.stderr
+    assert (target / "manifest.json").read_text() == "{}"
+
+
+def test_an_interrupted_export_leaves_nothing_behind(files):
+    process = subprocess.Popen([sys.executable, "-m", "edgecnn", "export", "--model", "mobilenet_v2", "--alpha",
+                                "0.35", "--resolution", "96", "--formats", "tflite", "--calib-count", "20"],
+                               cwd=files, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if "tflite int8: calibrating" in line:
+            break
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 130, rest[-2000:]
+    assert "interrupted; nothing was written" in rest
+    assert list((files / "export").iterdir()) == []

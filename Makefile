@@ -20,7 +20,7 @@ EXPORT_ARGS := --model $(MODEL) --alpha $(ALPHA) $(SIZE_ARGS) $(if $(FORMATS),--
 	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(CALIB),--calib $(CALIB)) \
 	$(if $(CALIB_COUNT),--calib-count $(CALIB_COUNT)) $(if $(OUT),--out $(OUT)) --force
 
-.PHONY: setup test test-full test-torchvision list summary export clean
+.PHONY: setup test test-full test-torchvision list summary export bench clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 test: setup
 	$(BIN)/python -m pytest
+
+# TensorFlow only for the baseline of the benchmark: the `bench` extra, installed on demand.
+$(VENV)/.installed-bench: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,tflite,coreml,bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/keras_baseline.py
 
 test-full: test test-torchvision
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -131,6 +132,9 @@ def _beside(value: int, reference: Optional[int], comparable: bool) -> str:
 
 def cmd_export(args: argparse.Namespace) -> None:
     from .export import ExportRequest, run_export, summary_table
+
+    # the converters' own deprecation notices (torch pytree, coremltools) are not the user's business
+    warnings.filterwarnings("ignore", category=FutureWarning)
 
     spec = VariantSpec.create(args.model, alpha=args.alpha, resolution=args.resolution, rho=args.rho,
                               num_classes=args.num_classes, weights=str(args.weights) if args.weights else None)

@@ -66,6 +66,7 @@ def _check_request(request: ExportRequest) -> None:
         raise UsageError(f"{request.target} already exists; pass --force to replace it")
     if request.target.exists() and not request.target.is_dir():
         raise UsageError(f"{request.target} exists and is not a folder")
+    _check_writable(request.target.parent)
     if request.calib_count < 2:
         raise UsageError(f"--calib-count must be at least 2, got {request.calib_count}")
     for fmt in request.formats:
@@ -74,6 +75,14 @@ def _check_request(request: ExportRequest) -> None:
         load_state_dict(request.weights)
     if request.calib_dir is not None:
         find_images(request.calib_dir)
+
+
+def _check_writable(folder: Path) -> None:
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write to {folder}: {existing} is not a writable folder")
 
 
 def _work_dir(target: Path) -> Path:
@@ -93,7 +102,12 @@ def _replace(work: Path, target: Path) -> None:
     if target.exists():
         old = target.parent / f".{target.name}.old-{os.getpid()}"
         target.rename(old)
-    work.rename(target)
+    try:
+        work.rename(target)
+    except BaseException:
+        if old is not None:
+            old.rename(target)  # put the earlier export back
+        raise
     if old is not None:
         shutil.rmtree(old)
 

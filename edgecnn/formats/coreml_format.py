@@ -22,19 +22,11 @@ W8_PACKAGE = "model_w8.mlpackage"
 
 
 def export(job: ExportJob) -> list[Artifact]:
-    import coremltools as ct
     import coremltools.optimize as cto
 
-    sample = torch.from_numpy(job.calibration[:1]).permute(0, 3, 1, 2).float().contiguous()
-    program = torch.export.export(job.model, (sample,)).run_decompositions({})
     print("  coreml fp16: converting", file=sys.stderr)
     shape = (1, 3, job.resolution, job.resolution)
-    mlmodel = ct.convert(
-        program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
-        compute_precision=ct.precision.FLOAT16,
-        inputs=[ct.ImageType(name="image", shape=shape, color_layout=ct.colorlayout.RGB, scale=1.0)],
-        outputs=[ct.TensorType(name="logits", dtype=np.float32)],
-    )
+    mlmodel = convert(job.model, job.resolution, "fp16")
     _describe(mlmodel, job)
     mlmodel.save(str(job.work_dir / FP16_PACKAGE))
 
@@ -58,6 +50,20 @@ def export(job: ExportJob) -> list[Artifact]:
     ]
 
 
+def convert(model: torch.nn.Module, resolution: int, precision: str = "fp16"):
+    """A raw-RGB model as an ML program with an RGB ImageType input and fp32 logits ("fp16" or "fp32" compute)."""
+    import coremltools as ct
+
+    shape = (1, 3, resolution, resolution)
+    program = torch.export.export(model, (torch.zeros(shape),)).run_decompositions({})
+    return ct.convert(
+        program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
+        compute_precision={"fp16": ct.precision.FLOAT16, "fp32": ct.precision.FLOAT32}[precision],
+        inputs=[ct.ImageType(name="image", shape=shape, color_layout=ct.colorlayout.RGB, scale=1.0)],
+        outputs=[ct.TensorType(name="logits", dtype=np.float32)],
+    )
+
+
 def _describe(mlmodel, job: ExportJob) -> None:
     mlmodel.short_description = f"edgecnn {job.variant}: image classifier, logits out"
     mlmodel.input_description["image"] = "RGB image, center-cropped and resized as the metadata says"
@@ -68,16 +74,24 @@ def _describe(mlmodel, job: ExportJob) -> None:
 
 
 class Runner:
-    """Real Core ML prediction: macOS only."""
+    """Real Core ML prediction on macOS; elsewhere the saved program runs in edgecnn's MIL executor
+    (PyTorch kernels, fp16 storage emulated), since coremltools cannot predict there."""
 
     def __init__(self, path: Path, record: dict, threads: int = 0) -> None:
-        if platform.system() != "Darwin":
-            raise RuntimeError("Core ML predicts only on macOS")
-        import coremltools as ct
+        self.native = platform.system() == "Darwin"
+        if self.native:
+            import coremltools as ct
 
-        self.model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
+            self.model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
+        else:
+            from .mil_executor import MilProgram
+
+            self.program = MilProgram(path)
 
     def run(self, images: np.ndarray) -> np.ndarray:
-        from PIL import Image
+        if self.native:
+            from PIL import Image
 
-        return np.stack([self.model.predict({"image": Image.fromarray(image)})["logits"][0] for image in images])
+            return np.stack([self.model.predict({"image": Image.fromarray(image)})["logits"][0] for image in images])
+        return np.stack([self.program.run({"image": image.transpose(2, 0, 1)[None].astype(np.float32)})["logits"][0]
+                         for image in images])

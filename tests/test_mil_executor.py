@@ -1,0 +1,98 @@
+"""The Core ML program executor against PyTorch, on real coremltools conversions (Linux cannot predict)."""
+import platform
+
+import numpy as np
+import pytest
+import torch
+
+import edgecnn
+from edgecnn.calibration import load_calibration
+from edgecnn.export import prepare_model
+from edgecnn.formats import coreml_format
+from edgecnn.formats.mil_executor import OPS, MilProgram, UnsupportedOperation
+from edgecnn.parity import compare, violations
+
+RESOLUTION = 64
+MODELS = ["mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "resnet18", "googlenet"]
+
+
+def reference(name):
+    spec = edgecnn.VariantSpec.create(name, alpha=0.5, resolution=RESOLUTION)
+    images = load_calibration(RESOLUTION, 12, progress=False).images
+    model, _ = prepare_model(spec, None, images[:8])
+    test_images = images[8:]
+    with torch.no_grad():
+        x = torch.from_numpy(test_images).permute(0, 3, 1, 2)
+        expected = model(x.float()).numpy()
+        fp32_noise = compare(expected, model.double()(x.double()).numpy()).max_rel_error
+    return model.float(), test_images, expected, fp32_noise
+
+
+def execute(program: MilProgram, images: np.ndarray) -> np.ndarray:
+    return np.concatenate([program.run({"image": im.transpose(2, 0, 1)[None].astype(np.float32)})["logits"]
+                           for im in images])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_executor_matches_pytorch_on_fp32_and_fp16_programs(name, tmp_path):
+    model, images, expected, fp32_noise = reference(name)
+    for precision in ("fp32", "fp16"):
+        path = tmp_path / f"{precision}.mlpackage"
+        coreml_format.convert(model, RESOLUTION, precision).save(str(path))
+        parity = compare(execute(MilProgram(path), images), expected)
+        if precision == "fp32":
+            assert parity.max_rel_error < max(1e-4, 4 * fp32_noise), parity
+            assert parity.top1_agreement == 1.0
+        else:
+            # the fp32 program above proves the op semantics; fp16 must stay within the gate of its precision
+            assert violations(parity, "fp16", trained=True) == [] and parity.max_rel_error < 0.1, parity
+            assert parity.max_rel_error > 1e-5, "fp16 storage must show: is the rounding emulated?"
+
+
+def test_an_operation_the_executor_does_not_know_is_an_error(tmp_path, monkeypatch):
+    model, *_ = reference("mobilenet_v2")
+    path = tmp_path / "m.mlpackage"
+    coreml_format.convert(model, RESOLUTION).save(str(path))
+    MilProgram(path)
+    monkeypatch.delitem(OPS, "clip")
+    with pytest.raises(UnsupportedOperation, match="does not know operation.*clip"):
+        MilProgram(path)
+
+
+def test_runner_uses_the_executor_off_macos(tmp_path):
+    model, images, expected, _ = reference("resnet18")
+    path = tmp_path / "m.mlpackage"
+    coreml_format.convert(model, RESOLUTION).save(str(path))
+    runner = coreml_format.Runner(path, {})
+    assert runner.native == (platform.system() == "Darwin")
+    assert compare(runner.run(images), expected).worst_cosine > 0.99
+
+
+def test_a_corrupted_weight_is_caught_by_the_parity_gate(tmp_path):
+    """One weight tensor of a real ONNX export altered: the same comparison that gates exports flags it."""
+    import onnx
+    from onnx import numpy_helper
+
+    from edgecnn.export import ExportRequest, run_export
+    from edgecnn.formats import parse_formats
+    from edgecnn.formats.onnx_format import Runner
+
+    spec = edgecnn.VariantSpec.create("mobilenet_v2", alpha=0.5, resolution=RESOLUTION)
+    root = tmp_path / "export"
+    manifest = run_export(ExportRequest(spec, parse_formats("onnx"), calib_count=8, out=root))
+    proto = onnx.load(root / "model.onnx")
+    victim = max(proto.graph.initializer, key=lambda t: np.prod(t.dims) if len(t.dims) == 4 else 0)
+    weights = numpy_helper.to_array(victim).copy()
+    weights.reshape(-1)[::7] *= -1.0
+    victim.CopyFrom(numpy_helper.from_array(weights, victim.name))
+    onnx.save(proto, root / "corrupted.onnx")
+
+    calibration = load_calibration(RESOLUTION, 8, progress=False).images
+    images = calibration[:4]
+    model, _ = prepare_model(spec, None, calibration)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(images).permute(0, 3, 1, 2).float()).numpy()
+    good = compare(Runner(root / "model.onnx", manifest["artifacts"][0]).run(images), expected)
+    bad = compare(Runner(root / "corrupted.onnx", manifest["artifacts"][0]).run(images), expected)
+    assert violations(good, "fp32") == []
+    assert any("max relative error" in v for v in violations(bad, "fp32"))

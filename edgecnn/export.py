@@ -11,10 +11,8 @@ import json
 import os
 import platform
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -28,6 +26,7 @@ from . import __version__
 from .calibration import find_images, load_calibration
 from .errors import ExportError, UsageError
 from .formats import Artifact, ExportJob, Format
+from .interrupts import checkpoint, deferred_interrupts
 from .models.layers import RawRGBInput
 from .parity import compare, distinct_outputs, is_gated, violations
 from .preprocess import Preprocessing
@@ -112,39 +111,12 @@ def _replace(work: Path, target: Path) -> None:
         shutil.rmtree(old)
 
 
-class _Interrupts:
-    """SIGINT and SIGTERM raise KeyboardInterrupt, and are remembered: some tracing code catches
-    KeyboardInterrupt and carries on, so the export checks again before it renames anything into place."""
-
-    def __init__(self) -> None:
-        self.received: Optional[int] = None
-        self.previous: dict[int, object] = {}
-
-    def __enter__(self) -> "_Interrupts":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame) -> None:
-        self.received = signum
-        raise KeyboardInterrupt
-
-    def check(self) -> None:
-        if self.received is not None:
-            raise KeyboardInterrupt
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
 def run_export(request: ExportRequest) -> dict:
-    with _Interrupts() as interrupts:
-        return _run_export(request, interrupts)
+    with deferred_interrupts():
+        return _run_export(request)
 
 
-def _run_export(request: ExportRequest, interrupts: _Interrupts) -> dict:
+def _run_export(request: ExportRequest) -> dict:
     spec = request.spec
     info = get_model_info(spec.model)
     _check_request(request)
@@ -170,7 +142,7 @@ def _run_export(request: ExportRequest, interrupts: _Interrupts) -> dict:
             t = time.perf_counter()
             artifacts += fmt.load().export(job)
             request.timings[fmt.name] = time.perf_counter() - t
-            interrupts.check()
+            checkpoint()
 
         _step(f"{spec.id}: self-check of every artifact against PyTorch")
         parity = self_check(wrapped, artifacts, calibration.images[:SELF_CHECK_IMAGES], work, weights["trained"])
@@ -190,7 +162,7 @@ def _run_export(request: ExportRequest, interrupts: _Interrupts) -> dict:
             "created_with": tool_versions(),
         }
         (work / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        interrupts.check()
+        checkpoint()
         _replace(work, request.target)
     finally:
         if work.exists():
@@ -228,6 +200,7 @@ def self_check(model: torch.nn.Module, artifacts: list[Artifact], images: np.nda
         raise ExportError("PyTorch gives the same output for different images: parity would prove nothing")
     results = {}
     for artifact in artifacts:
+        checkpoint()
         record = {"input": artifact.input, "output": artifact.output}
         try:
             runner = FORMATS[artifact.format].load().Runner(root / artifact.path, record)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .errors import UsageError
+from .interrupts import checkpoint
 
 MAX_LISTED = 4
 
@@ -80,6 +81,7 @@ def reestimate_batchnorm(model: nn.Module, images: np.ndarray, batch_size: int =
     chunks = np.array_split(images, max(1, len(images) // batch_size))
     with torch.no_grad():
         for i, chunk in enumerate(chunks):
+            checkpoint()
             model(torch.from_numpy(chunk).permute(0, 3, 1, 2).float())
             print(f"  batchnorm statistics {i + 1}/{len(chunks)} batches", file=sys.stderr)
     for m, momentum in zip(norms, momenta):

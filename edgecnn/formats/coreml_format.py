@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..interrupts import checkpoint
 from . import Artifact, ExportJob, image_input, logits_output
 
 FP16_PACKAGE = "model.mlpackage"
@@ -29,6 +30,7 @@ def export(job: ExportJob) -> list[Artifact]:
     mlmodel = convert(job.model, job.resolution, "fp16")
     _describe(mlmodel, job)
     mlmodel.save(str(job.work_dir / FP16_PACKAGE))
+    checkpoint()
 
     print("  coreml w8: quantizing weights", file=sys.stderr)
     config = cto.coreml.OptimizationConfig(global_config=cto.coreml.OpLinearQuantizerConfig(

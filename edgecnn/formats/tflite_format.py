@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import ExportError
+from ..interrupts import checkpoint
 from . import Artifact, ExportJob, image_input, logits_output
 
 FP32_FILE = "model_fp32.tflite"
@@ -53,6 +54,7 @@ def export(job: ExportJob) -> list[Artifact]:
     graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
     with torch.no_grad():
         for image in job.calibration:  # batch 1: the graph's shapes are static
+            checkpoint()
             graph(torch.from_numpy(image[None]).float())
     graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
     print("  tflite int8: converting", file=sys.stderr)

@@ -134,8 +134,8 @@ def _run_export(request: ExportRequest) -> dict:
                 "preprocessing": json.dumps(preprocessing.to_dict()), "weights": weights["source"]}
     work = _work_dir(request.target)
     try:
-        job = ExportJob(spec.id, spec.resolution, spec.num_classes, wrapped, calibration.images, labels,
-                        embedded, work)
+        job = ExportJob(spec.id, spec.resolution, spec.num_classes, wrapped, wrapped.model, info.mean, info.std,
+                        calibration.images, labels, embedded, work)
         artifacts: list[Artifact] = []
         for fmt in request.formats:
             _step(f"{spec.id}: exporting {fmt.name}")
@@ -152,7 +152,8 @@ def _run_export(request: ExportRequest) -> dict:
             "variant": spec.id, "model": spec.model, "family": info.family, "alpha": spec.alpha,
             "resolution": spec.resolution, "num_classes": spec.num_classes,
             "mean": list(info.mean), "std": list(info.std),
-            "normalization": "folded into every graph: inputs are raw RGB 0..255",
+            "normalization": "folded into the float graphs (raw RGB 0..255 in); the int8 TFLite takes "
+                             "int8 codes of the normalised image (its input.encoding has the lookup table)",
             "preprocessing": preprocessing.to_dict(),
             "weights": weights,
             "labels": "labels.txt",

@@ -8,7 +8,12 @@ bit for bit (the Android core does, against golden files):
    with the downscale factor, so that large photos are averaged rather than aliased (PIL's BILINEAR
    filter); sample positions at pixel centres; weights normalised per output pixel; computed in float64.
 3. Round to the nearest integer (ties to even) and clip to 0..255: the model input is these RGB values.
-   Normalisation (mean/std) is folded into every exported graph, so apps feed raw RGB.
+   Normalisation (mean/std) is folded into the float graphs (ONNX, float TFLite, Core ML), so apps feed
+   raw RGB to them.
+4. The int8 TFLite graph takes the normalised image already quantized to int8: the app maps each
+   channel's 0..255 value through a 256-entry table (`Int8InputEncoding`, written into the manifest).
+   That costs an app what converting raw pixels to int8 costs anyway, and keeps the normalisation out
+   of the int8 graph, where XNNPACK would spend a full-resolution per-channel op on it.
 """
 from __future__ import annotations
 
@@ -38,6 +43,53 @@ class Preprocessing:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Int8InputEncoding:
+    """Raw RGB 0..255 -> int8 codes of the normalised image ((x / 255 - mean) / std), one table per channel.
+
+    The quantization grid is fixed by the normalisation alone, not by calibration: it spans exactly the
+    values the 256 pixel levels of the three channels can take, so no pixel is ever clipped.
+    """
+
+    scale: float
+    zero_point: int
+    table: np.ndarray  # (3, 256) int8: table[c, v] is the code for value v in channel c
+
+    @classmethod
+    def for_normalization(cls, mean: tuple[float, ...], std: tuple[float, ...]) -> "Int8InputEncoding":
+        values = cls.normalized_levels(mean, std)
+        low, high = float(values.min()), float(values.max())
+        scale = float(np.float32((high - low) / 255.0))  # float32: the value the .tflite file stores
+        zero_point = int(np.clip(np.rint(-128.0 - low / scale), -128, 127))
+        table = np.clip(np.rint(values / scale) + zero_point, -128, 127).astype(np.int8)
+        return cls(scale, zero_point, table)
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "Int8InputEncoding":
+        table = np.asarray(record["lookup_table"], dtype=np.int8)
+        if table.shape != (3, 256):
+            raise ValueError(f"an int8 input lookup table has shape (3, 256), not {table.shape}")
+        return cls(float(record["scale"]), int(record["zero_point"]), table)
+
+    @staticmethod
+    def normalized_levels(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+        """(3, 256) float64: the normalised value of every pixel level in every channel."""
+        levels = np.arange(256, dtype=np.float64) / 255.0
+        return (levels[None, :] - np.asarray(mean, np.float64)[:, None]) / np.asarray(std, np.float64)[:, None]
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """(..., 3) uint8 RGB -> (..., 3) int8 codes."""
+        return np.stack([self.table[c][images[..., c]] for c in range(3)], axis=-1)
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        return (codes.astype(np.float32) - self.zero_point) * np.float32(self.scale)
+
+    def to_dict(self) -> dict:
+        return {"scale": self.scale, "zero_point": self.zero_point,
+                "formula": "code = clip(round(((v / 255 - mean[c]) / std[c]) / scale) + zero_point, -128, 127)",
+                "lookup_table": self.table.tolist()}
 
 
 def _resize_weights(in_size: int, out_size: int) -> np.ndarray:

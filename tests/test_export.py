@@ -15,6 +15,7 @@ from edgecnn.formats import FORMATS, parse_formats, sha256_of
 from edgecnn.formats.onnx_format import Runner as OnnxRunner
 from edgecnn.formats.tflite_format import Runner as TfliteRunner, inspect_graph
 from edgecnn.parity import compare
+from edgecnn.preprocess import Int8InputEncoding
 from edgecnn.weights import reestimate_batchnorm
 
 SPEC = edgecnn.VariantSpec.create("mobilenet_v2", alpha=0.5, resolution=96)
@@ -95,6 +96,10 @@ def test_int8_tflite_is_pure_int8_end_to_end(exported, reference):
     assert "QUANTIZE" not in graph["operators"] and "DEQUANTIZE" not in graph["operators"]
     assert record["xnnpack_partitions"] == graph["xnnpack_partitions"] == 1
     assert record["input"]["quantization"] == graph["input_quantization"]
+    # the input is the normalised image on the fixed grid an app reproduces with the recorded table
+    encoding = Int8InputEncoding.for_normalization(manifest["mean"], manifest["std"]).to_dict()
+    assert record["input"]["encoding"] == encoding
+    assert graph["input_quantization"] == {"scale": encoding["scale"], "zero_point": encoding["zero_point"]}
     assert record["input"]["dtype"] == "int8" and record["output"]["dtype"] == "int8"
     parity = compare(TfliteRunner(root / "model_int8.tflite", record).run(reference[0]), reference[1])
     assert parity.mean_cosine > 0.5  # random weights: int8 noise is large; it still follows PyTorch

@@ -66,16 +66,26 @@ class ExportJob:
     resolution: int
     num_classes: int
     model: "torch.nn.Module"  # raw RGB (N, 3, R, R) float 0..255 -> logits; normalisation inside
+    backbone: "torch.nn.Module"  # the same network taking the normalised image ((x / 255 - mean) / std)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
     calibration: "np.ndarray"  # (N, R, R, 3) uint8
     labels: list[str]
     metadata: dict[str, str]  # variant, normalisation, preprocessing: embedded where a format allows
     work_dir: Path
 
 
-def image_input(name: str, shape: list, layout: str, dtype: str = "float32",
-                quantization: Optional[dict] = None) -> dict:
-    return {"name": name, "shape": shape, "dtype": dtype, "layout": layout, "quantization": quantization,
+def image_input(name: str, shape: list, layout: str, dtype: str = "float32") -> dict:
+    return {"name": name, "shape": shape, "dtype": dtype, "layout": layout, "quantization": None,
             "values": "RGB 0..255 (normalisation folded into the graph)"}
+
+
+def int8_image_input(name: str, shape: list, layout: str, encoding: dict) -> dict:
+    return {"name": name, "shape": shape, "dtype": "int8", "layout": layout,
+            "quantization": {"scale": encoding["scale"], "zero_point": encoding["zero_point"]},
+            "values": "normalised RGB ((v / 255 - mean) / std) as int8 codes: map each channel's 0..255 value "
+                      "through encoding.lookup_table[channel]",
+            "encoding": encoding}
 
 
 def logits_output(name: str, shape: list, dtype: str = "float32", quantization: Optional[dict] = None) -> dict:

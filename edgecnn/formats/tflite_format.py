@@ -1,7 +1,8 @@
 """TFLite through litert-torch: a float32 model and a full-integer int8 model, both NHWC.
 
-int8: torch.export (strict, batch 1) -> PT2E with symmetric per-channel weights and static activations,
-calibrated on the calibration images -> LiteRT. The result must be int8 end to end: int8 input and output,
+int8: the network without its normalisation -> torch.export (strict, batch 1) -> PT2E with symmetric
+per-channel weights and static activations, calibrated on the calibration images, the input on the fixed
+grid of `Int8InputEncoding` (apps normalise and quantize with one table lookup per pixel) -> LiteRT. The result must be int8 end to end: int8 input and output,
 no float tensor on any operator and no QUANTIZE/DEQUANTIZE; anything else fails the export. The number of
 pieces XNNPACK splits each graph into is recorded: a fragmented graph is slow even when it is all int8.
 """
@@ -19,7 +20,8 @@ import torch
 
 from ..errors import ExportError
 from ..interrupts import checkpoint
-from . import Artifact, ExportJob, image_input, logits_output
+from ..preprocess import Int8InputEncoding
+from . import Artifact, ExportJob, image_input, int8_image_input, logits_output
 
 FP32_FILE = "model_fp32.tflite"
 INT8_FILE = "model_int8.tflite"
@@ -46,33 +48,69 @@ def export(job: ExportJob) -> list[Artifact]:
         litert_torch.convert(model, sample).export(str(job.work_dir / FP32_FILE))
     fp32_graph = inspect_graph(job.work_dir / FP32_FILE)
 
+    encoding = Int8InputEncoding.for_normalization(job.mean, job.std)
+    int8_model = litert_torch.to_channel_last_io(job.backbone, args=[0]).eval()
+    normalized = [torch.from_numpy(encoding.decode(encoding.encode(image[None]))) for image in job.calibration]
+
     print(f"  tflite int8: calibrating on {len(job.calibration)} images", file=sys.stderr)
-    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+    quantizer = _fixed_input_quantizer(encoding).set_global(
         pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
     # strict export: non-strict tracing silently leaves residual adds in float (DESIGN.md)
-    graph = torch.export.export(model, sample, strict=True).module()
+    graph = torch.export.export(int8_model, (normalized[0],), strict=True).module()
     graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
     with torch.no_grad():
-        for image in job.calibration:  # batch 1: the graph's shapes are static
+        for image in normalized:  # batch 1: the graph's shapes are static
             checkpoint()
-            graph(torch.from_numpy(image[None]).float())
+            graph(image)
     graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
     print("  tflite int8: converting", file=sys.stderr)
     with _quiet():
-        litert_torch.convert(graph, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(
+        litert_torch.convert(graph, (normalized[0],), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(
             str(job.work_dir / INT8_FILE))
     int8_graph = inspect_graph(job.work_dir / INT8_FILE)
     check_pure_int8(int8_graph)
+    if int8_graph["input_quantization"] != {"scale": encoding.scale, "zero_point": encoding.zero_point}:
+        raise ExportError(f"int8 TFLite input quantization {int8_graph['input_quantization']} is not the fixed "
+                          f"input encoding (scale {encoding.scale}, zero point {encoding.zero_point})")
 
     return [
         Artifact("tflite", "fp32", FP32_FILE, image_input("image", shape, "NHWC"),
                  logits_output("logits", [1, job.num_classes]), _graph_details(fp32_graph)),
         Artifact("tflite", "int8", INT8_FILE,
-                 image_input("image", shape, "NHWC", "int8", int8_graph["input_quantization"]),
+                 int8_image_input("image", shape, "NHWC", encoding.to_dict()),
                  logits_output("logits", [1, job.num_classes], "int8", int8_graph["output_quantization"]),
                  {**_graph_details(int8_graph), "weights": "int8 symmetric per-channel",
                   "activations": "int8 static, calibrated"}),
     ]
+
+
+def _fixed_input_quantizer(encoding: Int8InputEncoding):
+    """litert-torch's PT2E quantizer, except that the graph input takes the fixed `encoding` grid.
+
+    Left to calibration, the input's range would be whatever the calibration photos happen to reach,
+    and an app's brighter or darker pixels would clip.
+    """
+    from litert_torch.quantize import pt2e_quantizer
+    from torchao.quantization.pt2e.quantizer import FixedQParamsQuantizationSpec
+
+    fixed = FixedQParamsQuantizationSpec(dtype=torch.int8, scale=encoding.scale, zero_point=encoding.zero_point,
+                                         quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine)
+
+    class FixedInputQuantizer(pt2e_quantizer.PT2EQuantizer):
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            model = super().annotate(model)
+            inputs = {n for n in model.graph.nodes if n.op == "placeholder"}
+            for node in model.graph.nodes:  # the NHWC->NCHW permute in front is the same values
+                if node.target == torch.ops.aten.permute.default and node.args[0] in inputs:
+                    inputs.add(node)
+            for node in model.graph.nodes:
+                annotation = node.meta.get("quantization_annotation")
+                for edge in list(annotation.input_qspec_map) if annotation is not None else []:
+                    if edge in inputs:
+                        annotation.input_qspec_map[edge] = fixed
+            return model
+
+    return FixedInputQuantizer()
 
 
 def _graph_details(graph: dict) -> dict:
@@ -135,15 +173,16 @@ class Runner:
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
-        self.in_q = _quantization(self.input)
+        encoding = record["input"].get("encoding")
+        self.encoding = None if encoding is None else Int8InputEncoding.from_dict(encoding)
+        if (self.encoding is None) != (self.input["dtype"] == np.float32):
+            raise ValueError(f"{path.name}: the manifest's input record does not match the model's input dtype")
         self.out_q = _quantization(self.output)
 
     def run(self, images: np.ndarray) -> np.ndarray:
         outputs = []
         for image in images:
-            x = image[None].astype(np.float32)
-            if self.in_q is not None:
-                x = np.clip(np.rint(x / self.in_q["scale"]) + self.in_q["zero_point"], -128, 127).astype(np.int8)
+            x = image[None].astype(np.float32) if self.encoding is None else self.encoding.encode(image[None])
             self.interpreter.set_tensor(self.input["index"], x)
             self.interpreter.invoke()
             y = self.interpreter.get_tensor(self.output["index"])

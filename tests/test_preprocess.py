@@ -1,0 +1,41 @@
+"""The preprocessing contract an app re-implements: crop/resize rule and the int8 input encoding."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgecnn.preprocess import Int8InputEncoding, center_crop_box, preprocess
+
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+@pytest.mark.parametrize("mean, std", [IMAGENET, ((0.5,) * 3, (0.5,) * 3)])
+def test_int8_encoding_spans_every_pixel_level_without_clipping(mean, std):
+    encoding = Int8InputEncoding.for_normalization(mean, std)
+    exact = Int8InputEncoding.normalized_levels(mean, std)
+    error = np.abs(encoding.decode(encoding.table) - exact)
+    assert error.max() <= 0.5 * encoding.scale * (1 + 1e-6)  # rounding only: nothing clipped
+    assert encoding.table.min() == -128 and encoding.table.max() >= 126  # the whole int8 range is used
+    assert np.all(np.diff(encoding.table.astype(int), axis=1) >= 0)  # monotonic in the pixel value
+
+
+def test_int8_encoding_follows_its_written_formula_and_survives_the_manifest():
+    mean, std = IMAGENET
+    encoding = Int8InputEncoding.for_normalization(mean, std)
+    record = encoding.to_dict()
+    v = np.arange(256)
+    for c in range(3):
+        formula = np.clip(np.rint(((v / 255 - mean[c]) / std[c]) / record["scale"]) + record["zero_point"], -128, 127)
+        assert record["lookup_table"][c] == formula.astype(int).tolist()
+    again = Int8InputEncoding.from_dict(record)
+    image = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    codes = again.encode(image)
+    assert codes.dtype == np.int8 and codes[1, 2, 0] == encoding.table[0, image[1, 2, 0]]
+    with pytest.raises(ValueError, match=r"\(3, 256\)"):
+        Int8InputEncoding.from_dict({**record, "lookup_table": record["lookup_table"][:2]})
+
+
+def test_central_crop_and_resize_rule():
+    assert center_crop_box(640, 480) == (110, 30, 420)
+    flat = Image.new("RGB", (300, 200), (10, 200, 77))
+    out = preprocess(flat, 64)
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8 and (out == [10, 200, 77]).all()

@@ -18,9 +18,14 @@ SIZE_ARGS := $(if $(RES),--resolution $(RES)) $(if $(RHO),--rho $(RHO))
 # make export replaces an earlier export of the same variant (the CLI itself asks for --force).
 EXPORT_ARGS := --model $(MODEL) --alpha $(ALPHA) $(SIZE_ARGS) $(if $(FORMATS),--formats $(FORMATS)) \
 	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(CALIB),--calib $(CALIB)) \
-	$(if $(CALIB_COUNT),--calib-count $(CALIB_COUNT)) $(if $(OUT),--out $(OUT)) --force
+	$(if $(CALIB_COUNT),--calib-count $(CALIB_COUNT)) $(if $(OUT),--out $(OUT)) \
+	$(if $(filter 0,$(VALIDATE)),--no-validate) --force
+# make validate VARIANT=mobilenet_v2_a0.75_r224 [IMAGES=dir] [LABELS_DIR=dir] [LABEL_MAP=file] [COUNT=n]
+VALIDATE_ARGS := $(or $(EXPORT_DIR),export/$(VARIANT)) $(if $(IMAGES),--images $(IMAGES)) \
+	$(if $(LABELS_DIR),--labels-dir $(LABELS_DIR)) $(if $(LABEL_MAP),--label-map $(LABEL_MAP)) \
+	$(if $(COUNT),--count $(COUNT))
 
-.PHONY: setup test test-full test-torchvision list summary export bench clean
+.PHONY: setup test test-full test-torchvision list summary export validate bench clean
 
 setup: $(STAMP)
 
@@ -61,6 +66,10 @@ summary: setup
 
 export: setup
 	$(BIN)/edgecnn export $(EXPORT_ARGS)
+
+validate: setup
+	@test -n "$(VARIANT)$(EXPORT_DIR)" || { echo "make validate: give VARIANT=<variant id> (a folder in export/) or EXPORT_DIR=<folder>" >&2; exit 2; }
+	$(BIN)/edgecnn validate $(VALIDATE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TV_VENV) build *.egg-info

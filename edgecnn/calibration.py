@@ -30,13 +30,14 @@ class CalibrationSet:
     images: np.ndarray  # (N, R, R, 3) uint8 RGB, the models' raw input
     source: str
     files: list[str] = field(default_factory=list)
+    folder: Optional[str] = None  # the user's folder, absolute; None for the bundled photos
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.images.tobytes()).hexdigest()
 
     def provenance(self) -> dict:
-        return {"source": self.source, "files": self.files, "count": int(len(self.images)),
+        return {"source": self.source, "folder": self.folder, "files": self.files, "count": int(len(self.images)),
                 "resolution": int(self.images.shape[1]), "seed": SEED,
                 "augmentation": "central crop first, then seeded random square crops (35-100%) and flips",
                 "sha256": self.sha256}
@@ -92,4 +93,5 @@ def load_calibration(resolution: int, count: int, folder: Optional[Path] = None,
             print(f"  calibration images {i + 1}/{count}", file=sys.stderr)
     source = str(folder) if folder is not None else "scikit-image bundled photos (public domain / CC0)"
     root = folder if folder is not None else paths[0].parent
-    return CalibrationSet(np.stack(samples), source, [str(p.relative_to(root)) for p in paths])
+    return CalibrationSet(np.stack(samples), source, [str(p.relative_to(root)) for p in paths],
+                          str(folder.resolve()) if folder is not None else None)

@@ -1,4 +1,4 @@
-"""The `edgecnn` command line: list the zoo, and summarize one variant layer by layer."""
+"""The `edgecnn` command line: list the zoo, summarize a variant, export it, validate an export."""
 from __future__ import annotations
 
 import argparse
@@ -9,11 +9,12 @@ from typing import Optional, Sequence
 
 import torch
 
-from .errors import ExportError, UsageError
+from .errors import ExportError, UsageError, ValidationFailed
 from .formats import FORMATS, parse_formats
 from .profile import Profile, profile
 from .registry import ModelInfo, create_model, get_model_info, list_models
 from .spec import VariantSpec
+from .validate import DEFAULT_IMAGE_COUNT, VALIDATION_FOLDER
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,6 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--calib-count", type=int, default=100, help="calibration images (default 100)")
     export.add_argument("--out", type=Path, help="output folder (default: export/<variant-id>)")
     export.add_argument("--force", action="store_true", help="replace an existing export folder")
+    export.add_argument("--no-validate", dest="validate", action="store_false",
+                        help="skip the validation report (a 4-photo self-check still gates the export)")
+
+    validate = sub.add_parser("validate", help="parity (and accuracy) of every artifact of an export, with a report")
+    validate.add_argument("export_dir", type=Path, help="an export folder (holding manifest.json)")
+    validate.add_argument("--images", type=Path, help="folder of photos for parity (default: bundled photos)")
+    validate.add_argument("--count", type=int, default=DEFAULT_IMAGE_COUNT,
+                          help=f"photos for parity (default {DEFAULT_IMAGE_COUNT})")
+    validate.add_argument("--labels-dir", type=Path,
+                          help="labelled images, one subfolder per class: top-1/top-5 accuracy per artifact")
+    validate.add_argument("--label-map", type=Path,
+                          help="JSON object: class folder name -> label or class index")
+    validate.add_argument("--out", type=Path, help="report folder (default: EXPORT_DIR/validation)")
     return parser
 
 
@@ -140,13 +154,24 @@ def cmd_export(args: argparse.Namespace) -> None:
                               num_classes=args.num_classes, weights=str(args.weights) if args.weights else None)
     request = ExportRequest(spec, parse_formats(args.formats), weights=args.weights, calib_dir=args.calib,
                             calib_count=args.calib_count, out=args.out, force=args.force)
+    request.validate = args.validate
     manifest = run_export(request)
     print(f"{request.target}: {spec.id}, weights: {manifest['weights']['source']}")
     print(summary_table(manifest))
     print(f"exported in {request.timings['total']:.1f} s; manifest: {request.target / 'manifest.json'}")
+    if args.validate:
+        print(f"validation report: {request.target / VALIDATION_FOLDER / 'report.md'} (.json, .png)")
 
 
-COMMANDS = {"list": cmd_list, "summary": cmd_summary, "export": cmd_export}
+def cmd_validate(args: argparse.Namespace) -> None:
+    from .validate import run_validation
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    run_validation(args.export_dir, images=args.images, count=args.count, labels_dir=args.labels_dir,
+                   label_map=args.label_map, out=args.out)
+
+
+COMMANDS = {"list": cmd_list, "summary": cmd_summary, "export": cmd_export, "validate": cmd_validate}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -159,6 +184,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     except ExportError as err:
         print(f"edgecnn: export failed: {err}", file=sys.stderr)
+        return 1
+    except ValidationFailed as err:
+        print(f"edgecnn: validation failed: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("edgecnn: interrupted; nothing was written", file=sys.stderr)

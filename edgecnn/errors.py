@@ -4,3 +4,7 @@ class UsageError(ValueError):
 
 class ExportError(Exception):
     """An export that ran but produced something that must not ship. The CLI prints it and exits 1."""
+
+
+class ValidationFailed(Exception):
+    """Artifacts ran, and at least one broke its parity limits. The report is written; the CLI exits 1."""

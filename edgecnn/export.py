@@ -6,13 +6,11 @@ export only with --force). A failure or an interrupt leaves what existed before 
 """
 from __future__ import annotations
 
-import copy
+import hashlib
 import json
-import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -23,18 +21,19 @@ import numpy as np
 import torch
 
 from . import __version__
+from .atomic import check_writable, replace_folder, work_dir
 from .calibration import find_images, load_calibration
 from .errors import ExportError, UsageError
 from .formats import Artifact, ExportJob, Format
 from .interrupts import checkpoint, deferred_interrupts
 from .models.layers import RawRGBInput
-from .parity import compare, distinct_outputs, is_gated, violations
 from .preprocess import Preprocessing
 from .registry import create_model, get_model_info
+from .report import write_report
 from .spec import VariantSpec
+from .validate import DEFAULT_IMAGE_COUNT, MANIFEST_SCHEMA, VALIDATION_FOLDER, check_artifacts, failures
 from .weights import load_state_dict, load_weights, reestimate_batchnorm
 
-MANIFEST_SCHEMA = "edgecnn.manifest/1"
 INIT_SEED = 0
 SELF_CHECK_IMAGES = 4
 
@@ -48,6 +47,8 @@ class ExportRequest:
     calib_count: int = 100
     out: Optional[Path] = None
     force: bool = False
+    validate: bool = True  # the full harness with a report; without it a 4-photo self-check
+    validate_count: int = DEFAULT_IMAGE_COUNT
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -65,7 +66,7 @@ def _check_request(request: ExportRequest) -> None:
         raise UsageError(f"{request.target} already exists; pass --force to replace it")
     if request.target.exists() and not request.target.is_dir():
         raise UsageError(f"{request.target} exists and is not a folder")
-    _check_writable(request.target.parent)
+    check_writable(request.target.parent)
     if request.calib_count < 2:
         raise UsageError(f"--calib-count must be at least 2, got {request.calib_count}")
     for fmt in request.formats:
@@ -74,41 +75,6 @@ def _check_request(request: ExportRequest) -> None:
         load_state_dict(request.weights)
     if request.calib_dir is not None:
         find_images(request.calib_dir)
-
-
-def _check_writable(folder: Path) -> None:
-    existing = folder.absolute()
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write to {folder}: {existing} is not a writable folder")
-
-
-def _work_dir(target: Path) -> Path:
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        work.chmod(0o777 & ~umask)  # mkdtemp makes it private; the export is an ordinary folder
-        return work
-    except OSError as err:
-        raise UsageError(f"cannot write to {target.parent}: {err.strerror or err}") from None
-
-
-def _replace(work: Path, target: Path) -> None:
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        target.rename(old)
-    try:
-        work.rename(target)
-    except BaseException:
-        if old is not None:
-            old.rename(target)  # put the earlier export back
-        raise
-    if old is not None:
-        shutil.rmtree(old)
 
 
 def run_export(request: ExportRequest) -> dict:
@@ -132,7 +98,7 @@ def _run_export(request: ExportRequest) -> dict:
     preprocessing = Preprocessing(spec.resolution)
     embedded = {"variant": spec.id, "mean": json.dumps(list(info.mean)), "std": json.dumps(list(info.std)),
                 "preprocessing": json.dumps(preprocessing.to_dict()), "weights": weights["source"]}
-    work = _work_dir(request.target)
+    work = work_dir(request.target)
     try:
         job = ExportJob(spec.id, spec.resolution, spec.num_classes, wrapped, wrapped.model, info.mean, info.std,
                         calibration.images, labels, embedded, work)
@@ -144,8 +110,6 @@ def _run_export(request: ExportRequest) -> dict:
             request.timings[fmt.name] = time.perf_counter() - t
             checkpoint()
 
-        _step(f"{spec.id}: self-check of every artifact against PyTorch")
-        parity = self_check(wrapped, artifacts, calibration.images[:SELF_CHECK_IMAGES], work, weights["trained"])
         (work / "labels.txt").write_text("\n".join(labels) + "\n")
         manifest = {
             "schema": MANIFEST_SCHEMA,
@@ -159,12 +123,27 @@ def _run_export(request: ExportRequest) -> dict:
             "labels": "labels.txt",
             "artifacts": [a.to_dict(work) for a in artifacts],
             "calibration": calibration.provenance(),
-            "parity": parity,
+            "parity": None,
             "created_with": tool_versions(),
         }
+        count = request.validate_count if request.validate else SELF_CHECK_IMAGES
+        _step(f"{spec.id}: {'validating' if request.validate else 'self-check of'} every artifact against "
+              f"PyTorch on {count} photos")
+        images = load_calibration(spec.resolution, count, progress=False).images
+        report = check_artifacts(wrapped, manifest, work, images)
+        problems = failures(report)
+        if problems:
+            raise ExportError(f"{problems[0]} (checked against PyTorch before anything was written)")
+        manifest["parity"] = {a["path"]: {"status": a["status"], **a.get("parity", {}), "reason": a.get("reason"),
+                                          "limits": a.get("limits")}
+                              for a in report["artifacts"]}
         (work / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        if request.validate:
+            report.update(export=str(request.target),
+                          manifest_sha256=hashlib.sha256((work / "manifest.json").read_bytes()).hexdigest())
+            write_report(report, work / VALIDATION_FOLDER)
         checkpoint()
-        _replace(work, request.target)
+        replace_folder(work, request.target)
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
@@ -181,41 +160,12 @@ def prepare_model(spec: VariantSpec, weights_path: Optional[Path],
     wrapped = RawRGBInput(model, info.mean, info.std).eval()
     if weights_path is not None:
         digest = load_weights(model, weights_path, spec.model)
-        return wrapped, {"source": str(weights_path), "sha256": digest, "trained": True}
+        return wrapped, {"source": str(weights_path.resolve()), "sha256": digest, "trained": True}
     print("  NOTE: no --weights given: the weights are random (untrained); BatchNorm statistics are "
           "re-estimated on the calibration images so that outputs depend on the input", file=sys.stderr)
     reestimate_batchnorm(wrapped, calibration)
     return wrapped, {"source": f"random initialisation (seed {INIT_SEED}), UNTRAINED", "trained": False,
                      "batchnorm": "statistics re-estimated on the calibration images"}
-
-
-def self_check(model: torch.nn.Module, artifacts: list[Artifact], images: np.ndarray, root: Path,
-               trained: bool) -> dict:
-    from .formats import FORMATS
-
-    x = torch.from_numpy(images).permute(0, 3, 1, 2)
-    with torch.no_grad():
-        expected = model(x.float()).numpy()
-        fp32_noise = compare(expected, copy.deepcopy(model).double()(x.double()).numpy()).max_rel_error
-    if not distinct_outputs(expected):
-        raise ExportError("PyTorch gives the same output for different images: parity would prove nothing")
-    results = {}
-    for artifact in artifacts:
-        checkpoint()
-        record = {"input": artifact.input, "output": artifact.output}
-        try:
-            runner = FORMATS[artifact.format].load().Runner(root / artifact.path, record)
-        except RuntimeError as err:  # a runtime this machine lacks (Core ML predicts only on macOS)
-            results[artifact.path] = {"status": "not run", "reason": str(err)}
-            continue
-        parity = compare(runner.run(images), expected)
-        problems = violations(parity, artifact.precision, trained, fp32_noise)
-        if problems:
-            raise ExportError(f"{artifact.path} ({artifact.precision}) fails its self-check: " + "; ".join(problems))
-        gated = is_gated(artifact.precision, trained)
-        results[artifact.path] = {"status": "passed" if gated else "reported (not gated: untrained weights)",
-                                  **parity.to_dict(), "pytorch_fp32_noise": round(fp32_noise, 10)}
-    return results
 
 
 def tool_versions() -> dict:

@@ -16,8 +16,10 @@ THRESHOLDS: dict[str, dict[str, Optional[float]]] = {
     "int8": {"max_rel_error": None, "min_cosine": 0.95, "min_top1_agreement": None},
 }
 # An fp32 artifact may differ from PyTorch fp32 by a few times what fp32 arithmetic itself costs on the
-# model (PyTorch fp32 against float64): deep nets with random weights are ill-conditioned, and there
-# rounding alone reaches 1e-4 (Inception-v3 at alpha 0.5: 1.3e-4).
+# model (PyTorch fp32 against float64), in error, in cosine and in top-1: deep nets with random weights
+# are ill-conditioned, and there rounding alone reaches 1e-4 (Inception-v3 at alpha 0.5: 1.3e-4); an
+# untrained EfficientNet-B7 whose BatchNorm statistics come from 4 images gives photos it has not seen
+# logits near 1e5, where fp32 and float64 agree on only 81% of top-1s.
 FP32_NOISE_FACTOR = 4.0
 # Untrained (random) weights measure the faithfulness of a conversion, not what quantization costs:
 # their int8 noise is large (worst cosines 0.34-0.99 measured on the zoo at small widths), so quantized
@@ -62,20 +64,31 @@ def is_gated(precision: str, trained: bool) -> bool:
     return trained or precision not in UNGATED_WHEN_UNTRAINED
 
 
-def violations(parity: Parity, precision: str, trained: bool = True, fp32_noise: float = 0.0) -> list[str]:
-    """What breaks the limits of `precision`; `fp32_noise` is PyTorch fp32's own relative error."""
+def limits(precision: str, fp32_noise: Optional[Parity] = None) -> dict[str, Optional[float]]:
+    """The limits of `precision`; for fp32, widened to FP32_NOISE_FACTOR x PyTorch fp32's own deviation
+    from float64 (`fp32_noise`: PyTorch fp32 compared with the same model in float64)."""
+    found = dict(THRESHOLDS[precision])
+    if precision == "fp32" and fp32_noise is not None:
+        f = FP32_NOISE_FACTOR
+        found["max_rel_error"] = max(found["max_rel_error"], f * fp32_noise.max_rel_error)
+        found["min_cosine"] = min(found["min_cosine"], 1.0 - f * (1.0 - fp32_noise.worst_cosine))
+        found["min_top1_agreement"] = min(found["min_top1_agreement"], 1.0 - f * (1.0 - fp32_noise.top1_agreement))
+    return found
+
+
+def violations(parity: Parity, precision: str, trained: bool = True,
+               fp32_noise: Optional[Parity] = None) -> list[str]:
+    """What breaks the limits of `precision` (see `limits`)."""
     if not is_gated(precision, trained):
         return []
-    limits = dict(THRESHOLDS[precision])
-    if precision == "fp32":
-        limits["max_rel_error"] = max(limits["max_rel_error"], FP32_NOISE_FACTOR * fp32_noise)
+    limits_ = limits(precision, fp32_noise)
     found = []
-    if limits["max_rel_error"] is not None and parity.max_rel_error > limits["max_rel_error"]:
-        found.append(f"max relative error {parity.max_rel_error:.2e} > {limits['max_rel_error']:.1e}")
-    if limits["min_cosine"] is not None and parity.worst_cosine < limits["min_cosine"]:
-        found.append(f"worst cosine {parity.worst_cosine:.5f} < {limits['min_cosine']}")
-    if limits["min_top1_agreement"] is not None and parity.top1_agreement < limits["min_top1_agreement"]:
-        found.append(f"top-1 agreement {parity.top1_agreement:.0%} < {limits['min_top1_agreement']:.0%}")
+    if limits_["max_rel_error"] is not None and parity.max_rel_error > limits_["max_rel_error"]:
+        found.append(f"max relative error {parity.max_rel_error:.2e} > {limits_['max_rel_error']:.1e}")
+    if limits_["min_cosine"] is not None and parity.worst_cosine < limits_["min_cosine"]:
+        found.append(f"worst cosine {parity.worst_cosine:.5f} < {limits_['min_cosine']:.5g}")
+    if limits_["min_top1_agreement"] is not None and parity.top1_agreement < limits_["min_top1_agreement"]:
+        found.append(f"top-1 agreement {parity.top1_agreement:.0%} < {limits_['min_top1_agreement']:.0%}")
     return found
 
 

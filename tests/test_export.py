@@ -177,8 +177,9 @@ def test_representative_models_through_every_format(name, tmp_path):
         else:
             assert check["status"] == "reported (not gated: untrained weights)"
             assert check["mean_cosine"] > 0.3, (artifact["path"], check)
-        if artifact["precision"] == "fp32":
-            assert check["max_rel_error"] < max(1e-4, 4 * check["pytorch_fp32_noise"])
+        if artifact["precision"] == "fp32":  # the limit is widened only by PyTorch's own fp32 error
+            assert check["max_rel_error"] <= check["limits"]["max_rel_error"] < 1e-3
+            assert check["top1_agreement"] == 1.0
         if artifact["precision"] == "fp16":
             assert check["worst_cosine"] > 0.99
     assert [a for a in manifest["artifacts"] if a["precision"] == "int8"][0]["xnnpack_partitions"] >= 1
@@ -191,10 +192,13 @@ OTHERS = [n for n in edgecnn.list_models() if n not in REPRESENTATIVE]
 def test_every_other_model_exports_to_onnx(name, tmp_path):
     info = edgecnn.get_model_info(name)
     spec = edgecnn.VariantSpec.create(name, alpha=0.25, resolution=max(64, info.min_resolution + 5))
-    _, manifest = export(tmp_path, spec=spec, formats=parse_formats("onnx"), count=4)
+    # BatchNorm statistics from the 16 photos the check runs on: an untrained deep net that has not seen
+    # an input can give it logits of 1e5, where fp32 itself is chaotic and parity says little
+    _, manifest = export(tmp_path, spec=spec, formats=parse_formats("onnx"), count=16)
     check = manifest["parity"]["model.onnx"]
     assert check["status"] == "passed"
-    assert check["max_rel_error"] < max(1e-4, 4 * check["pytorch_fp32_noise"])
+    assert check["max_rel_error"] <= check["limits"]["max_rel_error"] < 1e-3
+    assert check["top1_agreement"] == 1.0 and check["limits"]["min_cosine"] >= 0.999
 
 
 def test_format_table_drives_the_choices():

@@ -1,0 +1,204 @@
+"""`edgecnn validate`: real runtimes on a real export, a report on disk, and one-line refusals."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+from PIL import Image
+
+import edgecnn
+from edgecnn.calibration import load_calibration
+from edgecnn.errors import UsageError
+from edgecnn.export import ExportRequest, run_export
+from edgecnn.formats import parse_formats, sha256_of
+from edgecnn.preprocess import preprocess
+from edgecnn.validate import REPORT_SCHEMA, reference_model, run_validation
+
+SPEC = edgecnn.VariantSpec.create("mobilenet_v2", alpha=0.35, resolution=96)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("validate") / SPEC.id
+    run_export(ExportRequest(SPEC, parse_formats("onnx,tflite,coreml"), calib_count=16, out=root))
+    return root
+
+
+@pytest.fixture
+def copy_of(exported, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(exported, target)
+    return target
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "edgecnn", "validate", *map(str, args)], capture_output=True,
+                          text=True, timeout=600, cwd=cwd)
+
+
+def test_export_writes_the_validation_report_of_every_artifact(exported):
+    report = json.loads((exported / "validation" / "report.json").read_text())
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert report["schema"] == REPORT_SCHEMA and report["passed"] is True
+    assert report["manifest_sha256"] == sha256_of(exported / "manifest.json")
+    assert [a["path"] for a in report["artifacts"]] == [a["path"] for a in manifest["artifacts"]]
+    assert report["parity_images"]["count"] == 16
+    by_path = {a["path"]: a for a in report["artifacts"]}
+    assert by_path["model.onnx"]["status"] == "passed" and by_path["model.onnx"]["parity"]["max_rel_error"] < 1e-4
+    assert by_path["model.mlpackage"]["status"] == "passed"  # the MIL executor ran the saved program
+    assert by_path["model_int8.tflite"]["status"] == "reported (not gated: untrained weights)"
+    markdown = (exported / "validation" / "report.md").read_text()
+    assert all(f"| {a['path']} |" in markdown for a in manifest["artifacts"])
+    assert (exported / "validation" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_rebuilt_reference_is_the_exported_model(exported):
+    """An untrained export's reference is rebuilt from seed and calibration images: it must be the same net."""
+    manifest = json.loads((exported / "manifest.json").read_text())
+    model = reference_model(manifest)
+    images = load_calibration(SPEC.resolution, 4, progress=False).images
+    from edgecnn.formats.onnx_format import Runner
+
+    onnx_out = Runner(exported / "model.onnx", manifest["artifacts"][0]).run(images)
+    with torch.no_grad():
+        ours = model(torch.from_numpy(images).permute(0, 3, 1, 2).float()).numpy()
+    assert np.abs(onnx_out - ours).max() < 1e-4 * np.abs(ours).max()
+
+
+def test_accuracy_on_labelled_folders_and_parity_on_the_users_photos(exported, copy_of, tmp_path):
+    """Labels chosen as PyTorch's own top-1: PyTorch scores 100%, fp32 artifacts too, int8 loses its disagreements."""
+    images = load_calibration(SPEC.resolution, 12, progress=False).images
+    manifest = json.loads((copy_of / "manifest.json").read_text())
+    seen = np.stack([preprocess(Image.fromarray(image), SPEC.resolution) for image in images])  # as validate sees them
+    with torch.no_grad():
+        predicted = reference_model(manifest)(torch.from_numpy(seen).permute(0, 3, 1, 2).float()).argmax(1)
+    labelled = tmp_path / "labelled"
+    for i, (image, cls) in enumerate(zip(images, predicted.tolist())):
+        folder = labelled / f"class_{cls}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i}.png")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, image in enumerate(images[:5]):
+        Image.fromarray(image).save(photos / f"p{i}.jpg", quality=95)
+
+    report = run_validation(copy_of, images=photos, count=5, labels_dir=labelled)
+    assert report["parity_images"]["count"] == 5 and report["parity_images"]["source"] == str(photos)
+    assert report["labelled"]["pytorch_fp32"]["top1"] == 1.0
+    assert report["labelled"]["images"] == 12
+    by_path = {a["path"]: a for a in report["artifacts"]}
+    assert by_path["model.onnx"]["accuracy"]["top1"] == 1.0 and by_path["model.onnx"]["accuracy"]["top1_drop"] == 0
+    int8 = by_path["model_int8.tflite"]["accuracy"]
+    assert int8["top1_drop"] == pytest.approx(1.0 - int8["top1"])
+    written = json.loads((copy_of / "validation" / "report.json").read_text())
+    assert written["labelled"]["classes"] == {f"class_{c}": c for c in set(predicted.tolist())}
+    assert "## Accuracy on 12 labelled images" in (copy_of / "validation" / "report.md").read_text()
+
+
+def test_a_corrupted_weight_fails_validation_naming_artifact_and_metric(copy_of):
+    proto = onnx.load(copy_of / "model.onnx")
+    victim = max(proto.graph.initializer, key=lambda t: np.prod(t.dims) if len(t.dims) == 4 else 0)
+    weights = numpy_helper.to_array(victim).copy()
+    weights.reshape(-1)[::7] *= -1.0
+    victim.CopyFrom(numpy_helper.from_array(weights, victim.name))
+    onnx.save(proto, copy_of / "model.onnx")
+    manifest = json.loads((copy_of / "manifest.json").read_text())
+    manifest["artifacts"][0]["sha256"] = sha256_of(copy_of / "model.onnx")  # a consistent, wrong artifact
+    (copy_of / "manifest.json").write_text(json.dumps(manifest))
+
+    result = cli(copy_of, "--count", "4")
+    assert result.returncode == 1, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("edgecnn: validation failed: model.onnx (fp32): max relative error"), last
+    assert "Traceback" not in result.stderr
+    report = json.loads((copy_of / "validation" / "report.json").read_text())
+    assert report["passed"] is False and report["artifacts"][0]["status"] == "failed"
+
+
+def test_trained_weights_are_reloaded_from_the_recorded_file(tmp_path):
+    spec = edgecnn.VariantSpec.create("resnet18", alpha=0.25, resolution=64)
+    model = edgecnn.create_model("resnet18", alpha=0.25)
+    weights = tmp_path / "resnet18.pt"
+    torch.save(model.state_dict(), weights)
+    root = tmp_path / "export"
+    run_export(ExportRequest(spec, parse_formats("onnx"), weights=weights, calib_count=4, out=root, validate=False))
+    assert not (root / "validation").exists()  # --no-validate: the self-check only
+    report = run_validation(root, count=4)
+    assert report["weights"]["trained"] and report["artifacts"][0]["status"] == "passed"
+    torch.save({k: v + 1 for k, v in model.state_dict().items()}, weights)
+    with pytest.raises(UsageError, match="has changed since export"):
+        run_validation(root, count=4)
+
+
+def _edit_manifest(root, change):
+    manifest = json.loads((root / "manifest.json").read_text())
+    change(manifest)
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("not_a_folder", "not a folder"),
+    ("missing_folder", "export folder not found"),
+    ("no_manifest", "is not an edgecnn export: it has no manifest.json"),
+    ("broken_manifest", "is not valid JSON"),
+    ("other_schema", "has schema 'edgecnn.manifest/0'; this edgecnn reads 'edgecnn.manifest/1'"),
+    ("changed_artifact", "model_int8.tflite has changed since export: its sha256 no longer matches"),
+    ("empty_images", "no images"),
+    ("unreadable_images", "cannot read image"),
+    ("unknown_class", "class folder 'tabby' is neither a label of this export nor a class index"),
+])
+def test_bad_input_gets_one_line_and_no_traceback(copy_of, tmp_path, case, message):
+    args = [copy_of]
+    if case == "not_a_folder":
+        args = [copy_of / "labels.txt"]
+    elif case == "missing_folder":
+        args = [tmp_path / "nowhere"]
+    elif case == "no_manifest":
+        (copy_of / "manifest.json").unlink()
+    elif case == "broken_manifest":
+        (copy_of / "manifest.json").write_text("{ half")
+    elif case == "other_schema":
+        _edit_manifest(copy_of, lambda m: m.update(schema="edgecnn.manifest/0"))
+    elif case == "changed_artifact":
+        data = bytearray((copy_of / "model_int8.tflite").read_bytes())
+        data[-100] ^= 0xFF
+        (copy_of / "model_int8.tflite").write_bytes(bytes(data))
+    elif case == "empty_images":
+        (tmp_path / "empty").mkdir()
+        args += ["--images", tmp_path / "empty"]
+    elif case == "unreadable_images":
+        (tmp_path / "bad").mkdir()
+        (tmp_path / "bad" / "x.png").write_bytes(b"not a png")
+        args += ["--images", tmp_path / "bad"]
+    elif case == "unknown_class":
+        (tmp_path / "labelled" / "tabby").mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "labelled" / "tabby" / "a.png")
+        args += ["--labels-dir", tmp_path / "labelled"]
+    before = sorted(p.name for p in copy_of.rglob("*"))
+    result = cli(*args)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("edgecnn")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in copy_of.rglob("*")) == before  # the earlier report is untouched
+
+
+
+def test_fp32_limits_widen_only_by_pytorchs_own_fp32_error():
+    from edgecnn.parity import Parity, limits, violations
+
+    exact = Parity(4, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0)
+    chaotic = Parity(4, 1.0, 0.05, 0.99, 0.98, 0.75, 0.75)
+    assert limits("fp32", exact) == limits("fp32") == {"max_rel_error": 1e-4, "min_cosine": 0.9999,
+                                                         "min_top1_agreement": 1.0}
+    wide = limits("fp32", chaotic)
+    assert wide["max_rel_error"] == pytest.approx(0.2) and wide["min_cosine"] == pytest.approx(0.92)
+    assert wide["min_top1_agreement"] == pytest.approx(0.0)
+    artifact = Parity(4, 0.5, 0.01, 0.99, 0.97, 0.75, 0.75)
+    assert violations(artifact, "fp32", fp32_noise=exact) != [] and violations(artifact, "fp32", fp32_noise=chaotic) == []
+    assert limits("int8", chaotic) == limits("int8")  # quantized limits do not move

@@ -27,7 +27,18 @@ VALIDATE_ARGS := $(or $(EXPORT_DIR),export/$(VARIANT)) $(if $(IMAGES),--images $
 
 .PHONY: setup test test-full test-torchvision list summary export validate bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(VENV)/.installed-apt
+
+# Debian packages: adb, for `edgecnn bench --device adb` (optional: without it that path says so).
+APT_PACKAGES := adb
+$(VENV)/.installed-apt: | $(BIN)/python
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then :; \
+	elif ! command -v apt-get >/dev/null; then echo "note: no apt-get here; install$$missing yourself for the paths that need it" >&2; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "make setup: cannot install the Debian packages$$missing (not root, no sudo): apt-get install$$missing" >&2; exit 1; fi
+	touch $@
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

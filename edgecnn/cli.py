@@ -9,8 +9,9 @@ from typing import Optional, Sequence
 
 import torch
 
-from .errors import ExportError, UsageError, ValidationFailed
+from .errors import DeviceError, ExportError, UsageError, ValidationFailed
 from .formats import FORMATS, parse_formats
+from .latency import LatencyOptions, parse_threads
 from .profile import Profile, profile
 from .registry import ModelInfo, create_model, get_model_info, list_models
 from .spec import VariantSpec
@@ -63,7 +64,25 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--label-map", type=Path,
                           help="JSON object: class folder name -> label or class index")
     validate.add_argument("--out", type=Path, help="report folder (default: EXPORT_DIR/validation)")
+    _add_latency_arguments(validate)
+    validate.add_argument("--no-latency", dest="latency", action="store_false", help="parity and accuracy only")
+
+    bench = sub.add_parser("bench", help="latency of every artifact of an export, here or on a phone (adb)")
+    bench.add_argument("export_dir", type=Path, help="an export folder (holding manifest.json)")
+    _add_latency_arguments(bench)
+    bench.add_argument("--device", default="local", help="local (default) or adb: an Android phone over adb")
+    bench.add_argument("--benchmark-binary", type=Path,
+                       help="with --device adb: LiteRT's benchmark_model built for the phone")
+    bench.add_argument("--serial", help="with --device adb: which phone, if several are attached")
+    bench.add_argument("--out", type=Path, help="report folder (default: EXPORT_DIR/benchmark)")
     return parser
+
+
+def _add_latency_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", default="1,all",
+                        help="thread counts to time, comma-separated; 'all' = every core (default 1,all)")
+    parser.add_argument("--runs", type=int,
+                        help="timed runs per configuration and thread count (default: as many as fit 1.5 s)")
 
 
 def _add_variant_arguments(parser: argparse.ArgumentParser) -> None:
@@ -167,11 +186,21 @@ def cmd_validate(args: argparse.Namespace) -> None:
     from .validate import run_validation
 
     warnings.filterwarnings("ignore", category=FutureWarning)
+    latency = LatencyOptions(tuple(parse_threads(args.threads)), runs=args.runs) if args.latency else None
     run_validation(args.export_dir, images=args.images, count=args.count, labels_dir=args.labels_dir,
-                   label_map=args.label_map, out=args.out)
+                   label_map=args.label_map, out=args.out, latency=latency)
 
 
-COMMANDS = {"list": cmd_list, "summary": cmd_summary, "export": cmd_export, "validate": cmd_validate}
+def cmd_bench(args: argparse.Namespace) -> None:
+    from .bench import run_bench
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    run_bench(args.export_dir, tuple(parse_threads(args.threads)), runs=args.runs, device=args.device,
+              benchmark_binary=args.benchmark_binary, serial=args.serial, out=args.out)
+
+
+COMMANDS = {"list": cmd_list, "summary": cmd_summary, "export": cmd_export, "validate": cmd_validate,
+            "bench": cmd_bench}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -187,6 +216,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     except ValidationFailed as err:
         print(f"edgecnn: validation failed: {err}", file=sys.stderr)
+        return 1
+    except DeviceError as err:
+        print(f"edgecnn: on the device: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("edgecnn: interrupted; nothing was written", file=sys.stderr)

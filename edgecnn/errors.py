@@ -8,3 +8,7 @@ class ExportError(Exception):
 
 class ValidationFailed(Exception):
     """Artifacts ran, and at least one broke its parity limits. The report is written; the CLI exits 1."""
+
+
+class DeviceError(Exception):
+    """A phone-side step (adb, benchmark_model) failed. The CLI prints it and exits 1."""

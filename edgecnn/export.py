@@ -26,6 +26,7 @@ from .calibration import find_images, load_calibration
 from .errors import ExportError, UsageError
 from .formats import Artifact, ExportJob, Format
 from .interrupts import checkpoint, deferred_interrupts
+from .latency import LatencyOptions, measure_artifacts
 from .models.layers import RawRGBInput
 from .preprocess import Preprocessing
 from .registry import create_model, get_model_info
@@ -49,6 +50,7 @@ class ExportRequest:
     force: bool = False
     validate: bool = True  # the full harness with a report; without it a 4-photo self-check
     validate_count: int = DEFAULT_IMAGE_COUNT
+    latency: Optional[LatencyOptions] = LatencyOptions()  # timed during validation; None: not timed
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -138,6 +140,9 @@ def _run_export(request: ExportRequest) -> dict:
                                           "limits": a.get("limits")}
                               for a in report["artifacts"]}
         (work / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        if request.validate and request.latency is not None:
+            _step(f"{spec.id}: latency")
+            report["latency"] = measure_artifacts(wrapped, manifest, work, images[0], request.latency)
         if request.validate:
             report.update(export=str(request.target),
                           manifest_sha256=hashlib.sha256((work / "manifest.json").read_bytes()).hexdigest())

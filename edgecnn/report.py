@@ -15,6 +15,8 @@ def write_report(report: dict, folder: Path) -> None:
         (work / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         (work / "report.md").write_text(markdown(report))
         plot(report, work / "report.png")
+        if report.get("latency"):
+            plot_latency(report["latency"], report["variant"], work / "latency.png")
         replace_folder(work, folder)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -42,6 +44,63 @@ def console_table(report: dict) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths)] + lines[1:])
+
+
+def latency_table(latency: dict) -> str:
+    """Per configuration: median / p90 / min at each thread count, then load time and memory."""
+    threads = list(latency["threads"])
+    names = list(latency["threads"][threads[0]])
+    header = ["configuration"] + [f"{t} thread{'s' if t != '1' else ''}: median / {_upper(latency)} / min ms"
+                                  for t in threads] + \
+             ["load ms", "peak RSS added MiB"]
+    rows = []
+    for name in names:
+        memory = latency["load_and_memory"].get(name, {})
+        rows.append([name] + [_timing(latency["threads"][t][name]) for t in threads] +
+                    [f"{memory['load_ms']:.1f}" if "load_ms" in memory else "-",
+                     f"{memory['added_peak_rss_mib']:.1f}" if "added_peak_rss_mib" in memory else "-"])
+    for name, reason in latency["not_measured"].items():
+        rows.append([name] + ["not timed"] * len(threads) + ["-", "-"])
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    m = latency["machine"]
+    notes = [f"{name}: {reason}" for name, reason in latency["not_measured"].items()]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths)] + lines[1:] + [_machine_line(m)] + notes)
+
+
+def _machine_line(m: dict) -> str:
+    if m.get("device"):
+        return f"device: {m['cpu']}, serial {m['device']['serial']} (LiteRT benchmark_model)"
+    return f"machine: {m['cpu']}, {m['cores']} cores, load average {m['load_average']}"
+
+
+def _upper(latency: dict) -> str:
+    """The upper percentile the figures carry: p90 measured here, p95 from benchmark_model on a phone."""
+    first = next(iter(next(iter(latency["threads"].values())).values()))
+    return "p90" if "p90_ms" in first else "p95"
+
+
+def _timing(t: dict) -> str:
+    upper = t.get("p90_ms", t.get("p95_ms"))
+    return f"{t['median_ms']:.3f} / " + ("-" if upper is None else f"{upper:.3f}") + f" / {t['min_ms']:.3f}"
+
+
+def _latency_markdown(latency: dict) -> list[str]:
+    threads = list(latency["threads"])
+    m = latency["machine"]
+    lines = ["", "## Latency", "", f"{_machine_line(m)}: {latency['method']}.", "",
+             _row(["configuration"] + [f"{t} thread(s): median / {_upper(latency)} / min (ms)" for t in threads] +
+                  ["runs", "load (ms)", "first run (ms)", "peak RSS added (MiB)"]),
+             _row(["---"] * (len(threads) + 5))]
+    for name in latency["threads"][threads[0]]:
+        memory = latency["load_and_memory"].get(name, {})
+        lines.append(_row([name] + [_timing(latency["threads"][t][name]) for t in threads] +
+                          [latency["threads"][threads[0]][name]["runs"],
+                           memory.get("load_ms", "-"), memory.get("first_run_ms", "-"),
+                           memory.get("added_peak_rss_mib", memory.get("error", "-"))]))
+    for name, reason in latency["not_measured"].items():
+        lines.append(_row([name] + ["not timed"] * len(threads) + ["", "", "", reason]))
+    return lines
 
 
 def _row(cells: list) -> str:
@@ -79,6 +138,8 @@ def markdown(report: dict) -> str:
                 acc = a["accuracy"]
                 lines.append(_row([a["path"], f"{acc['top1']:.2%}", f"{acc['top5']:.2%}",
                                    f"{100 * acc['top1_drop']:+.2f} pt", f"{100 * acc['top5_drop']:+.2f} pt"]))
+    if report.get("latency"):
+        lines += _latency_markdown(report["latency"])
     lines += ["", "Limits per precision (edgecnn/parity.py): " + "; ".join(
         f"{a['precision']}: " + ", ".join(f"{k} {v:.6g}" for k, v in a["limits"].items() if v is not None)
         for a in _unique_precisions(report)) + ". " + report["fp32_limit_note"] + ".", ""]
@@ -144,3 +205,43 @@ def plot(report: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_latency(latency: dict, variant: str, path: Path) -> None:
+    """Median latency per configuration (bar) with a whisker to p90, one panel per thread count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    threads = list(latency["threads"])
+    names = list(latency["threads"][threads[0]])
+    fig, axes = plt.subplots(1, len(threads), figsize=(6 * len(threads), 0.45 * len(names) + 2), squeeze=False)
+    for ax, t in zip(axes[0], threads):
+        timings = latency["threads"][t]
+        medians = [timings[n]["median_ms"] for n in names]
+        upper = _upper(latency)
+        whiskers = [max(0.0, (timings[n].get(f"{upper}_ms") or timings[n]["median_ms"]) - timings[n]["median_ms"])
+                    for n in names]
+        colors = ["tab:gray" if n.startswith("pytorch") else "tab:blue" for n in names]
+        ax.barh(names, medians, xerr=[[0] * len(names), whiskers], color=colors, capsize=3)
+        ax.invert_yaxis()
+        ax.set_title(f"{t} thread{'s' if t != '1' else ''}")
+        ax.set_xlabel(f"ms per image (bar: median, whisker: {upper})")
+    fig.suptitle(f"{variant}: {_machine_line(latency['machine'])}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_latency_report(report: dict, folder: Path) -> None:
+    """`edgecnn bench`: latency.json, latency.md, latency.png, replacing an earlier set only when complete."""
+    work = work_dir(folder)
+    try:
+        (work / "latency.json").write_text(json.dumps(report, indent=1) + "\n")
+        lines = [f"# Latency of {report['variant']} ({report['device']})"] + _latency_markdown(report["latency"])[2:]
+        (work / "latency.md").write_text("\n".join(lines) + "\n")
+        plot_latency(report["latency"], report["variant"], work / "latency.png")
+        replace_folder(work, folder)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

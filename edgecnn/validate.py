@@ -21,6 +21,7 @@ from .calibration import find_images, load_calibration
 from .errors import ExportError, UsageError, ValidationFailed
 from .formats import FORMATS, sha256_of
 from .interrupts import checkpoint
+from .latency import LatencyOptions, measure_artifacts
 from .parity import FP32_NOISE_FACTOR, Parity, compare, distinct_outputs, is_gated, limits, violations
 from .preprocess import load_image, preprocess
 
@@ -261,6 +262,7 @@ def _report(manifest: dict, root: Path, images: np.ndarray, expected: np.ndarray
             "folder": labelled.folder, "images": int(len(labelled.targets)), "classes": labelled.classes,
             "pytorch_fp32": reference_accuracy},
         "artifacts": artifacts,
+        "latency": None,
         "passed": all(c.status != "failed" for c in checks),
         "created_with": tool_versions(),
     }
@@ -273,11 +275,11 @@ def failures(report: dict) -> list[str]:
 
 def run_validation(export_dir: Path, images: Optional[Path] = None, count: int = DEFAULT_IMAGE_COUNT,
                    labels_dir: Optional[Path] = None, label_map: Optional[Path] = None,
-                   out: Optional[Path] = None) -> dict:
-    """`edgecnn validate`: check, run, report (written even when a limit is broken), then fail if one was."""
+                   out: Optional[Path] = None, latency: Optional[LatencyOptions] = LatencyOptions()) -> dict:
+    """`edgecnn validate`: check, run, time, report (written even when a limit is broken), then fail if one was."""
     from .atomic import check_writable
     from .interrupts import deferred_interrupts
-    from .report import console_table, write_report
+    from .report import console_table, latency_table, write_report
 
     with deferred_interrupts():
         if count < 1:
@@ -305,9 +307,14 @@ def run_validation(export_dir: Path, images: Optional[Path] = None, count: int =
               file=sys.stderr)
         report = check_artifacts(model, manifest, export_dir, photos.images, labelled)
         report["parity_images"]["source"] = photos.source
+        if latency is not None:
+            print(f"[edgecnn] {manifest['variant']}: latency", file=sys.stderr)
+            report["latency"] = measure_artifacts(model, manifest, export_dir, photos.images[0], latency)
         checkpoint()
         write_report(report, out)
     print(console_table(report))
+    if report.get("latency"):
+        print(latency_table(report["latency"]))
     print(f"report: {out / 'report.md'} (.json, .png)")
     problems = failures(report)
     if problems:

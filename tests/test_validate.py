@@ -1,5 +1,6 @@
 """`edgecnn validate`: real runtimes on a real export, a report on disk, and one-line refusals."""
 import json
+import platform
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from edgecnn.calibration import load_calibration
 from edgecnn.errors import UsageError
 from edgecnn.export import ExportRequest, run_export
 from edgecnn.formats import parse_formats, sha256_of
+from edgecnn.latency import LatencyOptions
 from edgecnn.preprocess import preprocess
 from edgecnn.validate import REPORT_SCHEMA, reference_model, run_validation
 
@@ -25,7 +27,8 @@ SPEC = edgecnn.VariantSpec.create("mobilenet_v2", alpha=0.35, resolution=96)
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("validate") / SPEC.id
-    run_export(ExportRequest(SPEC, parse_formats("onnx,tflite,coreml"), calib_count=16, out=root))
+    run_export(ExportRequest(SPEC, parse_formats("onnx,tflite,coreml"), calib_count=16, out=root,
+                             latency=LatencyOptions(threads=(1, 2), budget_s=0.2)))
     return root
 
 
@@ -55,6 +58,22 @@ def test_export_writes_the_validation_report_of_every_artifact(exported):
     markdown = (exported / "validation" / "report.md").read_text()
     assert all(f"| {a['path']} |" in markdown for a in manifest["artifacts"])
     assert (exported / "validation" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_export_validation_includes_latency_at_each_thread_count(exported):
+    report = json.loads((exported / "validation" / "report.json").read_text())
+    latency = report["latency"]
+    assert set(latency["threads"]) == {"1", "2"}
+    timed = ["pytorch eager (fp32)", "model.onnx", "model_fp32.tflite", "model_int8.tflite"]
+    for timings in latency["threads"].values():
+        assert list(timings)[:4] == timed
+        assert all(t["runs"] >= 10 and 0 < t["min_ms"] <= t["median_ms"] <= t["p90_ms"] for t in timings.values())
+    # Core ML is checked numerically here but timed only where it runs (Apple platforms)
+    apple = platform.system() == "Darwin"
+    assert set(latency["not_measured"]) == (set() if apple else {"model.mlpackage", "model_w8.mlpackage"})
+    assert set(latency["load_and_memory"]) >= set(timed[1:])
+    assert "## Latency" in (exported / "validation" / "report.md").read_text()
+    assert (exported / "validation" / "latency.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_the_rebuilt_reference_is_the_exported_model(exported):
@@ -87,7 +106,7 @@ def test_accuracy_on_labelled_folders_and_parity_on_the_users_photos(exported, c
     for i, image in enumerate(images[:5]):
         Image.fromarray(image).save(photos / f"p{i}.jpg", quality=95)
 
-    report = run_validation(copy_of, images=photos, count=5, labels_dir=labelled)
+    report = run_validation(copy_of, images=photos, count=5, labels_dir=labelled, latency=None)
     assert report["parity_images"]["count"] == 5 and report["parity_images"]["source"] == str(photos)
     assert report["labelled"]["pytorch_fp32"]["top1"] == 1.0
     assert report["labelled"]["images"] == 12
@@ -111,7 +130,7 @@ def test_a_corrupted_weight_fails_validation_naming_artifact_and_metric(copy_of)
     manifest["artifacts"][0]["sha256"] = sha256_of(copy_of / "model.onnx")  # a consistent, wrong artifact
     (copy_of / "manifest.json").write_text(json.dumps(manifest))
 
-    result = cli(copy_of, "--count", "4")
+    result = cli(copy_of, "--count", "4", "--no-latency")
     assert result.returncode == 1, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("edgecnn: validation failed: model.onnx (fp32): max relative error"), last
@@ -128,11 +147,11 @@ def test_trained_weights_are_reloaded_from_the_recorded_file(tmp_path):
     root = tmp_path / "export"
     run_export(ExportRequest(spec, parse_formats("onnx"), weights=weights, calib_count=4, out=root, validate=False))
     assert not (root / "validation").exists()  # --no-validate: the self-check only
-    report = run_validation(root, count=4)
+    report = run_validation(root, count=4, latency=None)
     assert report["weights"]["trained"] and report["artifacts"][0]["status"] == "passed"
     torch.save({k: v + 1 for k, v in model.state_dict().items()}, weights)
     with pytest.raises(UsageError, match="has changed since export"):
-        run_validation(root, count=4)
+        run_validation(root, count=4, latency=None)
 
 
 def _edit_manifest(root, change):

@@ -18,6 +18,10 @@ import torch
 from ..interrupts import checkpoint
 from . import Artifact, ExportJob, image_input, logits_output
 
+RUNTIME = "coremltools"  # imported before a load is timed or its memory measured (edgecnn.probe)
+# Off macOS the runner is the MIL executor, whose speed and memory say nothing about an Apple device.
+TIMED_HERE = platform.system() == "Darwin"
+NOT_TIMED_REASON = "Core ML predicts only on macOS/iOS; here the MIL executor checks numerics, not speed"
 FP16_PACKAGE = "model.mlpackage"
 W8_PACKAGE = "model_w8.mlpackage"
 

@@ -23,6 +23,9 @@ from ..interrupts import checkpoint
 from ..preprocess import Int8InputEncoding
 from . import Artifact, ExportJob, image_input, int8_image_input, logits_output
 
+RUNTIME = "ai_edge_litert.interpreter"  # imported before a load is timed or its memory measured (edgecnn.probe)
+TIMED_HERE = True
+NOT_TIMED_REASON = ""
 FP32_FILE = "model_fp32.tflite"
 INT8_FILE = "model_int8.tflite"
 

@@ -25,7 +25,7 @@ VALIDATE_ARGS := $(or $(EXPORT_DIR),export/$(VARIANT)) $(if $(IMAGES),--images $
 	$(if $(LABELS_DIR),--labels-dir $(LABELS_DIR)) $(if $(LABEL_MAP),--label-map $(LABEL_MAP)) \
 	$(if $(COUNT),--count $(COUNT))
 
-.PHONY: setup test test-full test-torchvision list summary export validate bench clean
+.PHONY: setup test test-full test-torchvision list summary export validate sweep bench clean
 
 setup: $(STAMP) $(VENV)/.installed-apt
 
@@ -81,6 +81,14 @@ export: setup
 validate: setup
 	@test -n "$(VARIANT)$(EXPORT_DIR)" || { echo "make validate: give VARIANT=<variant id> (a folder in export/) or EXPORT_DIR=<folder>" >&2; exit 2; }
 	$(BIN)/edgecnn validate $(VALIDATE_ARGS)
+
+# make sweep [MODEL=mobilenet_v2] [ALPHAS=0.35,0.5,0.75,1.0] [RESOLUTIONS=96,128,160,192,224] [LABELS_DIR=dir]
+ALPHAS ?= 0.35,0.5,0.75,1.0
+RESOLUTIONS ?= 96,128,160,192,224
+sweep: setup
+	$(BIN)/edgecnn sweep --model $(MODEL) --alphas $(ALPHAS) --resolutions $(RESOLUTIONS) \
+		$(if $(LABELS_DIR),--labels-dir $(LABELS_DIR)) $(if $(LABEL_MAP),--label-map $(LABEL_MAP)) \
+		$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(CALIB),--calib $(CALIB)) $(if $(OUT),--out $(OUT))
 
 clean:
 	rm -rf $(VENV) $(TV_VENV) build *.egg-info

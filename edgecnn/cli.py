@@ -75,6 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --device adb: LiteRT's benchmark_model built for the phone")
     bench.add_argument("--serial", help="with --device adb: which phone, if several are attached")
     bench.add_argument("--out", type=Path, help="report folder (default: EXPORT_DIR/benchmark)")
+
+    sweep = sub.add_parser("sweep", help="export and validate a width x resolution grid; table and Pareto plot")
+    sweep.add_argument("--model", required=True)
+    sweep.add_argument("--alphas", default="0.35,0.5,0.75,1.0", help="width multipliers (default 0.35,0.5,0.75,1.0)")
+    sweep.add_argument("--resolutions", default="96,128,160,192,224",
+                       help="input sizes (default 96,128,160,192,224)")
+    sweep.add_argument("--formats", default="tflite", help="formats per variant; must include tflite (default)")
+    sweep.add_argument("--weights", type=Path, help="a state_dict for every variant (their widths must match)")
+    sweep.add_argument("--calib", type=Path, help="folder of calibration images (default: bundled photos)")
+    sweep.add_argument("--calib-count", type=int, default=100)
+    sweep.add_argument("--labels-dir", type=Path, help="labelled images: accuracy per variant, accuracy frontier")
+    sweep.add_argument("--label-map", type=Path)
+    _add_latency_arguments(sweep)
+    sweep.add_argument("--out", type=Path, help="sweep folder (default: export/sweep-MODEL)")
     return parser
 
 
@@ -199,8 +213,22 @@ def cmd_bench(args: argparse.Namespace) -> None:
               benchmark_binary=args.benchmark_binary, serial=args.serial, out=args.out)
 
 
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from .sweep import SweepRequest, parse_numbers, run_sweep
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    get_model_info(args.model)  # an unknown model is refused before the numbers are looked at
+    request = SweepRequest(
+        args.model, parse_numbers(args.alphas, "alphas"), parse_numbers(args.resolutions, "resolutions", int),
+        parse_formats(args.formats), args.out if args.out is not None else Path("export") / f"sweep-{args.model}",
+        weights=args.weights, calib_dir=args.calib, calib_count=args.calib_count, labels_dir=args.labels_dir,
+        label_map=args.label_map,
+        latency=LatencyOptions(tuple(parse_threads(args.threads)), budget_s=1.0, runs=args.runs))
+    run_sweep(request)
+
+
 COMMANDS = {"list": cmd_list, "summary": cmd_summary, "export": cmd_export, "validate": cmd_validate,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "sweep": cmd_sweep}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

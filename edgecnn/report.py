@@ -245,3 +245,83 @@ def write_latency_report(report: dict, folder: Path) -> None:
         replace_folder(work, folder)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _replace_file(path: Path, write) -> None:
+    """Write through `write(temporary_path)`, then rename over `path`: never a half-written file."""
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        write(temporary)
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_sweep_report(summary: dict, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    _replace_file(folder / "sweep.json", lambda p: p.write_text(json.dumps(summary, indent=1) + "\n"))
+    _replace_file(folder / "sweep.md", lambda p: p.write_text(sweep_markdown(summary)))
+    _replace_file(folder / "sweep.png", lambda p: plot_sweep(summary, p))
+    print(sweep_markdown(summary))
+    print(f"sweep: {folder / 'sweep.md'} (.json, .png)")
+
+
+def sweep_markdown(summary: dict) -> str:
+    rows = summary["rows"]
+    threads = list(rows[0]["int8_ms"]) if rows else []
+    labelled = any("int8_top1" in r for r in rows)
+    header = (["variant", "alpha", "resolution", "params (M)", "MACs (M)", "int8 size (MiB)"]
+              + [f"int8 ms, {t} thread(s)" for t in threads] + ["PyTorch ms, 1st thread count", "int8 worst cosine"]
+              + (["PyTorch top-1", "int8 top-1"] if labelled else []) + ["on frontier"])
+    lines = [f"# Sweep of {summary['model']}", "",
+             "int8 latency is the median of the int8 TFLite on this machine (LiteRT, XNNPACK); MACs are "
+             "multiply-accumulates at batch 1. A variant is on the frontier when no other is both at least as "
+             "fast and at least as large (MACs) or as accurate (top-1 on the labelled images).", "",
+             _row(header), _row(["---"] * len(header))]
+    for r in rows:
+        frontier = [name for key, name in (("frontier_macs", "MACs"), ("frontier_accuracy", "accuracy")) if r.get(key)]
+        lines.append(_row([r["variant"], r["alpha"], r["resolution"], f"{r['params'] / 1e6:.2f}",
+                           f"{r['macs'] / 1e6:.1f}", f"{(r['int8_bytes'] or 0) / 2**20:.2f}"]
+                          + [f"{r['int8_ms'][t]:.3f}" for t in threads]
+                          + [f"{next(iter(r['pytorch_ms'].values())):.3f}",
+                             "-" if r["int8_worst_cosine"] is None else f"{r['int8_worst_cosine']:.4f}"]
+                          + ([f"{r['pytorch_top1']:.2%}", f"{r['int8_top1']:.2%}"] if labelled else [])
+                          + [", ".join(frontier) or ""]))
+    return "\n".join(lines) + "\n"
+
+
+def plot_sweep(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summary["rows"]
+    one = min(rows[0]["int8_ms"], key=int)
+    panels = [("macs", "MACs (millions)", "frontier_macs", 1e-6)]
+    if any("int8_top1" in r for r in rows):
+        panels.append(("int8_top1", "int8 top-1 accuracy (%)", "frontier_accuracy", 100.0))
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5.5), squeeze=False)
+    for ax, (key, label, frontier_key, scale) in zip(axes[0], panels):
+        points = [r for r in rows if key in r]
+        alphas = sorted({r["alpha"] for r in points})
+        colors = {a: plt.cm.viridis(i / max(1, len(alphas) - 1)) for i, a in enumerate(alphas)}
+        for r in points:
+            on = r.get(frontier_key, False)
+            ax.scatter(r["int8_ms"][one], r[key] * scale, s=90 if on else 40, color=colors[r["alpha"]],
+                       marker="*" if on else "o", edgecolors="black" if on else "none", zorder=3)
+            ax.annotate(f"{r['alpha']:g}/{r['resolution']}", (r["int8_ms"][one], r[key] * scale), fontsize=7,
+                        xytext=(4, 3), textcoords="offset points")
+        front = sorted((r for r in points if r.get(frontier_key)), key=lambda r: r["int8_ms"][one])
+        ax.plot([r["int8_ms"][one] for r in front], [r[key] * scale for r in front], "k--", linewidth=1,
+                label="frontier (*)", zorder=2)
+        for a in alphas:
+            ax.scatter([], [], color=colors[a], label=f"alpha {a:g}")
+        ax.set_xlabel(f"int8 TFLite latency, median ms ({one} thread{'s' if one != '1' else ''}, this machine)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"{summary['model']}: width x resolution sweep (points labelled alpha/resolution)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)

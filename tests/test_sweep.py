@@ -1,0 +1,84 @@
+"""`edgecnn sweep`: a real (small) grid, its table and plot, the frontier rule, resuming, refusals."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgecnn.calibration import load_calibration
+from edgecnn.formats import parse_formats
+from edgecnn.latency import LatencyOptions
+from edgecnn.sweep import SweepRequest, pareto, run_sweep
+
+
+def test_pareto_keeps_what_nothing_beats():
+    # (cost, value): lower cost and higher value are better
+    points = [(1.0, 10.0), (2.0, 20.0), (2.5, 15.0), (3.0, 20.0), (0.5, 5.0), (1.0, 10.0)]
+    assert pareto(points) == [True, True, False, False, True, True]  # ties both stay
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    labelled = root / "labelled"
+    for i, image in enumerate(load_calibration(64, 6, progress=False).images):
+        folder = labelled / str(i % 2)  # class indices as folder names
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i}.png")
+    request = SweepRequest("mobilenet_v2", [0.35, 0.5], [64], parse_formats("tflite"), root / "sweep",
+                           calib_count=8, labels_dir=labelled, latency=LatencyOptions(threads=(1,), budget_s=0.2))
+    return request, run_sweep(request)
+
+
+def test_sweep_writes_one_row_per_variant_with_frontiers(swept):
+    request, summary = swept
+    rows = summary["rows"]
+    assert [r["variant"] for r in rows] == ["mobilenet_v2_a0.35_r64", "mobilenet_v2_a0.5_r64"]
+    assert rows[0]["macs"] < rows[1]["macs"] and rows[0]["params"] < rows[1]["params"]
+    for r in rows:
+        assert r["int8_ms"]["1"] > 0 and 0 <= r["int8_top1"] <= 1 and r["int8_bytes"] > 0
+    costs = [(r["int8_ms"]["1"], r["macs"]) for r in rows]
+    assert [r["frontier_macs"] for r in rows] == pareto(costs)
+    assert [r["frontier_accuracy"] for r in rows] == pareto([(r["int8_ms"]["1"], r["int8_top1"]) for r in rows])
+    assert json.loads((request.out / "sweep.json").read_text())["rows"] == json.loads(json.dumps(rows))
+    table = (request.out / "sweep.md").read_text()
+    assert table.count("| mobilenet_v2_a0") == 2 and "int8 top-1" in table
+    assert (request.out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_rerun_keeps_finished_variants_and_redoes_only_what_is_missing(swept, capfd):
+    request, first = swept
+    kept = request.out / "mobilenet_v2_a0.35_r64"
+    redo = request.out / "mobilenet_v2_a0.5_r64"
+    kept_mtime = (kept / "validation" / "report.json").stat().st_mtime_ns
+    manifest_mtime = (redo / "manifest.json").stat().st_mtime_ns
+    import shutil
+
+    shutil.rmtree(redo / "validation")  # as if interrupted after its export
+    capfd.readouterr()
+    second = run_sweep(request)
+    err = capfd.readouterr().err
+    assert "1/2 mobilenet_v2_a0.35_r64: done earlier, kept" in err
+    assert "2/2 mobilenet_v2_a0.5_r64\n" in err
+    assert (kept / "validation" / "report.json").stat().st_mtime_ns == kept_mtime
+    assert (redo / "manifest.json").stat().st_mtime_ns == manifest_mtime  # validated again, not re-exported
+    assert (redo / "validation" / "report.json").is_file()
+    assert [r["variant"] for r in second["rows"]] == [r["variant"] for r in first["rows"]]
+    assert np.isclose(second["rows"][0]["int8_ms"]["1"], first["rows"][0]["int8_ms"]["1"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--alphas", "0.5,x"], "--alphas takes comma-separated numbers, got 'x'"),
+    (["--alphas", "0.5,7"], "alpha"),
+    (["--resolutions", "96.5"], "--resolutions takes comma-separated numbers, got '96.5'"),
+    (["--formats", "onnx"], "--formats must include tflite"),
+    (["--threads", "0"], "--threads must be at least 1"),
+])
+def test_bad_sweep_input_is_one_line(tmp_path, args, message):
+    result = subprocess.run([sys.executable, "-m", "edgecnn", "sweep", "--model", "mobilenet_v2", "--resolutions",
+                             "96", *args, "--out", str(tmp_path / "s")], capture_output=True, text=True, timeout=300)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "s").exists()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -60,19 +59,6 @@ def convert_keras(alpha: float, resolution: int, calibration: np.ndarray, out: P
     (out / "keras_int8.tflite").write_bytes(converter.convert())
 
 
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_average": list(os.getloadavg()),
-            "platform": platform.platform(), "python": platform.python_version()}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alpha", type=float, default=0.75)
@@ -87,7 +73,7 @@ def main() -> int:
 
     from edgecnn.calibration import load_calibration
     from edgecnn.export import prepare_model
-    from edgecnn.latency import measure_interleaved
+    from edgecnn.latency import machine, measure_interleaved
     from edgecnn.spec import VariantSpec
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,tflite,coreml]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,tflite,coreml,imagenet]'
 	touch $@
 
 test: setup
@@ -52,7 +52,7 @@ test: setup
 
 # TensorFlow only for the baseline of the benchmark: the `bench` extra, installed on demand.
 $(VENV)/.installed-bench: $(STAMP)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,tflite,coreml,bench]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,tflite,coreml,imagenet,bench]'
 	touch $@
 
 bench: $(VENV)/.installed-bench

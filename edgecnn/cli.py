@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_variant_arguments(export)
     export.add_argument("--formats", default=",".join(FORMATS),
                         help=f"comma-separated, from: {', '.join(FORMATS)} (default: all)")
-    export.add_argument("--weights", type=Path, help="a state_dict (torchvision layout); default: random init")
+    export.add_argument("--weights", help="a state_dict file (torchvision layout), 'torchvision' (its ImageNet "
+                        "checkpoint, downloaded on request) or 'lite0-imagenet'; default: random init")
     export.add_argument("--calib", type=Path, help="folder of calibration images (default: bundled photos)")
     export.add_argument("--calib-count", type=int, default=100, help="calibration images (default 100)")
     export.add_argument("--out", type=Path, help="output folder (default: export/<variant-id>)")
@@ -76,13 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--serial", help="with --device adb: which phone, if several are attached")
     bench.add_argument("--out", type=Path, help="report folder (default: EXPORT_DIR/benchmark)")
 
+    classify = sub.add_parser("classify", help="top-5 classes of images from PyTorch and every artifact, side by side")
+    classify.add_argument("export_dir", type=Path)
+    classify.add_argument("images", type=Path, nargs="+")
+    classify.add_argument("--top", type=int, default=5)
+
     sweep = sub.add_parser("sweep", help="export and validate a width x resolution grid; table and Pareto plot")
     sweep.add_argument("--model", required=True)
     sweep.add_argument("--alphas", default="0.35,0.5,0.75,1.0", help="width multipliers (default 0.35,0.5,0.75,1.0)")
     sweep.add_argument("--resolutions", default="96,128,160,192,224",
                        help="input sizes (default 96,128,160,192,224)")
     sweep.add_argument("--formats", default="tflite", help="formats per variant; must include tflite (default)")
-    sweep.add_argument("--weights", type=Path, help="a state_dict for every variant (their widths must match)")
+    sweep.add_argument("--weights", help="as for export, for every variant (their widths must match)")
     sweep.add_argument("--calib", type=Path, help="folder of calibration images (default: bundled photos)")
     sweep.add_argument("--calib-count", type=int, default=100)
     sweep.add_argument("--labels-dir", type=Path, help="labelled images: accuracy per variant, accuracy frontier")
@@ -184,7 +190,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
     spec = VariantSpec.create(args.model, alpha=args.alpha, resolution=args.resolution, rho=args.rho,
-                              num_classes=args.num_classes, weights=str(args.weights) if args.weights else None)
+                              num_classes=args.num_classes, weights=args.weights)
     request = ExportRequest(spec, parse_formats(args.formats), weights=args.weights, calib_dir=args.calib,
                             calib_count=args.calib_count, out=args.out, force=args.force)
     request.validate = args.validate
@@ -227,8 +233,15 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     run_sweep(request)
 
 
+def cmd_classify(args: argparse.Namespace) -> None:
+    from .classify import format_results, run_classify
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    print(format_results(run_classify(args.export_dir, args.images, args.top)))
+
+
 COMMANDS = {"list": cmd_list, "summary": cmd_summary, "export": cmd_export, "validate": cmd_validate,
-            "bench": cmd_bench, "sweep": cmd_sweep}
+            "bench": cmd_bench, "sweep": cmd_sweep, "classify": cmd_classify}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

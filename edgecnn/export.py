@@ -23,6 +23,7 @@ import torch
 from . import __version__
 from .atomic import check_writable, replace_folder, work_dir
 from .calibration import find_images, load_calibration
+from .checkpoints import WeightsSource, imagenet_labels, resolve
 from .errors import ExportError, UsageError
 from .formats import Artifact, ExportJob, Format
 from .interrupts import checkpoint, deferred_interrupts
@@ -33,7 +34,7 @@ from .registry import create_model, get_model_info
 from .report import write_report
 from .spec import VariantSpec
 from .validate import DEFAULT_IMAGE_COUNT, MANIFEST_SCHEMA, VALIDATION_FOLDER, check_artifacts, failures
-from .weights import load_state_dict, load_weights, reestimate_batchnorm
+from .weights import load_weights, reestimate_batchnorm
 
 INIT_SEED = 0
 SELF_CHECK_IMAGES = 4
@@ -43,7 +44,7 @@ SELF_CHECK_IMAGES = 4
 class ExportRequest:
     spec: VariantSpec
     formats: list[Format]
-    weights: Optional[Path] = None
+    weights: Optional[str] = None  # a path, "torchvision" or a packaged source (edgecnn.checkpoints)
     calib_dir: Optional[Path] = None
     calib_count: int = 100
     out: Optional[Path] = None
@@ -62,8 +63,8 @@ def _step(message: str) -> None:
     print(f"[edgecnn] {message}", file=sys.stderr, flush=True)
 
 
-def _check_request(request: ExportRequest) -> None:
-    """Every check that needs no heavy work, before any is done."""
+def _check_request(request: ExportRequest) -> Optional[WeightsSource]:
+    """Every check that needs no heavy work, before any is done; returns where the weights come from."""
     if request.target.exists() and not request.force:
         raise UsageError(f"{request.target} already exists; pass --force to replace it")
     if request.target.exists() and not request.target.is_dir():
@@ -73,10 +74,13 @@ def _check_request(request: ExportRequest) -> None:
         raise UsageError(f"--calib-count must be at least 2, got {request.calib_count}")
     for fmt in request.formats:
         fmt.load()
+    source = None
     if request.weights is not None:
-        load_state_dict(request.weights)
+        source = resolve(str(request.weights), request.spec.model)
+        source.read(request.spec.model)
     if request.calib_dir is not None:
         find_images(request.calib_dir)
+    return source
 
 
 def run_export(request: ExportRequest) -> dict:
@@ -87,16 +91,17 @@ def run_export(request: ExportRequest) -> dict:
 def _run_export(request: ExportRequest) -> dict:
     spec = request.spec
     info = get_model_info(spec.model)
-    _check_request(request)
+    source = _check_request(request)
     started = time.perf_counter()
 
     _step(f"{spec.id}: calibration images")
     calibration = load_calibration(spec.resolution, request.calib_count, request.calib_dir)
 
     _step(f"{spec.id}: building {spec.model} (alpha {spec.alpha:g}, {spec.num_classes} classes)")
-    wrapped, weights = prepare_model(spec, request.weights, calibration.images)
+    wrapped, weights = prepare_model(spec, source, calibration.images)
 
-    labels = [f"class_{i}" for i in range(spec.num_classes)]
+    imagenet = source is not None and source.imagenet_classes and spec.num_classes == 1000
+    labels = imagenet_labels() if imagenet else [f"class_{i}" for i in range(spec.num_classes)]
     preprocessing = Preprocessing(spec.resolution)
     embedded = {"variant": spec.id, "mean": json.dumps(list(info.mean)), "std": json.dumps(list(info.std)),
                 "preprocessing": json.dumps(preprocessing.to_dict()), "weights": weights["source"]}
@@ -156,16 +161,19 @@ def _run_export(request: ExportRequest) -> dict:
     return manifest
 
 
-def prepare_model(spec: VariantSpec, weights_path: Optional[Path],
+def prepare_model(spec: VariantSpec, source: Optional[WeightsSource],
                   calibration: np.ndarray) -> tuple[torch.nn.Module, dict]:
     """The eval-mode PyTorch reference every artifact is compared with: raw RGB in, logits out."""
     info = get_model_info(spec.model)
     torch.manual_seed(INIT_SEED)
-    model = create_model(spec.model, alpha=spec.alpha, num_classes=spec.num_classes)
+    options = source.builder_options if source is not None else {}
+    model = create_model(spec.model, alpha=spec.alpha, num_classes=spec.num_classes, **options)
     wrapped = RawRGBInput(model, info.mean, info.std).eval()
-    if weights_path is not None:
-        digest = load_weights(model, weights_path, spec.model)
-        return wrapped, {"source": str(weights_path.resolve()), "sha256": digest, "trained": True}
+    if source is not None:
+        load_weights(model, source.read(spec.model), spec.model, source.describe())
+        return wrapped, {"source": source.describe(), "kind": source.kind, "name": source.name,
+                         "path": str(source.path.resolve()), "sha256": source.sha256(), "trained": True,
+                         "builder_options": options, "imagenet_classes": source.imagenet_classes}
     print("  NOTE: no --weights given: the weights are random (untrained); BatchNorm statistics are "
           "re-estimated on the calibration images so that outputs depend on the input", file=sys.stderr)
     reestimate_batchnorm(wrapped, calibration)

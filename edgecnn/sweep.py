@@ -32,7 +32,7 @@ class SweepRequest:
     resolutions: list[int]
     formats: list[Format]
     out: Path
-    weights: Optional[Path] = None
+    weights: Optional[str] = None
     calib_dir: Optional[Path] = None
     calib_count: int = 100
     labels_dir: Optional[Path] = None

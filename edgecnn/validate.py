@@ -66,12 +66,15 @@ def reference_model(manifest: dict) -> torch.nn.Module:
     spec = VariantSpec.create(manifest["model"], alpha=manifest["alpha"], resolution=manifest["resolution"],
                               num_classes=manifest["num_classes"])
     if weights["trained"]:
-        path = Path(weights["source"])
-        if not path.is_file():
-            raise UsageError(f"the weights this export was made from are gone: {path}")
-        model, loaded = prepare_model(spec, path, np.empty((0,)))
-        if loaded["sha256"] != weights["sha256"]:
-            raise UsageError(f"{path} has changed since export: its sha256 no longer matches the manifest")
+        from .checkpoints import resolve
+
+        source = resolve(weights["path"] if weights["kind"] == "file" else weights["name"], manifest["model"],
+                         download=False)
+        if not source.path.is_file():
+            raise UsageError(f"the weights this export was made from are gone: {source.path}")
+        if source.sha256() != weights["sha256"]:
+            raise UsageError(f"{source.path} has changed since export: its sha256 no longer matches the manifest")
+        model, _ = prepare_model(spec, source, np.empty((0,)))
         return model
     recorded = manifest["calibration"]
     folder = Path(recorded["folder"]) if recorded.get("folder") else None

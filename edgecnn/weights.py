@@ -43,6 +43,9 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], model_name: str, origin: str) -> None:
     """Load strictly; on mismatch name the first few differences (`origin` names the checkpoint)."""
     ours = model.state_dict()
+    # checkpoints older than BatchNorm's step counter (torchvision's DenseNet, for one) lack it; it never
+    # affects inference, and PyTorch's own loader fills it in for them too
+    state = {**{k: v for k, v in ours.items() if k.endswith(".num_batches_tracked")}, **state}
     missing = [k for k in ours if k not in state]
     unexpected = [k for k in state if k not in ours]
     wrong_shape = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in ours.items()

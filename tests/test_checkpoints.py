@@ -1,0 +1,127 @@
+"""Weights from torchvision's cache, from a package (real ImageNet-trained Lite0), and what a user sees."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import edgecnn
+from edgecnn.checkpoints import TORCHVISION_URLS, imagenet_labels, lite_layout, resolve, torch_cache_dir
+from edgecnn.classify import run_classify
+from edgecnn.errors import UsageError
+from edgecnn.export import ExportRequest, run_export
+from edgecnn.formats import parse_formats
+from edgecnn.latency import LatencyOptions
+from edgecnn.validate import reference_model
+
+SKIMAGE = Path(__import__("skimage").__file__).parent / "data"
+# photos whose content is unambiguous, and the ImageNet classes that are right for them
+UNAMBIGUOUS = {"chelsea.png": {"tabby", "tiger cat", "Egyptian cat"}, "coffee.png": {"espresso"},
+               "rocket.jpg": {"missile", "projectile"}}
+
+
+def test_lite0_imagenet_maps_every_key_and_classifies_real_photos():
+    source = resolve("lite0-imagenet", "efficientnet_lite0")
+    state = source.read("efficientnet_lite0")
+    model = edgecnn.create_model("efficientnet_lite0")
+    assert set(state) == set(model.state_dict())
+    model.load_state_dict(state, strict=True)
+    info = edgecnn.get_model_info("efficientnet_lite0")
+    from edgecnn.models.layers import RawRGBInput
+    from edgecnn.preprocess import load_image, preprocess
+
+    wrapped = RawRGBInput(model, info.mean, info.std).eval()
+    labels = imagenet_labels()
+    for name, right in UNAMBIGUOUS.items():
+        x = torch.from_numpy(preprocess(load_image(SKIMAGE / name), 224)[None]).permute(0, 3, 1, 2).float()
+        with torch.no_grad():
+            assert labels[int(wrapped(x).argmax())] in right, name
+
+
+def test_lite_layout_refuses_keys_without_a_place():
+    state = resolve("lite0-imagenet", "efficientnet_lite0").read("efficientnet_lite0")
+    raw = torch.load(resolve("lite0-imagenet", "efficientnet_lite0").path, weights_only=True)
+    raw["_blocks.99._bn1.weight"] = torch.zeros(3)
+    with pytest.raises(UsageError, match=r"1 keys of the checkpoint have no place in efficientnet_lite0: _blocks\.99"):
+        lite_layout(raw, "efficientnet_lite0")
+    assert len(state) == 296
+
+
+def test_imagenet_labels_are_the_usual_1000():
+    labels = imagenet_labels()
+    assert len(labels) == 1000 and labels[0] == "tench" and labels[285] == "Egyptian cat" and labels[967] == "espresso"
+
+
+def test_packaged_weights_are_for_their_model_only():
+    with pytest.raises(UsageError, match="--weights lite0-imagenet is for efficientnet_lite0, not mobilenet_v2"):
+        resolve("lite0-imagenet", "mobilenet_v2")
+    with pytest.raises(UsageError, match="torchvision publishes no checkpoint for efficientnet_lite0"):
+        resolve("torchvision", "efficientnet_lite0")
+
+
+def test_torchvision_checkpoint_from_the_cache_needs_no_network(tmp_path, monkeypatch):
+    """A checkpoint already in torch's cache (as torchvision would have left it) is used as it is."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cached = torch_cache_dir() / TORCHVISION_URLS["resnet18"].rsplit("/", 1)[1]
+    cached.parent.mkdir(parents=True)
+    torch.manual_seed(3)
+    torch.save(edgecnn.create_model("resnet18").state_dict(), cached)
+    spec = edgecnn.VariantSpec.create("resnet18", resolution=64)
+    root = tmp_path / "export"
+    manifest = run_export(ExportRequest(spec, parse_formats("onnx"), weights="torchvision", calib_count=4, out=root,
+                                        validate=False))
+    assert manifest["weights"]["kind"] == "torchvision" and manifest["weights"]["path"] == str(cached)
+    assert manifest["weights"]["source"] == f"torchvision ImageNet checkpoint {TORCHVISION_URLS['resnet18']}"
+    assert (root / "labels.txt").read_text().splitlines()[285] == "Egyptian cat"
+    model = reference_model(manifest)  # rebuilt from the cache, without downloading
+    assert torch.equal(model.model.fc.weight, torch.load(cached, weights_only=True)["fc.weight"])
+
+
+def test_torchvision_layout_quirks_are_mapped(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cache = torch_cache_dir()
+    cache.mkdir(parents=True)
+    ours = edgecnn.create_model("densenet121", alpha=0.25).state_dict()
+    # torchvision's DenseNet file predates the rename of `norm1` to `norm.1`-free names
+    old_style = {k.replace(".norm1.", ".norm.1.").replace(".conv2.", ".conv.2."): v for k, v in ours.items()}
+    assert old_style != ours
+    torch.save(old_style, cache / TORCHVISION_URLS["densenet121"].rsplit("/", 1)[1])
+    assert resolve("torchvision", "densenet121").read("densenet121").keys() == ours.keys()
+
+    googlenet = edgecnn.create_model("googlenet", transform_input=True).state_dict()
+    with_aux = {**googlenet, "aux1.conv.conv.weight": torch.zeros(1), "aux2.fc2.bias": torch.zeros(1)}
+    torch.save(with_aux, cache / TORCHVISION_URLS["googlenet"].rsplit("/", 1)[1])
+    source = resolve("torchvision", "googlenet")
+    assert source.read("googlenet").keys() == googlenet.keys()
+    assert source.builder_options == {"transform_input": True}  # as torchvision builds it for these weights
+
+
+def test_no_network_is_one_clear_line(tmp_path):
+    """With nothing cached and no way out, the download fails fast and says what to do instead."""
+    env = {**__import__("os").environ, "TORCH_HOME": str(tmp_path / "torch"), "https_proxy": "http://127.0.0.1:9",
+           "HTTPS_PROXY": "http://127.0.0.1:9"}
+    result = subprocess.run([sys.executable, "-m", "edgecnn", "export", "--model", "resnet18", "--weights",
+                             "torchvision", "--formats", "onnx", "--out", str(tmp_path / "e")],
+                            capture_output=True, text=True, timeout=300, env=env)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("edgecnn: error: cannot download https://download.pytorch.org/models/resnet18-f37072fd.pth")
+    assert "pass --weights PATH" in lines[0] and not (tmp_path / "e").exists()
+
+
+def test_real_lite0_export_says_what_pytorch_says_on_unambiguous_photos(tmp_path):
+    """ImageNet-trained Lite0 through every format: each artifact's top-1 is PyTorch's, and right."""
+    spec = edgecnn.VariantSpec.create("efficientnet_lite0")
+    root = tmp_path / spec.id
+    manifest = run_export(ExportRequest(spec, parse_formats("onnx,tflite,coreml"), weights="lite0-imagenet",
+                                        calib_count=32, out=root, latency=None))
+    assert all(check["status"] == "passed" for check in manifest["parity"].values())  # int8 gated: trained
+    report = json.loads((root / "validation" / "report.json").read_text())
+    int8 = next(a for a in report["artifacts"] if a["path"] == "model_int8.tflite")
+    assert int8["parity"]["worst_cosine"] > 0.95 and int8["status"] == "passed"
+    results = run_classify(root, [SKIMAGE / name for name in UNAMBIGUOUS])
+    for (image, per_source), right in zip(results.items(), UNAMBIGUOUS.values()):
+        assert per_source["PyTorch fp32"][0][0] in right, image
+        assert {ranked[0][0] for ranked in per_source.values()} == {per_source["PyTorch fp32"][0][0]}, per_source

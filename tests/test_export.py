@@ -163,8 +163,9 @@ def test_loaded_weights_are_exported_as_given(tmp_path):
     assert compare(got, expected).max_rel_error < 1e-4
 
 
+# one model of every family through every format (mobilenet_v2 is the module fixture above)
 REPRESENTATIVE = ["mobilenet_v1", "mobilenet_v3_small", "efficientnet_b0", "efficientnet_lite0", "resnet18",
-                  "googlenet"]
+                  "googlenet", "densenet121", "vgg16"]
 
 
 @pytest.mark.parametrize("name", REPRESENTATIVE)

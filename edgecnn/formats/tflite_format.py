@@ -35,6 +35,18 @@ def _quiet():
     return contextlib.redirect_stdout(io.StringIO())
 
 
+@contextlib.contextmanager
+def _converter_errors(precision: str):
+    """The LiteRT converter reports a graph it cannot lower as a ValueError with MLIR diagnostics: one
+    line of it, as an export failure (DenseNet's chained concatenations in int8 are one such graph)."""
+    try:
+        yield
+    except ValueError as err:
+        lines = [line.strip() for line in str(err).splitlines() if "error:" in line] or [str(err).strip()]
+        detail = lines[0].split("error:", 1)[-1].strip()
+        raise ExportError(f"the LiteRT converter cannot build the {precision} TFLite model: {detail[:300]}") from None
+
+
 def export(job: ExportJob) -> list[Artifact]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the converter's C++ info lines
     import litert_torch
@@ -47,7 +59,7 @@ def export(job: ExportJob) -> list[Artifact]:
     shape = [1, job.resolution, job.resolution, 3]
 
     print("  tflite fp32: converting", file=sys.stderr)
-    with _quiet():
+    with _quiet(), _converter_errors("fp32"):
         litert_torch.convert(model, sample).export(str(job.work_dir / FP32_FILE))
     fp32_graph = inspect_graph(job.work_dir / FP32_FILE)
 
@@ -67,7 +79,7 @@ def export(job: ExportJob) -> list[Artifact]:
             graph(image)
     graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
     print("  tflite int8: converting", file=sys.stderr)
-    with _quiet():
+    with _quiet(), _converter_errors("int8"):
         litert_torch.convert(graph, (normalized[0],), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(
             str(job.work_dir / INT8_FILE))
     int8_graph = inspect_graph(job.work_dir / INT8_FILE)

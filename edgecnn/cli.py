@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -199,6 +200,11 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(summary_table(manifest))
     print(f"exported in {request.timings['total']:.1f} s; manifest: {request.target / 'manifest.json'}")
     if args.validate:
+        from .report import latency_table
+
+        report = json.loads((request.target / VALIDATION_FOLDER / "report.json").read_text())
+        if report.get("latency"):
+            print(latency_table(report["latency"]))
         print(f"validation report: {request.target / VALIDATION_FOLDER / 'report.md'} (.json, .png)")
 
 

@@ -125,3 +125,7 @@ def test_real_lite0_export_says_what_pytorch_says_on_unambiguous_photos(tmp_path
     for (image, per_source), right in zip(results.items(), UNAMBIGUOUS.values()):
         assert per_source["PyTorch fp32"][0][0] in right, image
         assert {ranked[0][0] for ranked in per_source.values()} == {per_source["PyTorch fp32"][0][0]}, per_source
+    with pytest.raises(UsageError, match="cannot read image"):
+        run_classify(root, [tmp_path / "no_such_photo.jpg"])
+    with pytest.raises(UsageError, match="--top must be at least 1"):
+        run_classify(root, [SKIMAGE / "coffee.png"], top=0)

@@ -25,7 +25,7 @@ VALIDATE_ARGS := $(or $(EXPORT_DIR),export/$(VARIANT)) $(if $(IMAGES),--images $
 	$(if $(LABELS_DIR),--labels-dir $(LABELS_DIR)) $(if $(LABEL_MAP),--label-map $(LABEL_MAP)) \
 	$(if $(COUNT),--count $(COUNT))
 
-.PHONY: setup test test-full test-torchvision list summary export validate sweep bench clean
+.PHONY: setup test test-slow test-full test-torchvision list summary export validate sweep bench clean
 
 setup: $(STAMP) $(VENV)/.installed-apt
 
@@ -48,7 +48,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
+
+# everything: the slow conversions too, and torchvision itself in its own environment
+test-slow: setup
+	$(BIN)/python -m pytest -m slow
 
 # TensorFlow only for the baseline of the benchmark: the `bench` extra, installed on demand.
 $(VENV)/.installed-bench: $(STAMP)
@@ -58,7 +62,7 @@ $(VENV)/.installed-bench: $(STAMP)
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/keras_baseline.py
 
-test-full: test test-torchvision
+test-full: test test-slow test-torchvision
 
 $(TV_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(TV_VENV)

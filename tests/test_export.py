@@ -197,6 +197,7 @@ def test_vgg_through_every_format(tmp_path):
     assert manifest["parity"]["model_int8.tflite"]["worst_cosine"] > 0.9
 
 
+@pytest.mark.slow
 def test_densenet_runs_in_onnx_and_core_ml_and_its_int8_refusal_is_one_clear_error(tmp_path):
     """DenseNet's chained concatenations are beyond litert-torch's int8 quantizer: an ExportError, not a crash."""
     spec = edgecnn.VariantSpec.create("densenet121", alpha=0.25, resolution=64)
@@ -208,7 +209,10 @@ def test_densenet_runs_in_onnx_and_core_ml_and_its_int8_refusal_is_one_clear_err
     assert not (tmp_path / "int8").exists() or not any((tmp_path / "int8").iterdir())  # nothing left behind
 
 
-OTHERS = [n for n in edgecnn.list_models() if n not in REPRESENTATIVE]
+# the biggest (over 40 M parameters, or 456 px and up at alpha 1) take 10-20 s each: the slow suite's
+OTHERS = [pytest.param(n, marks=pytest.mark.slow)
+          if (edgecnn.get_model_info(n).reference.params or 0) > 40e6 or edgecnn.get_model_info(n).default_resolution >= 456
+          else n for n in edgecnn.list_models() if n not in REPRESENTATIVE]
 
 
 @pytest.mark.parametrize("name", OTHERS)

@@ -250,23 +250,21 @@ COMMANDS = {"list": cmd_list, "summary": cmd_summary, "export": cmd_export, "val
             "bench": cmd_bench, "sweep": cmd_sweep, "classify": cmd_classify}
 
 
+# what a failure of each kind says before its message, and the exit code
+_FAILURE_LINES = ((UsageError, "error", 2), (ExportError, "export failed", 1),
+                  (ValidationFailed, "validation failed", 1), (DeviceError, "on the device", 1))
+FAILURES = tuple(kind for kind, _, _ in _FAILURE_LINES)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         COMMANDS[args.command](args)
-    except UsageError as err:
-        print(f"edgecnn: error: {err}", file=sys.stderr)
-        return 2
-    except ExportError as err:
-        print(f"edgecnn: export failed: {err}", file=sys.stderr)
-        return 1
-    except ValidationFailed as err:
-        print(f"edgecnn: validation failed: {err}", file=sys.stderr)
-        return 1
-    except DeviceError as err:
-        print(f"edgecnn: on the device: {err}", file=sys.stderr)
-        return 1
+    except FAILURES as err:
+        prefix, code = next((p, c) for kind, p, c in _FAILURE_LINES if isinstance(err, kind))
+        print(f"edgecnn: {prefix}: {err}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print("edgecnn: interrupted; nothing was written", file=sys.stderr)
         return 130

@@ -14,14 +14,10 @@ from typing import Optional
 import numpy as np
 
 from .errors import UsageError
-from .preprocess import load_image, preprocess, resize_square, to_rgb_array
+from .photos import SKIMAGE
+from .preprocess import CROP_FRACTION, load_image, preprocess, resize_square, to_rgb_array
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-# Photographs among scikit-image's bundled data (its README: public domain or CC0); diagrams, synthetic
-# patterns and microscopy masks are left out.
-SKIMAGE_PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
-                  "motorcycle_right.png", "hubble_deep_field.jpg", "ihc.png", "retina.jpg", "camera.png",
-                  "coins.png", "moon.png", "brick.png", "grass.png", "gravel.png", "clock_motion.png"]
 SEED = 20240601
 
 
@@ -31,6 +27,7 @@ class CalibrationSet:
     source: str
     files: list[str] = field(default_factory=list)
     folder: Optional[str] = None  # the user's folder, absolute; None for the bundled photos
+    dataset: Optional[dict] = None  # drawn from a dataset: its name, split and the indices taken
 
     @property
     def sha256(self) -> str:
@@ -39,21 +36,13 @@ class CalibrationSet:
     def provenance(self) -> dict:
         return {"source": self.source, "folder": self.folder, "files": self.files, "count": int(len(self.images)),
                 "resolution": int(self.images.shape[1]), "seed": SEED,
-                "augmentation": "central crop first, then seeded random square crops (35-100%) and flips",
-                "sha256": self.sha256}
+                "augmentation": "none" if self.dataset else
+                "central crop first, then seeded random square crops (35-100%) and flips",
+                "dataset": self.dataset, "sha256": self.sha256}
 
 
 def skimage_photo_paths() -> list[Path]:
-    try:
-        import skimage
-    except ImportError:
-        raise UsageError("default calibration photos come from scikit-image: pip install scikit-image") from None
-    data_dir = Path(skimage.__file__).parent / "data"
-    paths = [data_dir / name for name in SKIMAGE_PHOTOS]
-    missing = [p.name for p in paths if not p.is_file()]
-    if missing:
-        raise UsageError(f"scikit-image's data folder lacks {', '.join(missing)}")
-    return paths
+    return SKIMAGE.paths()
 
 
 def find_images(folder: Path) -> list[Path]:
@@ -79,7 +68,7 @@ def _augmented(pixels: np.ndarray, resolution: int, rng: np.random.Generator) ->
 
 
 def load_calibration(resolution: int, count: int, folder: Optional[Path] = None,
-                     progress: bool = True) -> CalibrationSet:
+                     progress: bool = True, crop_fraction: float = CROP_FRACTION) -> CalibrationSet:
     if count < 1:
         raise UsageError(f"calibration count must be at least 1, got {count}")
     paths = find_images(folder) if folder is not None else skimage_photo_paths()
@@ -88,10 +77,25 @@ def load_calibration(resolution: int, count: int, folder: Optional[Path] = None,
     samples = []
     for i in range(count):
         pixels = decoded[i % len(decoded)]
-        samples.append(preprocess(pixels, resolution) if i < len(decoded) else _augmented(pixels, resolution, rng))
+        samples.append(preprocess(pixels, resolution, crop_fraction) if i < len(decoded) else _augmented(pixels, resolution, rng))
         if progress and (i + 1 == count or (i + 1) % 25 == 0):
             print(f"  calibration images {i + 1}/{count}", file=sys.stderr)
     source = str(folder) if folder is not None else "scikit-image bundled photos (public domain / CC0)"
     root = folder if folder is not None else paths[0].parent
     return CalibrationSet(np.stack(samples), source, [str(p.relative_to(root)) for p in paths],
                           str(folder.resolve()) if folder is not None else None)
+
+
+def load_dataset_calibration(name: str, resolution: int, count: int) -> CalibrationSet:
+    """A seeded sample of `count` images from a dataset's train split (what the model was trained on)."""
+    from .datasets import get_dataset
+
+    dataset = get_dataset(name)
+    total = len(dataset.load("train")[1])
+    if count > total:
+        raise UsageError(f"--calib-count {count} is more than the {total} images of {name}'s train split")
+    indices = np.sort(np.random.default_rng(SEED).choice(total, count, replace=False))
+    images, _ = dataset.model_inputs("train", resolution, indices, progress=False)
+    print(f"  calibration images {count}/{count} from {name}", file=sys.stderr)
+    return CalibrationSet(images, dataset.describe("train"),
+                          dataset={"name": name, "split": "train", "indices": indices.tolist()})

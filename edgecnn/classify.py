@@ -9,7 +9,7 @@ import numpy as np
 from .errors import UsageError
 from .interrupts import deferred_interrupts
 from .preprocess import load_image, preprocess
-from .validate import open_export, pytorch_logits, reference_model, run_artifact
+from .validate import crop_fraction, open_export, pytorch_logits, reference_model, run_artifact
 
 REFERENCE = "PyTorch fp32"
 
@@ -26,7 +26,8 @@ def run_classify(export_dir: Path, images: list[Path], top: int = 5) -> dict:
     with deferred_interrupts():
         manifest = open_export(export_dir)
         labels = (export_dir / manifest["labels"]).read_text(encoding="utf-8").splitlines()
-        pixels = np.stack([preprocess(load_image(path), manifest["resolution"]) for path in images])
+        pixels = np.stack([preprocess(load_image(path), manifest["resolution"], crop_fraction(manifest))
+                           for path in images])
         model = reference_model(manifest)
         logits = {REFERENCE: pytorch_logits(model, pixels)[0]}
         for record in manifest["artifacts"]:

@@ -10,6 +10,8 @@ from typing import Optional, Sequence
 
 import torch
 
+from .checkpoints import trained_variant
+from .datasets import DATASETS
 from .errors import DeviceError, ExportError, UsageError, ValidationFailed
 from .formats import FORMATS, parse_formats
 from .latency import LatencyOptions, parse_threads
@@ -44,11 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="export one variant to ONNX, TFLite and Core ML, with a manifest")
     export.add_argument("--model", required=True)
-    _add_variant_arguments(export)
+    _add_variant_arguments(export, from_weights=True)
     export.add_argument("--formats", default=",".join(FORMATS),
                         help=f"comma-separated, from: {', '.join(FORMATS)} (default: all)")
     export.add_argument("--weights", help="a state_dict file (torchvision layout), 'torchvision' (its ImageNet "
-                        "checkpoint, downloaded on request) or 'lite0-imagenet'; default: random init")
+                        "checkpoint, downloaded on request), 'lite0-imagenet' or 'fashion-mnist-demo'; "
+                        "default: random init")
     export.add_argument("--calib", type=Path, help="folder of calibration images (default: bundled photos)")
     export.add_argument("--calib-count", type=int, default=100, help="calibration images (default 100)")
     export.add_argument("--out", type=Path, help="output folder (default: export/<variant-id>)")
@@ -63,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help=f"photos for parity (default {DEFAULT_IMAGE_COUNT})")
     validate.add_argument("--labels-dir", type=Path,
                           help="labelled images, one subfolder per class: top-1/top-5 accuracy per artifact")
+    validate.add_argument("--dataset", choices=sorted(DATASETS),
+                          help="accuracy on a known dataset's test split (the model must be trained on it)")
+    validate.add_argument("--dataset-count", type=int, help="with --dataset: only its first N test images")
     validate.add_argument("--label-map", type=Path,
                           help="JSON object: class folder name -> label or class index")
     validate.add_argument("--out", type=Path, help="report folder (default: EXPORT_DIR/validation)")
@@ -80,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     classify = sub.add_parser("classify", help="top-5 classes of images from PyTorch and every artifact, side by side")
     classify.add_argument("export_dir", type=Path)
-    classify.add_argument("images", type=Path, nargs="+")
+    classify.add_argument("images", type=Path, nargs="*")
+    classify.add_argument("--bundled-photos", action="store_true",
+                          help="also every natural photo that ships in scikit-image, matplotlib and scikit-learn")
     classify.add_argument("--top", type=int, default=5)
 
     sweep = sub.add_parser("sweep", help="export and validate a width x resolution grid; table and Pareto plot")
@@ -106,13 +114,17 @@ def _add_latency_arguments(parser: argparse.ArgumentParser) -> None:
                         help="timed runs per configuration and thread count (default: as many as fit 1.5 s)")
 
 
-def _add_variant_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--alpha", type=_number, default=1.0, help="width multiplier (default 1.0)")
+def _add_variant_arguments(parser: argparse.ArgumentParser, from_weights: bool = False) -> None:
+    # with a named checkpoint (--weights lite0-imagenet, ...) what is not given is what it was trained as
+    named = ", or what a named --weights was trained as" if from_weights else ""
+    parser.add_argument("--alpha", type=_number, default=None if from_weights else 1.0,
+                        help=f"width multiplier (default 1.0{named})")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--resolution", type=_number, help="input size in pixels (default: the model's)")
+    size.add_argument("--resolution", type=_number, help=f"input size in pixels (default: the model's{named})")
     size.add_argument("--rho", type=_number,
                       help="resolution multiplier: default x rho, to the nearest multiple of 8")
-    parser.add_argument("--num-classes", type=_number, default=1000)
+    parser.add_argument("--num-classes", type=_number, default=None if from_weights else 1000,
+                        help=f"outputs of the classifier (default 1000{named})")
 
 
 def _meta_model(info: ModelInfo, alpha: float = 1.0, num_classes: int = 1000) -> torch.nn.Module:
@@ -190,8 +202,15 @@ def cmd_export(args: argparse.Namespace) -> None:
     # the converters' own deprecation notices (torch pytree, coremltools) are not the user's business
     warnings.filterwarnings("ignore", category=FutureWarning)
 
-    spec = VariantSpec.create(args.model, alpha=args.alpha, resolution=args.resolution, rho=args.rho,
-                              num_classes=args.num_classes, weights=args.weights)
+    trained = trained_variant(args.weights)
+    alpha = _given(args.alpha, trained, "alpha", 1.0)
+    num_classes = _given(args.num_classes, trained, "num_classes", 1000)
+    if trained is not None:
+        trained.check(args.weights, args.model, alpha, num_classes)
+        if args.resolution is None and args.rho is None:
+            args.resolution = trained.resolution
+    spec = VariantSpec.create(args.model, alpha=alpha, resolution=args.resolution, rho=args.rho,
+                              num_classes=num_classes, weights=args.weights)
     request = ExportRequest(spec, parse_formats(args.formats), weights=args.weights, calib_dir=args.calib,
                             calib_count=args.calib_count, out=args.out, force=args.force)
     request.validate = args.validate
@@ -208,13 +227,20 @@ def cmd_export(args: argparse.Namespace) -> None:
         print(f"validation report: {request.target / VALIDATION_FOLDER / 'report.md'} (.json, .png)")
 
 
+def _given(value, trained, field: str, default):
+    if value is not None:
+        return value
+    return getattr(trained, field) if trained is not None else default
+
+
 def cmd_validate(args: argparse.Namespace) -> None:
     from .validate import run_validation
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     latency = LatencyOptions(tuple(parse_threads(args.threads)), runs=args.runs) if args.latency else None
     run_validation(args.export_dir, images=args.images, count=args.count, labels_dir=args.labels_dir,
-                   label_map=args.label_map, out=args.out, latency=latency)
+                   label_map=args.label_map, out=args.out, latency=latency, dataset=args.dataset,
+                   dataset_count=args.dataset_count)
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -243,7 +269,14 @@ def cmd_classify(args: argparse.Namespace) -> None:
     from .classify import format_results, run_classify
 
     warnings.filterwarnings("ignore", category=FutureWarning)
-    print(format_results(run_classify(args.export_dir, args.images, args.top)))
+    images = list(args.images)
+    if args.bundled_photos:
+        from .photos import dependency_photos
+
+        images += dependency_photos()
+    if not images:
+        raise UsageError("give image files, or --bundled-photos")
+    print(format_results(run_classify(args.export_dir, images, args.top)))
 
 
 COMMANDS = {"list": cmd_list, "summary": cmd_summary, "export": cmd_export, "validate": cmd_validate,

@@ -22,18 +22,20 @@ import torch
 
 from . import __version__
 from .atomic import check_writable, replace_folder, work_dir
-from .calibration import find_images, load_calibration
-from .checkpoints import WeightsSource, imagenet_labels, resolve
+from .calibration import find_images, load_calibration, load_dataset_calibration
+from .checkpoints import WeightsSource, resolve
+from .datasets import get_dataset
 from .errors import ExportError, UsageError
 from .formats import Artifact, ExportJob, Format
 from .interrupts import checkpoint, deferred_interrupts
 from .latency import LatencyOptions, measure_artifacts
 from .models.layers import RawRGBInput
-from .preprocess import Preprocessing
+from .preprocess import CROP_FRACTION, Preprocessing
 from .registry import create_model, get_model_info
 from .report import write_report
 from .spec import VariantSpec
-from .validate import DEFAULT_IMAGE_COUNT, MANIFEST_SCHEMA, VALIDATION_FOLDER, check_artifacts, failures
+from .validate import (DEFAULT_IMAGE_COUNT, MANIFEST_SCHEMA, VALIDATION_FOLDER, check_artifacts, failures,
+                       parity_images)
 from .weights import load_weights, reestimate_batchnorm
 
 INIT_SEED = 0
@@ -94,15 +96,21 @@ def _run_export(request: ExportRequest) -> dict:
     source = _check_request(request)
     started = time.perf_counter()
 
+    dataset = source.dataset if source is not None else None
+    fraction = get_dataset(dataset).crop_fraction if dataset is not None else CROP_FRACTION
     _step(f"{spec.id}: calibration images")
-    calibration = load_calibration(spec.resolution, request.calib_count, request.calib_dir)
+    if dataset is not None and request.calib_dir is None:
+        calibration = load_dataset_calibration(dataset, spec.resolution, request.calib_count)
+    else:
+        calibration = load_calibration(spec.resolution, request.calib_count, request.calib_dir,
+                                       crop_fraction=fraction)
 
     _step(f"{spec.id}: building {spec.model} (alpha {spec.alpha:g}, {spec.num_classes} classes)")
     wrapped, weights = prepare_model(spec, source, calibration.images)
 
-    imagenet = source is not None and source.imagenet_classes and spec.num_classes == 1000
-    labels = imagenet_labels() if imagenet else [f"class_{i}" for i in range(spec.num_classes)]
-    preprocessing = Preprocessing(spec.resolution)
+    labels = (source.labels(spec.num_classes) if source is not None else None) \
+        or [f"class_{i}" for i in range(spec.num_classes)]
+    preprocessing = Preprocessing(spec.resolution, crop_fraction=fraction)
     embedded = {"variant": spec.id, "mean": json.dumps(list(info.mean)), "std": json.dumps(list(info.std)),
                 "preprocessing": json.dumps(preprocessing.to_dict()), "weights": weights["source"]}
     work = work_dir(request.target)
@@ -127,6 +135,7 @@ def _run_export(request: ExportRequest) -> dict:
                              "int8 codes of the normalised image (its input.encoding has the lookup table)",
             "preprocessing": preprocessing.to_dict(),
             "weights": weights,
+            "dataset": dataset,  # what it was trained on, if edgecnn knows the dataset
             "labels": "labels.txt",
             "artifacts": [a.to_dict(work) for a in artifacts],
             "calibration": calibration.provenance(),
@@ -134,9 +143,9 @@ def _run_export(request: ExportRequest) -> dict:
             "created_with": tool_versions(),
         }
         count = request.validate_count if request.validate else SELF_CHECK_IMAGES
+        images, origin = parity_images(manifest, count)
         _step(f"{spec.id}: {'validating' if request.validate else 'self-check of'} every artifact against "
-              f"PyTorch on {count} photos")
-        images = load_calibration(spec.resolution, count, progress=False).images
+              f"PyTorch on {origin}")
         report = check_artifacts(wrapped, manifest, work, images)
         problems = failures(report)
         if problems:

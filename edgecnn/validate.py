@@ -23,7 +23,7 @@ from .formats import FORMATS, sha256_of
 from .interrupts import checkpoint
 from .latency import LatencyOptions, measure_artifacts
 from .parity import FP32_NOISE_FACTOR, Parity, compare, distinct_outputs, is_gated, limits, violations
-from .preprocess import load_image, preprocess
+from .preprocess import CROP_FRACTION, load_image, preprocess
 
 MANIFEST_SCHEMA = "edgecnn.manifest/1"
 REPORT_SCHEMA = "edgecnn.report/1"
@@ -86,6 +86,26 @@ def reference_model(manifest: dict) -> torch.nn.Module:
     return model
 
 
+def crop_fraction(manifest: dict) -> float:
+    return float(manifest["preprocessing"]["crop_fraction"])
+
+
+def parity_images(manifest: dict, count: int, folder: Optional[Path] = None) -> tuple[np.ndarray, str]:
+    """The images every artifact is compared on: a user's folder, else the test split of the dataset the
+    model was trained on, else the bundled photos."""
+    dataset = manifest.get("dataset")
+    if folder is None and dataset is not None:
+        from .datasets import get_dataset
+
+        data = get_dataset(dataset)
+        images, _ = data.model_inputs("test", manifest["resolution"], range(count), crop_fraction(manifest),
+                                      progress=False)
+        return images, f"the first {count} images of the " + data.describe("test")
+    photos = load_calibration(manifest["resolution"], count, folder, progress=False,
+                              crop_fraction=crop_fraction(manifest))
+    return photos.images, photos.source
+
+
 @dataclass
 class LabelledSet:
     images: np.ndarray  # (N, R, R, 3) uint8
@@ -94,8 +114,8 @@ class LabelledSet:
     folder: str
 
 
-def load_labelled(folder: Path, labels: list[str], resolution: int,
-                  label_map: Optional[Path] = None) -> LabelledSet:
+def load_labelled(folder: Path, labels: list[str], resolution: int, label_map: Optional[Path] = None,
+                  crop: float = CROP_FRACTION) -> LabelledSet:
     """One subfolder per class, named by a label of the export, by a class index, or through --label-map."""
     if not folder.is_dir():
         raise UsageError(f"labelled image folder not found: {folder}")
@@ -122,10 +142,27 @@ def load_labelled(folder: Path, labels: list[str], resolution: int,
     images = []
     for i, path in enumerate(paths):
         checkpoint()
-        images.append(preprocess(load_image(path), resolution))
+        images.append(preprocess(load_image(path), resolution, crop))
         if (i + 1) % 50 == 0 or i + 1 == len(paths):
             print(f"  labelled images {i + 1}/{len(paths)}", file=sys.stderr)
     return LabelledSet(np.stack(images), np.asarray(targets), classes, str(folder))
+
+
+def load_dataset_labelled(name: str, labels: list[str], resolution: int, crop: float,
+                          count: Optional[int] = None) -> LabelledSet:
+    """The test split of a known dataset (all of it, or its first `count` images) as labelled input."""
+    from .datasets import get_dataset
+
+    dataset = get_dataset(name)
+    if list(dataset.classes) != labels:
+        raise UsageError(f"this export's {len(labels)} labels are not {name}'s classes "
+                         f"({', '.join(dataset.classes[:3])}, ...): it was not trained on {name}")
+    if count is not None and count < 1:
+        raise UsageError(f"--dataset-count must be at least 1, got {count}")
+    total = len(dataset.load("test")[1])
+    indices = range(min(count, total)) if count is not None else None
+    images, targets = dataset.model_inputs("test", resolution, indices, crop)
+    return LabelledSet(images, targets, {c: i for i, c in enumerate(dataset.classes)}, dataset.describe("test"))
 
 
 def _read_label_map(path: Path, labels: list[str]) -> dict[str, int]:
@@ -174,13 +211,16 @@ def run_artifact(root: Path, record: dict, images: np.ndarray, progress: bool = 
     return np.concatenate(outputs)
 
 
-def pytorch_logits(model: torch.nn.Module, images: np.ndarray) -> tuple[np.ndarray, Parity]:
+def pytorch_logits(model: torch.nn.Module, images: np.ndarray,
+                   with_noise: bool = True) -> tuple[np.ndarray, Optional[Parity]]:
     """fp32 logits, and how far they are from float64 (what fp32 arithmetic itself costs on this model)."""
     import copy
 
     x = torch.from_numpy(images).permute(0, 3, 1, 2)
     with torch.no_grad():
         expected = torch.cat([model(b.float()) for b in x.split(BATCH)]).numpy()
+        if not with_noise:
+            return expected, None
         exact = copy.deepcopy(model).double()
         noise = compare(expected, torch.cat([exact(b.double()) for b in x.split(BATCH)]).numpy())
     return expected, noise
@@ -195,7 +235,7 @@ def check_artifacts(model: torch.nn.Module, manifest: dict, root: Path, images: 
         raise ExportError("PyTorch gives the same output for different images: parity would prove nothing")
     reference_labelled = None
     if labelled is not None:
-        reference_labelled = pytorch_logits(model, labelled.images)[0]
+        reference_labelled = pytorch_logits(model, labelled.images, with_noise=False)[0]
     checks = []
     for record in manifest["artifacts"]:
         try:
@@ -278,7 +318,8 @@ def failures(report: dict) -> list[str]:
 
 def run_validation(export_dir: Path, images: Optional[Path] = None, count: int = DEFAULT_IMAGE_COUNT,
                    labels_dir: Optional[Path] = None, label_map: Optional[Path] = None,
-                   out: Optional[Path] = None, latency: Optional[LatencyOptions] = LatencyOptions()) -> dict:
+                   out: Optional[Path] = None, latency: Optional[LatencyOptions] = LatencyOptions(),
+                   dataset: Optional[str] = None, dataset_count: Optional[int] = None) -> dict:
     """`edgecnn validate`: check, run, time, report (written even when a limit is broken), then fail if one was."""
     from .atomic import check_writable
     from .interrupts import deferred_interrupts
@@ -298,21 +339,32 @@ def run_validation(export_dir: Path, images: Optional[Path] = None, count: int =
         labels = labels_file.read_text(encoding="utf-8").splitlines()
         if label_map is not None and labels_dir is None:
             raise UsageError("--label-map needs --labels-dir")
+        if dataset is not None and labels_dir is not None:
+            raise UsageError("give --labels-dir or --dataset, not both")
+        if dataset_count is not None and dataset is None:
+            raise UsageError("--dataset-count needs --dataset")
+        if dataset is not None:
+            from .datasets import get_dataset
+
+            get_dataset(dataset)
 
         print(f"[edgecnn] {manifest['variant']}: rebuilding the PyTorch reference", file=sys.stderr)
         model = reference_model(manifest)
-        photos = load_calibration(manifest["resolution"], count, images, progress=False)
+        photos, origin = parity_images(manifest, count, images)
         labelled = None
         if labels_dir is not None:
-            labelled = load_labelled(labels_dir, labels, manifest["resolution"], label_map)
-        print(f"[edgecnn] {manifest['variant']}: {len(manifest['artifacts'])} artifacts on {count} photos "
-              f"({photos.source})" + (f" and {len(labelled.targets)} labelled images" if labelled else ""),
+            labelled = load_labelled(labels_dir, labels, manifest["resolution"], label_map, crop_fraction(manifest))
+        if dataset is not None:
+            labelled = load_dataset_labelled(dataset, labels, manifest["resolution"], crop_fraction(manifest),
+                                             dataset_count)
+        print(f"[edgecnn] {manifest['variant']}: {len(manifest['artifacts'])} artifacts on {count} images "
+              f"({origin})" + (f" and {len(labelled.targets)} labelled images" if labelled else ""),
               file=sys.stderr)
-        report = check_artifacts(model, manifest, export_dir, photos.images, labelled)
-        report["parity_images"]["source"] = photos.source
+        report = check_artifacts(model, manifest, export_dir, photos, labelled)
+        report["parity_images"]["source"] = origin
         if latency is not None:
             print(f"[edgecnn] {manifest['variant']}: latency", file=sys.stderr)
-            report["latency"] = measure_artifacts(model, manifest, export_dir, photos.images[0], latency)
+            report["latency"] = measure_artifacts(model, manifest, export_dir, photos[0], latency)
         checkpoint()
         write_report(report, out)
     print(console_table(report))

@@ -91,6 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also every natural photo that ships in scikit-image, matplotlib and scikit-learn")
     classify.add_argument("--top", type=int, default=5)
 
+    assets = sub.add_parser("android-assets", help="the Android demo's assets: models, catalog, golden files")
+    assets.add_argument("--variants", required=True,
+                        help='space-separated model:alpha:resolution[:weights], e.g. "mobilenet_v2:0.35:128"')
+    assets.add_argument("--assets", type=Path, default=Path("android_demo/app/src/main/assets"),
+                        help="the app's assets folder (default android_demo/app/src/main/assets)")
+    assets.add_argument("--export-root", type=Path, default=Path("export"),
+                        help="where exports are found, or made if missing (default export/)")
+
+    app_report = sub.add_parser("app-report", help="the demo app's benchmark.json (adb pull) as a table and plot")
+    app_report.add_argument("file", type=Path)
+    app_report.add_argument("--out", type=Path, help="report folder (default: FILE's name + -report)")
+
     sweep = sub.add_parser("sweep", help="export and validate a width x resolution grid; table and Pareto plot")
     sweep.add_argument("--model", required=True)
     sweep.add_argument("--alphas", default="0.35,0.5,0.75,1.0", help="width multipliers (default 0.35,0.5,0.75,1.0)")
@@ -279,8 +291,28 @@ def cmd_classify(args: argparse.Namespace) -> None:
     print(format_results(run_classify(args.export_dir, images, args.top)))
 
 
+def cmd_android_assets(args: argparse.Namespace) -> None:
+    from .android_assets import build_assets, parse_variants
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    catalog = build_assets(parse_variants(args.variants), args.assets, args.export_root)
+    for v in catalog["variants"]:
+        print(f"{v['file']}  {v['precision']}  {v['bytes'] / 2**20:.2f} MiB  sha256 {v['sha256'][:12]}")
+    print(f"{args.assets / 'catalog.json'}: {len(catalog['variants'])} model files; golden image and tensors in "
+          f"{args.assets / 'golden'}")
+
+
+def cmd_app_report(args: argparse.Namespace) -> None:
+    from .app_report import table, write_app_report
+
+    out = write_app_report(args.file, args.out)
+    print(table(json.loads((out / "app_benchmark.json").read_text())))
+    print(f"report: {out / 'app_benchmark.md'} (.json, .png)")
+
+
 COMMANDS = {"list": cmd_list, "summary": cmd_summary, "export": cmd_export, "validate": cmd_validate,
-            "bench": cmd_bench, "sweep": cmd_sweep, "classify": cmd_classify}
+            "bench": cmd_bench, "sweep": cmd_sweep, "classify": cmd_classify,
+            "android-assets": cmd_android_assets, "app-report": cmd_app_report}
 
 
 # what a failure of each kind says before its message, and the exit code

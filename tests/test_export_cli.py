@@ -29,6 +29,8 @@ def files(tmp_path):
         pickle.dump({"weight": Payload()}, f)
     torch.save(edgecnn.create_model("resnet18", alpha=0.25).state_dict(), tmp_path / "resnet18.pt")
     torch.save(edgecnn.create_model("mobilenet_v2", num_classes=10).state_dict(), tmp_path / "ten_classes.pt")
+    whole = (tmp_path / "ten_classes.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(whole[:len(whole) // 2])  # a download cut short
     (tmp_path / "empty").mkdir()
     (tmp_path / "bad_images" / "nested").mkdir(parents=True)
     (tmp_path / "bad_images" / "nested" / "broken.jpg").write_bytes(b"\xff\xd8 this is no jpeg")
@@ -48,6 +50,12 @@ CASES = [
      "resnet18.pt does not fit mobilenet_v2: missing: features.0.0.weight"),
     (["--model", "mobilenet_v2", "--weights", "ten_classes.pt"],
      "shape (file vs model): classifier.1.weight (10, 1280) vs (1000, 1280)"),
+    (["--model", "mobilenet_v2", "--weights", "truncated.pt"], "truncated.pt is not a readable PyTorch checkpoint"),
+    (["--model", "mobilenet_v2", "--weights", "fashion-mnist-demo", "--alpha", "1"],
+     "fashion-mnist-demo is mobilenet_v2 alpha 0.5 with 10 classes (trained at 32 px), not alpha 1 with 10"),
+    (["--model", "mobilenet_v2", "--weights", "fashion-mnist-demo", "--num-classes", "1000"],
+     "not alpha 0.5 with 1000 classes"),
+    (["--model", "resnet18", "--weights", "fashion-mnist-demo"], "fashion-mnist-demo is for mobilenet_v2, not resnet18"),
     (["--model", "mobilenet_v2", "--calib", "nowhere"], "image folder not found: nowhere"),
     (["--model", "mobilenet_v2", "--calib", "empty"], "no images"),
     (["--model", "mobilenet_v2", "--calib", "bad_images"], "cannot read image bad_images/nested/broken.jpg"),

@@ -1,0 +1,121 @@
+"""The Android demo's Java core against Python: JUnit with Debian's JDK, on golden files of real exports.
+
+`edgecnn android-assets` exports two variants (one random-init MobileNetV2, the project's trained
+Fashion-MNIST model), writes the app's assets, and the Java core must rebuild every input tensor byte for
+byte from the golden PNG and rank Python's raw outputs the same way. The app's benchmark JSON, as the core
+writes it, must be readable by `edgecnn app-report`.
+"""
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORE = ROOT / "android_demo" / "core" / "src"
+JARS = [Path("/usr/share/java") / name for name in ("gson.jar", "junit4.jar", "hamcrest-core.jar")]
+VARIANTS = "mobilenet_v2:0.35:96 mobilenet_v2:0.5:32:fashion-mnist-demo"
+JUNIT_CLASSES = ["CatalogTest", "PreprocessorTest", "TopKTest", "LatencyStatsTest", "SelfTestTest", "GoldenTest"]
+
+
+def edgecnn(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "edgecnn", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=900)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("android")
+    result = edgecnn("android-assets", "--variants", VARIANTS, "--assets", str(root / "assets"),
+                     "--export-root", str(root / "export"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root
+
+
+def test_catalog_lists_every_model_file_with_the_manifests_sha256(built):
+    catalog = json.loads((built / "assets" / "catalog.json").read_text())
+    assert catalog["schema"] == "edgecnn.android-catalog/1"
+    keys = [v["key"] for v in catalog["variants"]]
+    assert keys == ["mobilenet_v2_a0.35_r96/fp32", "mobilenet_v2_a0.35_r96/int8",
+                    "mobilenet_v2_a0.5_r32/fp32", "mobilenet_v2_a0.5_r32/int8"]
+    for variant in catalog["variants"]:
+        manifest = json.loads((built / "export" / variant["variant"] / "manifest.json").read_text())
+        record = next(a for a in manifest["artifacts"] if a["format"] == "tflite"
+                      and a["precision"] == variant["precision"])
+        data = (built / "assets" / variant["file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == record["sha256"] == variant["sha256"]
+        assert variant["preprocessing"]["cropFraction"] == manifest["preprocessing"]["crop_fraction"]
+    fashion = next(v for v in catalog["variants"] if v["key"] == "mobilenet_v2_a0.5_r32/int8")
+    labels = (built / "assets" / fashion["labels"]).read_text().splitlines()
+    assert labels[0] == "T-shirt/top" and len(labels) == 10 and fashion["preprocessing"]["cropFraction"] == 1.0
+    assert fashion["input"]["dtype"] == "int8" and len(fashion["input"]["lookupTable"]) == 3
+
+
+def _compile(out: Path) -> list[str]:
+    missing = [str(j) for j in JARS if not j.is_file()]
+    assert not missing and shutil.which("javac"), f"make setup installs the JDK, JUnit and Gson; missing {missing}"
+    sources = sorted(str(p) for p in CORE.rglob("*.java"))
+    classpath = ":".join(str(j) for j in JARS)
+    compiled = subprocess.run(["javac", "--release", "11", "-encoding", "UTF-8", "-d", str(out), "-cp", classpath,
+                               *sources], capture_output=True, text=True, timeout=300)
+    assert compiled.returncode == 0, compiled.stderr
+    return [f"{out}:{classpath}"]
+
+
+def test_java_core_passes_its_junit_and_golden_tests(built, tmp_path):
+    classpath = _compile(tmp_path / "classes")
+    benchmark = tmp_path / "benchmark.json"
+    result = subprocess.run(["java", f"-Dedgecnn.assets={built / 'assets'}", f"-Dedgecnn.benchmarkOut={benchmark}",
+                             "-cp", classpath[0], "org.junit.runner.JUnitCore",
+                             *[f"dev.edgecnn.core.{name}" for name in JUNIT_CLASSES]],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "OK (" in result.stdout, result.stdout[-4000:] + result.stderr[-2000:]
+
+    # the benchmark file as the app writes it is what `edgecnn app-report` reads
+    report = edgecnn("app-report", str(benchmark), "--out", str(tmp_path / "report"))
+    assert report.returncode == 0, report.stderr
+    written = json.loads((tmp_path / "report" / "app_benchmark.json").read_text())
+    for entry in written["results"]:
+        assert entry["p50Ms"] == pytest.approx(np.percentile(entry["latencyMs"], 50))
+        assert entry["p90Ms"] == pytest.approx(np.percentile(entry["latencyMs"], 90))
+    assert (tmp_path / "report" / "app_benchmark.png").stat().st_size > 0
+    assert "mobilenet_v2_a0.5_r32/int8" in (tmp_path / "report" / "app_benchmark.md").read_text()
+
+
+def test_golden_input_tensor_breaks_when_python_and_java_disagree(built, tmp_path):
+    """The golden test can fail: one changed byte of an expected input tensor makes JUnit report it."""
+    assets = tmp_path / "assets"
+    shutil.copytree(built / "assets", assets)
+    catalog = json.loads((assets / "catalog.json").read_text())
+    golden = assets / catalog["golden"]["results"][1]["inputTensor"]
+    data = bytearray(golden.read_bytes())
+    data[100] = (data[100] + 1) % 256
+    golden.write_bytes(bytes(data))
+    classpath = _compile(tmp_path / "classes")
+    result = subprocess.run(["java", f"-Dedgecnn.assets={assets}", "-cp", classpath[0], "org.junit.runner.JUnitCore",
+                             "dev.edgecnn.core.GoldenTest"], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "input tensor differs from Python's" in result.stdout
+
+
+@pytest.mark.parametrize("variants,message", [
+    ("mobilenet_v2:abc:96", "alpha must be a number"),
+    ("mobilenet_v2:0.5", "is not model:alpha:resolution[:weights]"),
+    ("mobilenet_v2:0.35:96 mobilenet_v2:0.35:96", "a variant is listed twice"),
+    ("mobilenet_v2:1.0:32:fashion-mnist-demo", "fashion-mnist-demo is mobilenet_v2 alpha 0.5"),
+])
+def test_bad_variants_are_one_line_and_write_nothing(tmp_path, variants, message):
+    result = edgecnn("android-assets", "--variants", variants, "--assets", str(tmp_path / "assets"),
+                     "--export-root", str(tmp_path / "export"))
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_app_report_refuses_what_is_not_the_apps_file(tmp_path):
+    (tmp_path / "other.json").write_text(json.dumps({"schema": "edgecnn.report/1"}))
+    result = edgecnn("app-report", str(tmp_path / "other.json"))
+    assert result.returncode == 2 and "is not the app's benchmark file" in result.stderr

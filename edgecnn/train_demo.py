@@ -33,16 +33,16 @@ class Recipe:
     alpha: float = 0.5
     resolution: int = 32
     dataset: str = FASHION_MNIST.name
-    epochs: int = 10
+    epochs: int = 12
     batch_size: int = 128
     optimizer: str = "SGD, momentum 0.9, Nesterov"
-    peak_lr: float = 0.2
+    peak_lr: float = 0.1
     schedule: str = "one-cycle: linear warm-up over the first 15% of steps, then cosine to 0"
     warmup_fraction: float = 0.15
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
-    augmentation: str = "random 32x32 crop of the image zero-padded by 4 (black, the background), horizontal flip"
-    pad: int = 4
+    augmentation: str = "random crop of the image zero-padded by 2 (black, the background), horizontal flip"
+    pad: int = 2
     seed: int = 0
 
     @property

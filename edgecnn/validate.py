@@ -200,25 +200,32 @@ class ArtifactCheck:
         return self.record["path"]
 
 
-def run_artifact(root: Path, record: dict, images: np.ndarray, progress: bool = True) -> np.ndarray:
+def run_artifact(root: Path, record: dict, images: np.ndarray, progress: bool = True,
+                 batch: int = BATCH) -> np.ndarray:
     runner = FORMATS[record["format"]].load().Runner(root / record["path"], record)
     outputs = []
-    for start in range(0, len(images), BATCH):
+    for start in range(0, len(images), batch):
         checkpoint()
-        outputs.append(runner.run(images[start:start + BATCH]))
+        outputs.append(runner.run(images[start:start + batch]))
         if progress:
-            print(f"  {record['path']}: {min(start + BATCH, len(images))}/{len(images)} images", file=sys.stderr)
+            print(f"  {record['path']}: {min(start + batch, len(images))}/{len(images)} images", file=sys.stderr)
     return np.concatenate(outputs)
 
 
-def pytorch_logits(model: torch.nn.Module, images: np.ndarray,
-                   with_noise: bool = True) -> tuple[np.ndarray, Optional[Parity]]:
+def labelled_batch(count: int) -> int:
+    """Large labelled sets run in bigger batches (runners that take a batch amortise their overhead),
+    still reporting progress about twenty times."""
+    return max(BATCH, count // 20)
+
+
+def pytorch_logits(model: torch.nn.Module, images: np.ndarray, with_noise: bool = True,
+                   batch: int = BATCH) -> tuple[np.ndarray, Optional[Parity]]:
     """fp32 logits, and how far they are from float64 (what fp32 arithmetic itself costs on this model)."""
     import copy
 
     x = torch.from_numpy(images).permute(0, 3, 1, 2)
     with torch.no_grad():
-        expected = torch.cat([model(b.float()) for b in x.split(BATCH)]).numpy()
+        expected = torch.cat([model(b.float()) for b in x.split(batch)]).numpy()
         if not with_noise:
             return expected, None
         exact = copy.deepcopy(model).double()
@@ -235,7 +242,8 @@ def check_artifacts(model: torch.nn.Module, manifest: dict, root: Path, images: 
         raise ExportError("PyTorch gives the same output for different images: parity would prove nothing")
     reference_labelled = None
     if labelled is not None:
-        reference_labelled = pytorch_logits(model, labelled.images, with_noise=False)[0]
+        reference_labelled = pytorch_logits(model, labelled.images, with_noise=False,
+                                            batch=labelled_batch(len(labelled.images)))[0]
     checks = []
     for record in manifest["artifacts"]:
         try:
@@ -249,7 +257,8 @@ def check_artifacts(model: torch.nn.Module, manifest: dict, root: Path, images: 
             else "reported (not gated: untrained weights)"
         check = ArtifactCheck(record, status, parity, problems, logits=logits)
         if labelled is not None:
-            check.labelled_logits = run_artifact(root, record, labelled.images, progress)
+            check.labelled_logits = run_artifact(root, record, labelled.images, progress,
+                                                 labelled_batch(len(labelled.images)))
         checks.append(check)
     return _report(manifest, root, images, expected, noise, checks, labelled, reference_labelled)
 

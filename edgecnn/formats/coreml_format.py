@@ -100,5 +100,4 @@ class Runner:
             from PIL import Image
 
             return np.stack([self.model.predict({"image": Image.fromarray(image)})["logits"][0] for image in images])
-        return np.stack([self.program.run({"image": image.transpose(2, 0, 1)[None].astype(np.float32)})["logits"][0]
-                         for image in images])
+        return self.program.run({"image": images.transpose(0, 3, 1, 2).astype(np.float32)})["logits"]

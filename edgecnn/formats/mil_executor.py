@@ -128,7 +128,7 @@ OPS: dict[str, Callable[[dict], Any]] = {
     "max_pool": lambda a: _pool(a, "max"),
     "avg_pool": lambda a: _pool(a, "avg"),
     "concat": lambda a: torch.cat(list(a["values"]), int(a["axis"])),
-    "reshape": lambda a: a["x"].reshape(_ints(a["shape"])),
+    "reshape": lambda a: a["x"].reshape(_batched_shape(a["x"], _ints(a["shape"]))),
     "squeeze": lambda a: a["x"].squeeze(tuple(_ints(a["axes"]))) if a.get("axes") is not None else a["x"].squeeze(),
     "expand_dims": lambda a: a["x"].reshape(_expand_shape(a["x"].shape, _ints(a["axes"]))),
     "transpose": lambda a: a["x"].permute(_ints(a["perm"])),
@@ -136,6 +136,13 @@ OPS: dict[str, Callable[[dict], Any]] = {
                            value=float(a.get("constant_val", 0.0))),
     "constexpr_affine_dequantize": _dequantize,
 }
+
+
+def _batched_shape(x: torch.Tensor, shape: list[int]) -> list[int]:
+    """Programs are saved for batch 1; run on a batch, a reshape to [1, ...] keeps the batch axis."""
+    if shape and shape[0] == 1 and x.shape[0] > 1 and int(np.prod(shape)) * x.shape[0] == x.numel():
+        return [x.shape[0], *shape[1:]]
+    return shape
 
 
 def _expand_shape(shape: torch.Size, axes: list[int]) -> list[int]:
@@ -169,6 +176,17 @@ class MilProgram:
             raise UnsupportedOperation(f"{path}: the Core ML executor does not know operation(s) {', '.join(unknown)}")
         self.input_names = list(self.function.inputs)
         self.output_names = [v.name for v in self.function.outputs]
+        # constants, and operations on constants only (weight dequantization), are evaluated once here
+        self.constants: dict[str, Any] = {}
+        self.steps = []
+        for op in self.function.operations:
+            if op.op_type == "const":
+                continue
+            if op.op_type.startswith("constexpr_"):
+                self._store(op, OPS[op.op_type]({k: self._value(v, self.constants) for k, v in op.inputs.items()}),
+                            self.constants)
+            else:
+                self.steps.append(op)
 
     def _is_fp16(self, var) -> bool:
         return self.types.builtin_to_string(var.dtype) == "fp16"
@@ -178,27 +196,31 @@ class MilProgram:
             return [self._value(v, env) for v in var]
         if var.name in env:
             return env[var.name]
+        if var.name in self.constants:
+            return self.constants[var.name]
         value = var.val
         if value is None:
             raise UnsupportedOperation(f"no value for {var.name}")
         if isinstance(value, np.ndarray) and value.dtype.kind in "fiub":
             tensor = torch.from_numpy(np.ascontiguousarray(value))
-            return tensor.float() if value.dtype.kind == "f" else tensor
-        if isinstance(value, (np.floating, np.integer, np.bool_)):
-            return value.item()
+            value = tensor.float() if value.dtype.kind == "f" else tensor
+        elif isinstance(value, (np.floating, np.integer, np.bool_)):
+            value = value.item()
+        self.constants[var.name] = value  # a constant: converted once
         return value
 
+    def _store(self, op, result: Any, env: dict) -> None:
+        results = result if isinstance(result, (tuple, list)) else [result]
+        for var, value in zip(op.outputs, results):
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and self._is_fp16(var):
+                value = value.to(torch.float16).to(torch.float32)  # stored as fp16 on the device
+            env[var.name] = value
+
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        env: dict[str, Any] = {name: torch.from_numpy(np.asarray(value, dtype=np.float32)) for name, value in inputs.items()}
+        """Inputs of the program's shape, or a batch of them along the first axis."""
+        env: dict[str, Any] = dict(self.constants)
+        env.update({name: torch.from_numpy(np.asarray(value, dtype=np.float32)) for name, value in inputs.items()})
         with torch.no_grad():
-            for op in self.function.operations:
-                if op.op_type == "const":
-                    continue
-                args = {k: self._value(v, env) for k, v in op.inputs.items()}
-                result = OPS[op.op_type](args)
-                results = result if isinstance(result, (tuple, list)) else [result]
-                for var, value in zip(op.outputs, results):
-                    if isinstance(value, torch.Tensor) and value.is_floating_point() and self._is_fp16(var):
-                        value = value.to(torch.float16).to(torch.float32)  # stored as fp16 on the device
-                    env[var.name] = value
+            for op in self.steps:
+                self._store(op, OPS[op.op_type]({k: self._value(v, env) for k, v in op.inputs.items()}), env)
         return {name: env[name].numpy() for name in self.output_names}

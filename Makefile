@@ -34,7 +34,7 @@ setup: $(STAMP) $(VENV)/.installed-apt
 # Debian packages: adb (`edgecnn bench --device adb`), Fashion-MNIST (the demo model's data), and a JDK
 # with JUnit 4 and Gson for the Android demo's Java core and its golden tests.
 APT_PACKAGES := adb dataset-fashion-mnist default-jdk-headless junit4 libgoogle-gson-java
-$(VENV)/.installed-apt: | $(BIN)/python
+$(VENV)/.installed-apt: Makefile | $(BIN)/python
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then :; \
 	elif ! command -v apt-get >/dev/null; then echo "note: no apt-get here; install$$missing yourself for the paths that need it" >&2; \

@@ -14,12 +14,14 @@ from edgecnn.errors import UsageError
 from edgecnn.export import ExportRequest, run_export
 from edgecnn.formats import parse_formats
 from edgecnn.latency import LatencyOptions
+from edgecnn.photos import dependency_photos
 from edgecnn.validate import reference_model
 
 SKIMAGE = Path(__import__("skimage").__file__).parent / "data"
 # photos whose content is unambiguous, and the ImageNet classes that are right for them
 UNAMBIGUOUS = {"chelsea.png": {"tabby", "tiger cat", "Egyptian cat"}, "coffee.png": {"espresso"},
                "rocket.jpg": {"missile", "projectile"}}
+NEAR_TIE = 1.5  # int8 may only swap classes whose PyTorch probabilities are within this ratio
 
 
 def test_lite0_imagenet_maps_every_key_and_classifies_real_photos():
@@ -111,20 +113,38 @@ def test_no_network_is_one_clear_line(tmp_path):
     assert "pass --weights PATH" in lines[0] and not (tmp_path / "e").exists()
 
 
-def test_real_lite0_export_says_what_pytorch_says_on_unambiguous_photos(tmp_path):
-    """ImageNet-trained Lite0 through every format: each artifact's top-1 is PyTorch's, and right."""
+def test_real_lite0_export_says_what_pytorch_says_on_the_photos_of_the_dependencies(tmp_path):
+    """ImageNet-trained Lite0 through every format, on every natural photo that ships in scikit-image,
+    matplotlib and scikit-learn: PyTorch is right where the photo is unambiguous (a cat, an espresso, a
+    rocket); every float and Core ML artifact's top-1 is PyTorch's on every photo; the int8 TFLite's is too,
+    except where PyTorch itself nearly ties: its top-1 less than NEAR_TIE times as probable as the class
+    int8 picks (textures such as gravel.png and grass.png, retina.jpg at 31.9% against 29.3%, flip under
+    every post-training quantization setting tried), on at most three photos."""
     spec = edgecnn.VariantSpec.create("efficientnet_lite0")
     root = tmp_path / spec.id
     manifest = run_export(ExportRequest(spec, parse_formats("onnx,tflite,coreml"), weights="lite0-imagenet",
-                                        calib_count=32, out=root, latency=None))
+                                        out=root, latency=None))
     assert all(check["status"] == "passed" for check in manifest["parity"].values())  # int8 gated: trained
     report = json.loads((root / "validation" / "report.json").read_text())
     int8 = next(a for a in report["artifacts"] if a["path"] == "model_int8.tflite")
     assert int8["parity"]["worst_cosine"] > 0.95 and int8["status"] == "passed"
-    results = run_classify(root, [SKIMAGE / name for name in UNAMBIGUOUS])
-    for (image, per_source), right in zip(results.items(), UNAMBIGUOUS.values()):
-        assert per_source["PyTorch fp32"][0][0] in right, image
-        assert {ranked[0][0] for ranked in per_source.values()} == {per_source["PyTorch fp32"][0][0]}, per_source
+    photos = dependency_photos()
+    assert len(photos) == 19 and {p.name for p in photos} >= {"grace_hopper.jpg", "china.jpg", "flower.jpg"}
+    results = run_classify(root, photos)
+    for name, right in UNAMBIGUOUS.items():
+        assert results[str(SKIMAGE / name)]["PyTorch fp32"][0][0] in right, name
+    int8_flips = []
+    for image, per_source in results.items():
+        reference = per_source["PyTorch fp32"]
+        for source, ranked in per_source.items():
+            if ranked[0][0] == reference[0][0]:
+                continue
+            assert source == "model_int8.tflite", (image, source, ranked, reference)
+            pytorch = dict(reference)
+            assert ranked[0][0] in pytorch and reference[0][1] < NEAR_TIE * pytorch[ranked[0][0]], \
+                (image, ranked, reference)
+            int8_flips.append(Path(image).name)
+    assert len(int8_flips) <= 3, int8_flips
     with pytest.raises(UsageError, match="cannot read image"):
         run_classify(root, [tmp_path / "no_such_photo.jpg"])
     with pytest.raises(UsageError, match="--top must be at least 1"):

@@ -35,11 +35,12 @@ def render(record: dict, report: dict) -> str:
             rows.append(f"| {artifact['path']} | {artifact['precision']} | not run: {artifact.get('reason', '')} | - |")
             continue
         rows.append(f"| {artifact['path']} | {artifact['precision']} | {100 * accuracy['top1']:.2f}% | "
-                    f"{100 * accuracy['top1_drop']:+.2f} pt |".replace("+-", "-"))
+                    f"{0.0 - 100 * accuracy['top1_drop']:+.2f} pt |")  # 0.0 - x: no '-0.00'
     history = "\n".join(f"| {h['epoch']} | {h['train_loss']:.4f} | {100 * h['test_top1']:.2f}% | {h['seconds']:.0f} s |"
                         for h in record["history"])
     data = record["data"]
     machine = record["machine"]
+    fastest = min(h["seconds"] for h in record["history"])
     tools = report.get("created_with", {})
     return f"""# Model card: {recipe['model']} alpha {recipe['alpha']:g}, {recipe['resolution']} px, Fashion-MNIST
 
@@ -53,8 +54,9 @@ resolution and classes come from the checkpoint).
 
 ## Data
 {data['source']}: {data['train_images']:,} training and {data['test_images']:,} test images, 28x28 gray.
-Preprocessing: {data['preprocessing']}. The normalisation (ImageNet mean/std, as for every edgecnn
-model) is folded into the exported graphs, which take raw RGB 0..255.
+Preprocessing: {data['preprocessing']}.
+The normalisation (ImageNet mean/std, as for every edgecnn model) is folded into the exported graphs,
+which take raw RGB 0..255.
 
 ## Recipe
 | setting | value |
@@ -68,7 +70,9 @@ model) is folded into the exported graphs, which take raw RGB 0..255.
 | augmentation | {recipe['augmentation']} |
 | seed | {recipe['seed']} |
 
-Trained in {record['seconds'] / 60:.1f} min on {machine['threads']} CPU threads ({machine['cpu']}, torch {machine['torch']}).
+Trained in {record['seconds'] / 60:.1f} min wall time on {machine['threads']} CPU threads ({machine['cpu']}, torch \
+{machine['torch']}); the fastest epoch took {fastest:.0f} s ({recipe['epochs']} such epochs: \
+{fastest * recipe['epochs'] / 60:.1f} min), slower ones shared the cores with other jobs.
 
 | epoch | train loss | test top-1 (PyTorch) | time |
 |---|---|---|---|
@@ -82,8 +86,8 @@ full-integer (int8 input and output), calibrated on {report.get('calibration_cou
 |---|---|---|---|
 {chr(10).join(rows)}
 
-Core ML is run off macOS by edgecnn's executor of the saved ML program (the same ops, in numpy);
-tools: torch {tools.get('torch', '?')}, onnxruntime {tools.get('onnxruntime', '?')}, ai-edge-litert
+Off macOS, Core ML is run by edgecnn's executor of the saved ML program (each op with PyTorch's kernel,
+fp16 storage emulated); tools: torch {tools.get('torch', '?')}, onnxruntime {tools.get('onnxruntime', '?')}, ai-edge-litert
 {tools.get('ai-edge-litert', '?')}, coremltools {tools.get('coremltools', '?')}.
 """
 

@@ -148,15 +148,20 @@ def load_labelled(folder: Path, labels: list[str], resolution: int, label_map: O
     return LabelledSet(np.stack(images), np.asarray(targets), classes, str(folder))
 
 
-def load_dataset_labelled(name: str, labels: list[str], resolution: int, crop: float,
-                          count: Optional[int] = None) -> LabelledSet:
-    """The test split of a known dataset (all of it, or its first `count` images) as labelled input."""
+def check_dataset_labels(name: str, labels: list[str]):
     from .datasets import get_dataset
 
     dataset = get_dataset(name)
     if list(dataset.classes) != labels:
         raise UsageError(f"this export's {len(labels)} labels are not {name}'s classes "
                          f"({', '.join(dataset.classes[:3])}, ...): it was not trained on {name}")
+    return dataset
+
+
+def load_dataset_labelled(name: str, labels: list[str], resolution: int, crop: float,
+                          count: Optional[int] = None) -> LabelledSet:
+    """The test split of a known dataset (all of it, or its first `count` images) as labelled input."""
+    dataset = check_dataset_labels(name, labels)
     if count is not None and count < 1:
         raise UsageError(f"--dataset-count must be at least 1, got {count}")
     total = len(dataset.load("test")[1])
@@ -353,9 +358,7 @@ def run_validation(export_dir: Path, images: Optional[Path] = None, count: int =
         if dataset_count is not None and dataset is None:
             raise UsageError("--dataset-count needs --dataset")
         if dataset is not None:
-            from .datasets import get_dataset
-
-            get_dataset(dataset)
+            check_dataset_labels(dataset, labels)
 
         print(f"[edgecnn] {manifest['variant']}: rebuilding the PyTorch reference", file=sys.stderr)
         model = reference_model(manifest)

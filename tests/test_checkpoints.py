@@ -116,10 +116,11 @@ def test_no_network_is_one_clear_line(tmp_path):
 def test_real_lite0_export_says_what_pytorch_says_on_the_photos_of_the_dependencies(tmp_path):
     """ImageNet-trained Lite0 through every format, on every natural photo that ships in scikit-image,
     matplotlib and scikit-learn: PyTorch is right where the photo is unambiguous (a cat, an espresso, a
-    rocket); every float and Core ML artifact's top-1 is PyTorch's on every photo; the int8 TFLite's is too,
-    except where PyTorch itself nearly ties: its top-1 less than NEAR_TIE times as probable as the class
-    int8 picks (textures such as gravel.png and grass.png, retina.jpg at 31.9% against 29.3%, flip under
-    every post-training quantization setting tried), on at most three photos."""
+    rocket); the fp32 artifacts' top-1 is PyTorch's on every photo; a reduced-precision artifact (int8 TFLite,
+    fp16 and w8 Core ML) may differ only where PyTorch itself nearly ties: its top-1 less than NEAR_TIE
+    times as probable as the class the artifact picks (gravel.png at 11.7% against 8.2% flips in int8 under
+    every post-training quantization setting tried; ihc.png at 10.3% against 10.0% can flip in fp16), on at
+    most three photos each."""
     spec = edgecnn.VariantSpec.create("efficientnet_lite0")
     root = tmp_path / spec.id
     manifest = run_export(ExportRequest(spec, parse_formats("onnx,tflite,coreml"), weights="lite0-imagenet",
@@ -133,18 +134,18 @@ def test_real_lite0_export_says_what_pytorch_says_on_the_photos_of_the_dependenc
     results = run_classify(root, photos)
     for name, right in UNAMBIGUOUS.items():
         assert results[str(SKIMAGE / name)]["PyTorch fp32"][0][0] in right, name
-    int8_flips = []
+    swaps = {}
     for image, per_source in results.items():
         reference = per_source["PyTorch fp32"]
         for source, ranked in per_source.items():
             if ranked[0][0] == reference[0][0]:
                 continue
-            assert source == "model_int8.tflite", (image, source, ranked, reference)
+            assert source not in ("model.onnx", "model_fp32.tflite"), (image, source, ranked, reference)
             pytorch = dict(reference)
             assert ranked[0][0] in pytorch and reference[0][1] < NEAR_TIE * pytorch[ranked[0][0]], \
-                (image, ranked, reference)
-            int8_flips.append(Path(image).name)
-    assert len(int8_flips) <= 3, int8_flips
+                (image, source, ranked, reference)
+            swaps.setdefault(source, []).append(Path(image).name)
+    assert all(len(names) <= 3 for names in swaps.values()), swaps
     with pytest.raises(UsageError, match="cannot read image"):
         run_classify(root, [tmp_path / "no_such_photo.jpg"])
     with pytest.raises(UsageError, match="--top must be at least 1"):

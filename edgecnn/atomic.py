@@ -44,3 +44,13 @@ def replace_folder(work: Path, target: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old)
+
+
+def replace_file(path: Path, write) -> None:
+    """Write through `write(temporary_path)`, then rename over `path`: never a half-written file."""
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        write(temporary)
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from .atomic import replace_file
 from .checkpoints import PROJECT_MODELS
 from .errors import UsageError
 
@@ -105,9 +106,8 @@ def write_card(report_path: Path) -> Path:
     report = {**report, "class_names": (export / manifest["labels"]).read_text(encoding="utf-8").split("\n")[:-1],
               "calibration_count": manifest["calibration"]["count"]}
     card = record_path.with_name(record_path.name.replace(".training.json", ".md"))
-    partial = card.with_name(f".{card.name}.partial")
-    partial.write_text(render(record, report))
-    partial.replace(card)
+    text = render(record, report)
+    replace_file(card, lambda path: path.write_text(text))
     return card
 
 

@@ -5,7 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
-from .atomic import replace_folder, work_dir
+from .atomic import replace_file, replace_folder, work_dir
 
 
 def write_report(report: dict, folder: Path) -> None:
@@ -247,21 +247,11 @@ def write_latency_report(report: dict, folder: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _replace_file(path: Path, write) -> None:
-    """Write through `write(temporary_path)`, then rename over `path`: never a half-written file."""
-    temporary = path.with_name(f".{path.name}.partial")
-    try:
-        write(temporary)
-        temporary.replace(path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def write_sweep_report(summary: dict, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    _replace_file(folder / "sweep.json", lambda p: p.write_text(json.dumps(summary, indent=1) + "\n"))
-    _replace_file(folder / "sweep.md", lambda p: p.write_text(sweep_markdown(summary)))
-    _replace_file(folder / "sweep.png", lambda p: plot_sweep(summary, p))
+    replace_file(folder / "sweep.json", lambda p: p.write_text(json.dumps(summary, indent=1) + "\n"))
+    replace_file(folder / "sweep.md", lambda p: p.write_text(sweep_markdown(summary)))
+    replace_file(folder / "sweep.png", lambda p: plot_sweep(summary, p))
     print(sweep_markdown(summary))
     print(f"sweep: {folder / 'sweep.md'} (.json, .png)")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import platform
 import sys
 import time
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .atomic import replace_file
 from .datasets import FASHION_MNIST
 from .errors import UsageError
 from .models.layers import RawRGBInput
@@ -129,7 +129,7 @@ def train(recipe: Recipe, out_dir: Path) -> dict:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / f"{recipe.stem}.pth"
-    _write_atomically(checkpoint, lambda path: torch.save(net.state_dict(), path))
+    replace_file(checkpoint, lambda path: torch.save(net.state_dict(), path))
     record = {
         "schema": "edgecnn.training/1",
         "recipe": asdict(recipe),
@@ -146,15 +146,9 @@ def train(recipe: Recipe, out_dir: Path) -> dict:
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__},
     }
-    _write_atomically(out_dir / f"{recipe.stem}.training.json",
+    replace_file(out_dir / f"{recipe.stem}.training.json",
                       lambda path: path.write_text(json.dumps(record, indent=1) + "\n"))
     return record
-
-
-def _write_atomically(target: Path, write) -> None:
-    partial = target.with_name(f".{target.name}.partial")
-    write(partial)
-    os.replace(partial, target)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,16 +51,7 @@ final class BenchmarkRunner {
         int done = 0;
         for (Catalog.Variant variant : catalog.variants) {
             progress.update("benchmark " + (++done) + "/" + catalog.variants.size() + ": " + variant.key);
-            BenchmarkReport.Entry entry = new BenchmarkReport.Entry();
-            entry.key = variant.key;
-            entry.variant = variant.variant;
-            entry.model = variant.model;
-            entry.alpha = variant.alpha;
-            entry.resolution = variant.resolution;
-            entry.precision = variant.precision;
-            entry.sha256 = variant.sha256;
-            entry.delegate = delegate.name();
-            entry.threads = threads;
+            BenchmarkReport.Entry entry = BenchmarkReport.Entry.of(variant, delegate.name(), threads);
             try (Classifier classifier = new Classifier(store, variant, threads, delegate)) {
                 entry.loadMs = classifier.loadMs;
                 ByteBuffer input = Preprocessor.inputTensor(variant, argb, golden.getWidth(), golden.getHeight());

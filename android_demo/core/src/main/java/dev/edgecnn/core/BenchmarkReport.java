@@ -44,6 +44,21 @@ public final class BenchmarkReport {
         public String selfTest;
         public String error;   // set when this variant could not run with this delegate
 
+        /** An entry for one model file of the catalog, run with this delegate and thread count. */
+        public static Entry of(Catalog.Variant variant, String delegate, int threads) {
+            Entry entry = new Entry();
+            entry.key = variant.key;
+            entry.variant = variant.variant;
+            entry.model = variant.model;
+            entry.alpha = variant.alpha;
+            entry.resolution = variant.resolution;
+            entry.precision = variant.precision;
+            entry.sha256 = variant.sha256;
+            entry.delegate = delegate;
+            entry.threads = threads;
+            return entry;
+        }
+
         /** Fills the summary statistics from the per-run latencies. */
         public void summarize() {
             p50Ms = LatencyStats.percentile(latencyMs, 50);

@@ -100,16 +100,7 @@ public class GoldenTest {
         report.runs = 4;
         report.warmup = 1;
         for (Catalog.Variant variant : catalog.variants) {
-            BenchmarkReport.Entry entry = new BenchmarkReport.Entry();
-            entry.key = variant.key;
-            entry.variant = variant.variant;
-            entry.model = variant.model;
-            entry.alpha = variant.alpha;
-            entry.resolution = variant.resolution;
-            entry.precision = variant.precision;
-            entry.sha256 = variant.sha256;
-            entry.delegate = "CPU_XNNPACK";
-            entry.threads = 1;
+            BenchmarkReport.Entry entry = BenchmarkReport.Entry.of(variant, "CPU_XNNPACK", 1);
             entry.loadMs = 12.5;
             entry.firstRunMs = 9.0;
             entry.latencyMs = new double[]{4.0, 3.0, 5.0, 3.5};  // made-up timings: the JVM runs no model

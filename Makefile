@@ -101,13 +101,13 @@ sweep: setup
 # then its model card with every format's accuracy on the 10,000 test images.
 DEMO_EXPORT := export/fashion-mnist-demo
 train-demo: setup
-	$(BIN)/python -m edgecnn.train_demo --out models
+	$(BIN)/python -m edgecnn.weights.training --out models
 	$(MAKE) demo-card
 
 demo-card: setup
 	$(BIN)/edgecnn export --model mobilenet_v2 --weights fashion-mnist-demo --out $(DEMO_EXPORT) --force --no-validate
 	$(BIN)/edgecnn validate $(DEMO_EXPORT) --dataset fashion-mnist --out $(DEMO_EXPORT)/fashion-mnist-test
-	$(BIN)/python -m edgecnn.model_card $(DEMO_EXPORT)/fashion-mnist-test/report.json
+	$(BIN)/python -m edgecnn.harness.model_card $(DEMO_EXPORT)/fashion-mnist-test/report.json
 
 # The Android demo: assets (models, catalog.json, golden files) for the listed variants, exported if missing.
 VARIANTS ?= mobilenet_v2:0.35:128 mobilenet_v2:0.75:224 mobilenet_v2:0.5:32:fashion-mnist-demo

@@ -71,10 +71,10 @@ def main() -> int:
     import torch
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgecnn.calibration import load_calibration
-    from edgecnn.export import prepare_model
-    from edgecnn.latency import machine, measure_interleaved
-    from edgecnn.spec import VariantSpec
+    from edgecnn.data.calibration import load_calibration
+    from edgecnn.export.pipeline import prepare_model
+    from edgecnn.harness.latency import machine, measure_interleaved
+    from edgecnn.zoo.spec import VariantSpec
 
     args.out.mkdir(parents=True, exist_ok=True)
     spec = VariantSpec.create("mobilenet_v2", alpha=args.alpha, resolution=args.resolution)

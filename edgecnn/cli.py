@@ -10,15 +10,15 @@ from typing import Optional, Sequence
 
 import torch
 
-from .checkpoints import trained_variant
-from .datasets import DATASETS
-from .errors import DeviceError, ExportError, UsageError, ValidationFailed
-from .formats import FORMATS, parse_formats
-from .latency import LatencyOptions, parse_threads
-from .profile import Profile, profile
-from .registry import ModelInfo, create_model, get_model_info, list_models
-from .spec import VariantSpec
-from .validate import DEFAULT_IMAGE_COUNT, VALIDATION_FOLDER
+from edgecnn.weights.sources import trained_variant
+from edgecnn.data.datasets import DATASETS
+from edgecnn.util.errors import DeviceError, ExportError, UsageError, ValidationFailed
+from edgecnn.formats import FORMATS, parse_formats
+from edgecnn.harness.latency import LatencyOptions, parse_threads
+from edgecnn.zoo.profile import Profile, profile
+from edgecnn.zoo.registry import ModelInfo, create_model, get_model_info, list_models
+from edgecnn.zoo.spec import VariantSpec
+from edgecnn.harness.validate import DEFAULT_IMAGE_COUNT, VALIDATION_FOLDER
 
 
 class _Parser(argparse.ArgumentParser):
@@ -209,7 +209,7 @@ def _beside(value: int, reference: Optional[int], comparable: bool) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .export import ExportRequest, run_export, summary_table
+    from edgecnn.export.pipeline import ExportRequest, run_export, summary_table
 
     # the converters' own deprecation notices (torch pytree, coremltools) are not the user's business
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -231,7 +231,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(summary_table(manifest))
     print(f"exported in {request.timings['total']:.1f} s; manifest: {request.target / 'manifest.json'}")
     if args.validate:
-        from .report import latency_table
+        from edgecnn.harness.report import latency_table
 
         report = json.loads((request.target / VALIDATION_FOLDER / "report.json").read_text())
         if report.get("latency"):
@@ -246,7 +246,7 @@ def _given(value, trained, field: str, default):
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from .validate import run_validation
+    from edgecnn.harness.validate import run_validation
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     latency = LatencyOptions(tuple(parse_threads(args.threads)), runs=args.runs) if args.latency else None
@@ -256,7 +256,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from .bench import run_bench
+    from edgecnn.harness.bench import run_bench
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     run_bench(args.export_dir, tuple(parse_threads(args.threads)), runs=args.runs, device=args.device,
@@ -264,7 +264,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from .sweep import SweepRequest, parse_numbers, run_sweep
+    from edgecnn.studies.sweep import SweepRequest, parse_numbers, run_sweep
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     get_model_info(args.model)  # an unknown model is refused before the numbers are looked at
@@ -278,12 +278,12 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_classify(args: argparse.Namespace) -> None:
-    from .classify import format_results, run_classify
+    from edgecnn.harness.classify import format_results, run_classify
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     images = list(args.images)
     if args.bundled_photos:
-        from .photos import dependency_photos
+        from edgecnn.data.photos import dependency_photos
 
         images += dependency_photos()
     if not images:
@@ -292,7 +292,7 @@ def cmd_classify(args: argparse.Namespace) -> None:
 
 
 def cmd_android_assets(args: argparse.Namespace) -> None:
-    from .android_assets import build_assets, parse_variants
+    from edgecnn.android.assets import build_assets, parse_variants
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     catalog = build_assets(parse_variants(args.variants), args.assets, args.export_root)
@@ -303,7 +303,7 @@ def cmd_android_assets(args: argparse.Namespace) -> None:
 
 
 def cmd_app_report(args: argparse.Namespace) -> None:
-    from .app_report import table, write_app_report
+    from edgecnn.android.app_report import table, write_app_report
 
     out = write_app_report(args.file, args.out)
     print(table(json.loads((out / "app_benchmark.json").read_text())))

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 import edgecnn
-from edgecnn.spec import resolution_from_rho
+from edgecnn.zoo.spec import resolution_from_rho
 
 
 def test_create_model_is_eval_ready_and_records_its_info():

@@ -8,14 +8,14 @@ import pytest
 import torch
 
 import edgecnn
-from edgecnn.checkpoints import TORCHVISION_URLS, imagenet_labels, lite_layout, resolve, torch_cache_dir
-from edgecnn.classify import run_classify
-from edgecnn.errors import UsageError
-from edgecnn.export import ExportRequest, run_export
+from edgecnn.weights.sources import TORCHVISION_URLS, imagenet_labels, lite_layout, resolve, torch_cache_dir
+from edgecnn.harness.classify import run_classify
+from edgecnn.util.errors import UsageError
+from edgecnn.export.pipeline import ExportRequest, run_export
 from edgecnn.formats import parse_formats
-from edgecnn.latency import LatencyOptions
-from edgecnn.photos import dependency_photos
-from edgecnn.validate import reference_model
+from edgecnn.harness.latency import LatencyOptions
+from edgecnn.data.photos import dependency_photos
+from edgecnn.harness.validate import reference_model
 
 SKIMAGE = Path(__import__("skimage").__file__).parent / "data"
 # photos whose content is unambiguous, and the ImageNet classes that are right for them
@@ -31,8 +31,8 @@ def test_lite0_imagenet_maps_every_key_and_classifies_real_photos():
     assert set(state) == set(model.state_dict())
     model.load_state_dict(state, strict=True)
     info = edgecnn.get_model_info("efficientnet_lite0")
-    from edgecnn.models.layers import RawRGBInput
-    from edgecnn.preprocess import load_image, preprocess
+    from edgecnn.zoo.models.layers import RawRGBInput
+    from edgecnn.data.preprocess import load_image, preprocess
 
     wrapped = RawRGBInput(model, info.mean, info.std).eval()
     labels = imagenet_labels()

@@ -6,8 +6,8 @@ block's description; the literal beside it is the figure the issue quotes, kept 
 import torch
 
 import edgecnn
-from edgecnn.models.inception import InceptionModule
-from edgecnn.models.resnet import BasicBlock, Bottleneck
+from edgecnn.zoo.models.inception import InceptionModule
+from edgecnn.zoo.models.resnet import BasicBlock, Bottleneck
 
 
 def conv_weights(module: torch.nn.Module, channels: int, resolution: int) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecnn.checkpoints import PROJECT, PROJECT_MODELS
+from edgecnn.weights.sources import PROJECT, PROJECT_MODELS
 
 CHECKPOINT = PROJECT_MODELS / PROJECT["fashion-mnist-demo"][1]
 RECORD = CHECKPOINT.with_name(CHECKPOINT.name.replace(".pth", ".training.json"))

@@ -8,15 +8,15 @@ import pytest
 import torch
 
 import edgecnn
-from edgecnn.calibration import load_calibration
-from edgecnn.errors import ExportError, UsageError
-from edgecnn.export import ExportRequest, prepare_model, run_export
+from edgecnn.data.calibration import load_calibration
+from edgecnn.util.errors import ExportError, UsageError
+from edgecnn.export.pipeline import ExportRequest, prepare_model, run_export
 from edgecnn.formats import FORMATS, parse_formats, sha256_of
-from edgecnn.formats.onnx_format import Runner as OnnxRunner
-from edgecnn.formats.tflite_format import Runner as TfliteRunner, inspect_graph
-from edgecnn.parity import compare
-from edgecnn.preprocess import Int8InputEncoding
-from edgecnn.weights import reestimate_batchnorm
+from edgecnn.formats.onnx import Runner as OnnxRunner
+from edgecnn.formats.tflite import Runner as TfliteRunner, inspect_graph
+from edgecnn.harness.parity import compare
+from edgecnn.data.preprocess import Int8InputEncoding
+from edgecnn.weights.loading import reestimate_batchnorm
 
 SPEC = edgecnn.VariantSpec.create("mobilenet_v2", alpha=0.5, resolution=96)
 ALL_FORMATS = parse_formats("onnx,tflite,coreml")
@@ -149,7 +149,7 @@ def test_existing_export_is_kept_without_force_and_replaced_with_it(tmp_path):
 def test_loaded_weights_are_exported_as_given(tmp_path):
     torch.manual_seed(123)  # not the export's seed: the file, not the initialisation, must decide
     model = edgecnn.create_model("mobilenet_v3_small", alpha=0.5, num_classes=7)
-    wrapped = edgecnn.models.layers.RawRGBInput(model, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    wrapped = edgecnn.zoo.models.layers.RawRGBInput(model, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     reestimate_batchnorm(wrapped, load_calibration(64, 8, progress=False).images)
     torch.save(model.state_dict(), tmp_path / "weights.pt")
     spec = edgecnn.VariantSpec.create("mobilenet_v3_small", alpha=0.5, resolution=64, num_classes=7)

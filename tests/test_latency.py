@@ -8,12 +8,12 @@ import sys
 import pytest
 
 import edgecnn
-from edgecnn.bench import LATENCY_SCHEMA, run_bench
-from edgecnn.device import Adb, REMOTE_DIR, connect, parse_benchmark_output
-from edgecnn.errors import DeviceError, UsageError
-from edgecnn.export import ExportRequest, run_export
+from edgecnn.harness.bench import LATENCY_SCHEMA, run_bench
+from edgecnn.harness.device import Adb, REMOTE_DIR, connect, parse_benchmark_output
+from edgecnn.util.errors import DeviceError, UsageError
+from edgecnn.export.pipeline import ExportRequest, run_export
 from edgecnn.formats import parse_formats
-from edgecnn.latency import LatencyOptions, parse_threads
+from edgecnn.harness.latency import LatencyOptions, parse_threads
 
 SPEC = edgecnn.VariantSpec.create("mobilenet_v3_small", alpha=0.5, resolution=96)
 
@@ -88,7 +88,7 @@ def test_local_bench_times_every_artifact_and_pytorch_interleaved(exported, tmp_
 
 
 def test_without_runs_each_configuration_gets_its_share_of_the_time_budget():
-    from edgecnn.latency import measure_interleaved
+    from edgecnn.harness.latency import measure_interleaved
 
     calls = {"fast": 0, "slow": 0}
 
@@ -145,8 +145,8 @@ def test_benchmark_model_output_is_parsed_in_both_formats():
 
 
 def test_phone_results_join_the_report_in_the_local_shape():
-    from edgecnn.bench import on_device_as_latency
-    from edgecnn.report import latency_table
+    from edgecnn.harness.bench import on_device_as_latency
+    from edgecnn.harness.report import latency_table
 
     result = {"device": {"serial": "R58M", "model": "Pixel 7", "abi": "arm64-v8a", "tool": "benchmark_model",
                          "binary": "bm"},

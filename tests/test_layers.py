@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgecnn.models.layers import (
+from edgecnn.zoo.models.layers import (
     Hardsigmoid, Hardswish, SiLU, StochasticDepth, batchnorm_as_depthwise_conv, make_divisible,
     replace_unfused_batchnorms,
 )

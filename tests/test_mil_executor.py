@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import edgecnn
-from edgecnn.calibration import load_calibration
-from edgecnn.export import prepare_model
-from edgecnn.formats import coreml_format
+from edgecnn.data.calibration import load_calibration
+from edgecnn.export.pipeline import prepare_model
+from edgecnn.formats import coreml as coreml_format
 from edgecnn.formats.mil_executor import OPS, MilProgram, UnsupportedOperation
-from edgecnn.parity import compare, violations
+from edgecnn.harness.parity import compare, violations
 
 RESOLUTION = 64
 MODELS = ["mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "resnet18", "googlenet"]

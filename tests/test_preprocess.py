@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgecnn.preprocess import Int8InputEncoding, center_crop_box, preprocess
+from edgecnn.data.preprocess import Int8InputEncoding, center_crop_box, preprocess
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 

@@ -13,13 +13,13 @@ from onnx import numpy_helper
 from PIL import Image
 
 import edgecnn
-from edgecnn.calibration import load_calibration
-from edgecnn.errors import UsageError
-from edgecnn.export import ExportRequest, run_export
+from edgecnn.data.calibration import load_calibration
+from edgecnn.util.errors import UsageError
+from edgecnn.export.pipeline import ExportRequest, run_export
 from edgecnn.formats import parse_formats, sha256_of
-from edgecnn.latency import LatencyOptions
-from edgecnn.preprocess import preprocess
-from edgecnn.validate import REPORT_SCHEMA, reference_model, run_validation
+from edgecnn.harness.latency import LatencyOptions
+from edgecnn.data.preprocess import preprocess
+from edgecnn.harness.validate import REPORT_SCHEMA, reference_model, run_validation
 
 SPEC = edgecnn.VariantSpec.create("mobilenet_v2", alpha=0.35, resolution=96)
 
@@ -81,7 +81,7 @@ def test_the_rebuilt_reference_is_the_exported_model(exported):
     manifest = json.loads((exported / "manifest.json").read_text())
     model = reference_model(manifest)
     images = load_calibration(SPEC.resolution, 4, progress=False).images
-    from edgecnn.formats.onnx_format import Runner
+    from edgecnn.formats.onnx import Runner
 
     onnx_out = Runner(exported / "model.onnx", manifest["artifacts"][0]).run(images)
     with torch.no_grad():
@@ -209,7 +209,7 @@ def test_bad_input_gets_one_line_and_no_traceback(copy_of, tmp_path, case, messa
 
 
 def test_fp32_limits_widen_only_by_pytorchs_own_fp32_error():
-    from edgecnn.parity import Parity, limits, violations
+    from edgecnn.harness.parity import Parity, limits, violations
 
     exact = Parity(4, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0)
     chaotic = Parity(4, 1.0, 0.05, 0.99, 0.98, 0.75, 0.75)

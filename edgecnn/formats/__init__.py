@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Optional
 
-from ..errors import UsageError
+from edgecnn.util.errors import UsageError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,13 +38,13 @@ class Format:
 
 FORMATS: dict[str, Format] = {
     "onnx": Format("onnx", (("fp32", "model.onnx"),), "any: ONNX Runtime (desktop, server, Android, iOS)",
-                   "edgecnn.formats.onnx_format"),
+                   "edgecnn.formats.onnx"),
     "tflite": Format("tflite", (("fp32", "model_fp32.tflite"), ("int8", "model_int8.tflite")),
                      "Android / embedded: LiteRT (TFLite), XNNPACK CPU delegate",
-                     "edgecnn.formats.tflite_format", needs="litert_torch", extra="tflite"),
+                     "edgecnn.formats.tflite", needs="litert_torch", extra="tflite"),
     "coreml": Format("coreml", (("fp16", "model.mlpackage"), ("w8", "model_w8.mlpackage")),
                      "iOS / macOS: Core ML ML program (predicts on Apple platforms only)",
-                     "edgecnn.formats.coreml_format", needs="coremltools", extra="coreml"),
+                     "edgecnn.formats.coreml", needs="coremltools", extra="coreml"),
 }
 
 

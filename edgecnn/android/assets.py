@@ -1,0 +1,168 @@
+"""`make android-assets`: the Android demo's assets from export folders, with golden files for the Java core.
+
+For every requested variant (`model:alpha:resolution[:weights]`) the export is made if it is missing
+(TFLite only), checked against its manifest, and its .tflite files and labels are copied into the app's
+assets. `catalog.json` describes each model file as the app needs it (input dtype, shape, int8 lookup
+table, output quantization, crop rule). For the golden image, Python writes the exact input tensor each
+model takes, the raw output LiteRT gives for it and the top-5: the Java core must reproduce the first
+byte for byte and the last from the second, and the app's self-test compares its own top-5 with it.
+The assets folder is replaced only when complete.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from edgecnn.util.atomic import check_writable, replace_folder, work_dir
+from edgecnn.util.errors import UsageError
+from edgecnn.data.photos import SKIMAGE
+from edgecnn.data.preprocess import Int8InputEncoding, load_image, preprocess
+from edgecnn.zoo.spec import VariantSpec
+from edgecnn.harness.validate import crop_fraction, open_export
+
+CATALOG_SCHEMA = "edgecnn.android-catalog/1"
+DEFAULT_ASSETS = Path("android_demo/app/src/main/assets")
+GOLDEN_PHOTO = "chelsea.png"  # a lossless PNG: Java's decoder sees the very pixels PIL sees
+TOP = 5
+
+
+@dataclass(frozen=True)
+class AppVariant:
+    spec: VariantSpec
+    weights: Optional[str]
+
+
+def parse_variants(text: str) -> list[AppVariant]:
+    """`mobilenet_v2:0.35:128 mobilenet_v2:0.5:32:fashion-mnist-demo` -> checked variants."""
+    variants = []
+    for item in text.split():
+        parts = item.split(":")
+        if len(parts) not in (3, 4):
+            raise UsageError(f"variant {item!r} is not model:alpha:resolution[:weights]")
+        try:
+            alpha, resolution = float(parts[1]), int(parts[2])
+        except ValueError:
+            raise UsageError(f"variant {item!r}: alpha must be a number and resolution a whole number") from None
+        weights = parts[3] if len(parts) == 4 else None
+        num_classes = 1000
+        if weights is not None:
+            from edgecnn.weights.sources import trained_variant
+
+            trained = trained_variant(weights)
+            if trained is not None:
+                trained.check(weights, parts[0], alpha, trained.num_classes)
+                num_classes = trained.num_classes
+        variants.append(AppVariant(VariantSpec.create(parts[0], alpha=alpha, resolution=resolution,
+                                                      num_classes=num_classes, weights=weights), weights))
+    if not variants:
+        raise UsageError("no variants given: VARIANTS=\"mobilenet_v2:0.35:128 mobilenet_v2:0.75:224\"")
+    ids = [v.spec.id for v in variants]
+    if len(set(ids)) != len(ids):
+        raise UsageError(f"a variant is listed twice: {', '.join(sorted({i for i in ids if ids.count(i) > 1}))}")
+    return variants
+
+
+def ensure_export(variant: AppVariant, export_root: Path) -> Path:
+    """The export folder of a variant, exported (TFLite) if missing; an existing one is used as it is."""
+    from edgecnn.export.pipeline import ExportRequest, run_export
+    from edgecnn.formats import parse_formats
+
+    folder = export_root / variant.spec.id
+    if (folder / "manifest.json").is_file():
+        return folder
+    print(f"[edgecnn] {variant.spec.id}: not exported yet; exporting TFLite", file=sys.stderr)
+    run_export(ExportRequest(variant.spec, parse_formats("tflite"), weights=variant.weights, out=folder,
+                             validate=False, latency=None))
+    return folder
+
+
+def golden_tensors(record: dict, model_file: Path, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(input tensor as the model takes it, raw output, dequantized logits) for one image."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    encoding = record["input"].get("encoding")
+    tensor = (Int8InputEncoding.from_dict(encoding).encode(pixels[None]) if encoding is not None
+              else pixels[None].astype(np.float32))
+    interpreter = Interpreter(model_path=str(model_file), num_threads=1)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], tensor)
+    interpreter.invoke()
+    detail = interpreter.get_output_details()[0]
+    raw = interpreter.get_tensor(detail["index"]).copy()
+    scale, zero_point = detail["quantization"]
+    logits = raw.astype(np.float32) if scale == 0 else (raw.astype(np.float32) - zero_point) * np.float32(scale)
+    return tensor, raw, logits[0]
+
+
+def top_k(logits: np.ndarray, k: int = TOP) -> tuple[list[int], list[float]]:
+    """Softmax in float64, then the k best, ties to the lower index (as the Java core ranks them)."""
+    shifted = np.exp(logits.astype(np.float64) - logits.max())
+    probabilities = shifted / shifted.sum()
+    order = np.argsort(-probabilities, kind="stable")[:min(k, len(probabilities))]
+    return [int(i) for i in order], [float(probabilities[i]) for i in order]
+
+
+def _tensor_spec(record: dict, which: str) -> dict:
+    tensor = record[which]
+    spec = {"dtype": tensor["dtype"], "shape": tensor["shape"]}
+    quantization = tensor.get("quantization")
+    if quantization:
+        spec.update(scale=quantization["scale"], zeroPoint=quantization["zero_point"])
+    if tensor.get("encoding"):
+        spec["lookupTable"] = tensor["encoding"]["lookup_table"]
+    return spec
+
+
+def build_assets(variants: list[AppVariant], assets: Path, export_root: Path = Path("export")) -> dict:
+    check_writable(assets.parent)
+    folders = [ensure_export(v, export_root) for v in variants]  # export first: nothing written on failure
+    photo = SKIMAGE.paths()[SKIMAGE.files.index(GOLDEN_PHOTO)]
+    image = load_image(photo)
+    work = work_dir(assets)
+    try:
+        (work / "golden").mkdir(parents=True)
+        shutil.copyfile(photo, work / "golden" / "golden.png")
+        catalog = {"schema": CATALOG_SCHEMA, "variants": [],
+                   "golden": {"image": "golden/golden.png", "source": f"scikit-image {GOLDEN_PHOTO}", "results": []}}
+        for folder in folders:
+            manifest = open_export(folder)  # every file still the one the manifest lists
+            variant = manifest["variant"]
+            (work / "models" / variant).mkdir(parents=True)
+            labels = f"models/{variant}/labels.txt"
+            shutil.copyfile(folder / manifest["labels"], work / labels)
+            pixels = preprocess(image, manifest["resolution"], crop_fraction(manifest))
+            for record in (a for a in manifest["artifacts"] if a["format"] == "tflite"):
+                key = f"{variant}/{record['precision']}"
+                target = f"models/{variant}/{record['path']}"
+                shutil.copyfile(folder / record["path"], work / target)
+                catalog["variants"].append({
+                    "key": key, "variant": variant, "model": manifest["model"], "alpha": manifest["alpha"],
+                    "resolution": manifest["resolution"], "precision": record["precision"], "file": target,
+                    "sha256": record["sha256"], "bytes": record["bytes"], "labels": labels,
+                    "numClasses": manifest["num_classes"],
+                    "preprocessing": {"cropFraction": crop_fraction(manifest),
+                                      "color": manifest["preprocessing"]["color"]},
+                    "input": _tensor_spec(record, "input"), "output": _tensor_spec(record, "output"),
+                    "weights": manifest["weights"]["source"]})
+                tensor, raw, logits = golden_tensors(record, work / target, pixels)
+                stem = f"golden/{variant}_{record['precision']}"
+                (work / f"{stem}.input.bin").write_bytes(np.ascontiguousarray(tensor).astype("<" + tensor.dtype.str[1:]).tobytes())
+                (work / f"{stem}.output.bin").write_bytes(np.ascontiguousarray(raw).astype("<" + raw.dtype.str[1:]).tobytes())
+                indices, scores = top_k(logits)
+                catalog["golden"]["results"].append({"key": key, "inputTensor": f"{stem}.input.bin",
+                                                     "outputTensor": f"{stem}.output.bin", "top5": indices,
+                                                     "top5Scores": scores})
+            if not any(a["format"] == "tflite" for a in manifest["artifacts"]):
+                raise UsageError(f"{folder} has no TFLite model; re-export it with --formats tflite")
+        (work / "catalog.json").write_text(json.dumps(catalog, indent=1) + "\n")
+        replace_folder(work, assets)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    return catalog

@@ -1,0 +1,101 @@
+"""Calibration images: natural photos that ship with scikit-image, or a user's folder.
+
+The requested count is reached deterministically: after each image once (central crop), further samples
+are random square crops (35-100% of the shorter side) and horizontal flips drawn from a fixed seed.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from edgecnn.util.errors import UsageError
+from edgecnn.data.photos import SKIMAGE
+from edgecnn.data.preprocess import CROP_FRACTION, load_image, preprocess, resize_square, to_rgb_array
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+SEED = 20240601
+
+
+@dataclass
+class CalibrationSet:
+    images: np.ndarray  # (N, R, R, 3) uint8 RGB, the models' raw input
+    source: str
+    files: list[str] = field(default_factory=list)
+    folder: Optional[str] = None  # the user's folder, absolute; None for the bundled photos
+    dataset: Optional[dict] = None  # drawn from a dataset: its name, split and the indices taken
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.images.tobytes()).hexdigest()
+
+    def provenance(self) -> dict:
+        return {"source": self.source, "folder": self.folder, "files": self.files, "count": int(len(self.images)),
+                "resolution": int(self.images.shape[1]), "seed": SEED,
+                "augmentation": "none" if self.dataset else
+                "central crop first, then seeded random square crops (35-100%) and flips",
+                "dataset": self.dataset, "sha256": self.sha256}
+
+
+def skimage_photo_paths() -> list[Path]:
+    return SKIMAGE.paths()
+
+
+def find_images(folder: Path) -> list[Path]:
+    if not folder.exists():
+        raise UsageError(f"image folder not found: {folder}")
+    if not folder.is_dir():
+        raise UsageError(f"not a folder: {folder}")
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise UsageError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    return paths
+
+
+def _augmented(pixels: np.ndarray, resolution: int, rng: np.random.Generator) -> np.ndarray:
+    height, width = pixels.shape[:2]
+    side = max(1, int(min(height, width) * rng.uniform(0.35, 1.0)))
+    y = int(rng.integers(0, height - side + 1))
+    x = int(rng.integers(0, width - side + 1))
+    crop = pixels[y:y + side, x:x + side]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    return resize_square(crop, resolution)
+
+
+def load_calibration(resolution: int, count: int, folder: Optional[Path] = None,
+                     progress: bool = True, crop_fraction: float = CROP_FRACTION) -> CalibrationSet:
+    if count < 1:
+        raise UsageError(f"calibration count must be at least 1, got {count}")
+    paths = find_images(folder) if folder is not None else skimage_photo_paths()
+    decoded = [to_rgb_array(load_image(p)) for p in paths]  # a bad file stops here, named
+    rng = np.random.default_rng(SEED)
+    samples = []
+    for i in range(count):
+        pixels = decoded[i % len(decoded)]
+        samples.append(preprocess(pixels, resolution, crop_fraction) if i < len(decoded) else _augmented(pixels, resolution, rng))
+        if progress and (i + 1 == count or (i + 1) % 25 == 0):
+            print(f"  calibration images {i + 1}/{count}", file=sys.stderr)
+    source = str(folder) if folder is not None else "scikit-image bundled photos (public domain / CC0)"
+    root = folder if folder is not None else paths[0].parent
+    return CalibrationSet(np.stack(samples), source, [str(p.relative_to(root)) for p in paths],
+                          str(folder.resolve()) if folder is not None else None)
+
+
+def load_dataset_calibration(name: str, resolution: int, count: int) -> CalibrationSet:
+    """A seeded sample of `count` images from a dataset's train split (what the model was trained on)."""
+    from edgecnn.data.datasets import get_dataset
+
+    dataset = get_dataset(name)
+    total = len(dataset.load("train")[1])
+    if count > total:
+        raise UsageError(f"--calib-count {count} is more than the {total} images of {name}'s train split")
+    indices = np.sort(np.random.default_rng(SEED).choice(total, count, replace=False))
+    images, _ = dataset.model_inputs("train", resolution, indices, progress=False)
+    print(f"  calibration images {count}/{count} from {name}", file=sys.stderr)
+    return CalibrationSet(images, dataset.describe("train"),
+                          dataset={"name": name, "split": "train", "indices": indices.tolist()})

@@ -1,0 +1,103 @@
+"""Core ML: an ML program (.mlpackage) computing in fp16 with an image input and fp32 logits out, and a
+variant with int8 weights (weights only: activation quantization needs macOS to calibrate).
+
+The input is an `ImageType` (RGB, scale 1, no bias): Vision and CVPixelBuffer feed it directly, and
+the model normalises internally, so an iOS app passes the cropped, resized photo as is. Labels,
+normalisation and the preprocessing rule travel in the model's metadata.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgecnn.util.interrupts import checkpoint
+from edgecnn.formats import Artifact, ExportJob, image_input, logits_output
+
+RUNTIME = "coremltools"  # imported before a load is timed or its memory measured (edgecnn.harness.probe)
+# Off macOS the runner is the MIL executor, whose speed and memory say nothing about an Apple device.
+TIMED_HERE = platform.system() == "Darwin"
+NOT_TIMED_REASON = "Core ML predicts only on macOS/iOS; here the MIL executor checks numerics, not speed"
+FP16_PACKAGE = "model.mlpackage"
+W8_PACKAGE = "model_w8.mlpackage"
+
+
+def export(job: ExportJob) -> list[Artifact]:
+    import coremltools.optimize as cto
+
+    print("  coreml fp16: converting", file=sys.stderr)
+    shape = (1, 3, job.resolution, job.resolution)
+    mlmodel = convert(job.model, job.resolution, "fp16")
+    _describe(mlmodel, job)
+    mlmodel.save(str(job.work_dir / FP16_PACKAGE))
+    checkpoint()
+
+    print("  coreml w8: quantizing weights", file=sys.stderr)
+    config = cto.coreml.OptimizationConfig(global_config=cto.coreml.OpLinearQuantizerConfig(
+        mode="linear_symmetric", dtype="int8", granularity="per_channel"))
+    with np.errstate(divide="ignore", invalid="ignore"):  # all-zero channels (dead filters) have scale 0
+        quantized = cto.coreml.linear_quantize_weights(mlmodel, config=config)
+    _describe(quantized, job)
+    quantized.save(str(job.work_dir / W8_PACKAGE))
+    for package in (FP16_PACKAGE, W8_PACKAGE):  # converter debug output, not part of the model
+        debug = job.work_dir / package / "executorch_debug_handle_mapping.json"
+        debug.unlink(missing_ok=True)
+
+    io = dict(input=image_input("image", list(shape), "NCHW image (CVPixelBuffer RGB)", "image"),
+              output=logits_output("logits", [1, job.num_classes]))
+    return [
+        Artifact("coreml", "fp16", FP16_PACKAGE, details={"compute": "fp16", "deployment_target": "iOS16"}, **io),
+        Artifact("coreml", "w8", W8_PACKAGE,
+                 details={"compute": "fp16", "weights": "int8 symmetric per-channel (weights only)",
+                          "deployment_target": "iOS16"}, **io),
+    ]
+
+
+def convert(model: torch.nn.Module, resolution: int, precision: str = "fp16"):
+    """A raw-RGB model as an ML program with an RGB ImageType input and fp32 logits ("fp16" or "fp32" compute)."""
+    import coremltools as ct
+
+    shape = (1, 3, resolution, resolution)
+    program = torch.export.export(model, (torch.zeros(shape),)).run_decompositions({})
+    return ct.convert(
+        program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
+        compute_precision={"fp16": ct.precision.FLOAT16, "fp32": ct.precision.FLOAT32}[precision],
+        inputs=[ct.ImageType(name="image", shape=shape, color_layout=ct.colorlayout.RGB, scale=1.0)],
+        outputs=[ct.TensorType(name="logits", dtype=np.float32)],
+    )
+
+
+def _describe(mlmodel, job: ExportJob) -> None:
+    mlmodel.short_description = f"edgecnn {job.variant}: image classifier, logits out"
+    mlmodel.input_description["image"] = "RGB image, center-cropped and resized as the metadata says"
+    mlmodel.output_description["logits"] = "class logits (softmax for probabilities)"
+    meta = mlmodel.user_defined_metadata
+    for key, value in {**job.metadata, "labels": json.dumps(job.labels)}.items():
+        meta[key] = value
+
+
+class Runner:
+    """Real Core ML prediction on macOS; elsewhere the saved program runs in edgecnn's MIL executor
+    (PyTorch kernels, fp16 storage emulated), since coremltools cannot predict there."""
+
+    def __init__(self, path: Path, record: dict, threads: int = 0) -> None:
+        self.native = platform.system() == "Darwin"
+        if self.native:
+            import coremltools as ct
+
+            self.model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
+        else:
+            from edgecnn.formats.mil_executor import MilProgram
+
+            self.program = MilProgram(path)
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        if self.native:
+            from PIL import Image
+
+            return np.stack([self.model.predict({"image": Image.fromarray(image)})["logits"][0] for image in images])
+        return self.program.run({"image": images.transpose(0, 3, 1, 2).astype(np.float32)})["logits"]

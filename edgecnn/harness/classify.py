@@ -1,0 +1,59 @@
+"""`edgecnn classify EXPORT_DIR IMAGE...`: top-k class names from PyTorch and every artifact, side by side."""
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.util.errors import UsageError
+from edgecnn.util.interrupts import deferred_interrupts
+from edgecnn.data.preprocess import load_image, preprocess
+from edgecnn.harness.validate import crop_fraction, open_export, pytorch_logits, reference_model, run_artifact
+
+REFERENCE = "PyTorch fp32"
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def run_classify(export_dir: Path, images: list[Path], top: int = 5) -> dict:
+    """Per image and per source (PyTorch, then every artifact): the top `top` (label, probability)."""
+    if top < 1:
+        raise UsageError(f"--top must be at least 1, got {top}")
+    with deferred_interrupts():
+        manifest = open_export(export_dir)
+        labels = (export_dir / manifest["labels"]).read_text(encoding="utf-8").splitlines()
+        pixels = np.stack([preprocess(load_image(path), manifest["resolution"], crop_fraction(manifest))
+                           for path in images])
+        model = reference_model(manifest)
+        logits = {REFERENCE: pytorch_logits(model, pixels)[0]}
+        for record in manifest["artifacts"]:
+            name = record["path"]
+            if record["format"] == "coreml" and platform.system() != "Darwin":
+                name += " (MIL executor)"
+            logits[name] = run_artifact(export_dir, record, pixels, progress=False)
+    k = min(top, len(labels))
+    results = {}
+    for i, path in enumerate(images):
+        per_source = {}
+        for name, values in logits.items():
+            probabilities = softmax(values[i:i + 1].astype(np.float64))[0]
+            order = np.argsort(-probabilities)[:k]
+            per_source[name] = [(labels[j], float(probabilities[j])) for j in order]
+        results[str(path)] = per_source
+    return results
+
+
+def format_results(results: dict) -> str:
+    lines = []
+    for image, per_source in results.items():
+        lines.append(image)
+        width = max(len(name) for name in per_source)
+        reference_top = per_source[REFERENCE][0][0]
+        for name, ranked in per_source.items():
+            mark = "" if name == REFERENCE else ("  same top-1" if ranked[0][0] == reference_top else "  DIFFERENT top-1")
+            lines.append(f"  {name:<{width}}  " + ", ".join(f"{label} {p:.1%}" for label, p in ranked) + mark)
+    return "\n".join(lines)

@@ -1,24 +1,28 @@
-"""The `edgecnn` command line: list the zoo, summarize a variant, export it, validate an export."""
+"""The `edgecnn` command line: argument parsing, and each command handed to the module that does it.
+
+Heavy modules (torch, the converters) are imported inside the commands that need them, so that `edgecnn
+list` and `--help` start in a fraction of a second.
+"""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
-import torch
-
-from edgecnn.weights.sources import trained_variant
-from edgecnn.data.datasets import DATASETS
-from edgecnn.util.errors import DeviceError, ExportError, UsageError, ValidationFailed
 from edgecnn.formats import FORMATS, parse_formats
-from edgecnn.harness.latency import LatencyOptions, parse_threads
-from edgecnn.zoo.profile import Profile, profile
-from edgecnn.zoo.registry import ModelInfo, create_model, get_model_info, list_models
-from edgecnn.zoo.spec import VariantSpec
-from edgecnn.harness.validate import DEFAULT_IMAGE_COUNT, VALIDATION_FOLDER
+from edgecnn.util.errors import DeviceError, ExportError, UsageError, ValidationFailed, WriteError
+from edgecnn.util.tables import format_table
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgecnn.zoo.profile import Profile
+    from edgecnn.zoo.registry import ModelInfo
+    from edgecnn.zoo.spec import VariantSpec
+
+DEFAULT_IMAGE_COUNT = 16  # edgecnn.harness.images.DEFAULT_IMAGE_COUNT (a test keeps them equal)
+DATASET_NAMES = ("fashion-mnist",)  # edgecnn.data.datasets.DATASETS (a test keeps them equal)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--force", action="store_true", help="replace an existing export folder")
     export.add_argument("--no-validate", dest="validate", action="store_false",
                         help="skip the validation report (a 4-photo self-check still gates the export)")
+    export.add_argument("--verbose", action="store_true",
+                        help="show the converters' own output live (by default it goes to EXPORT/export.log)")
 
     validate = sub.add_parser("validate", help="parity (and accuracy) of every artifact of an export, with a report")
     validate.add_argument("export_dir", type=Path, help="an export folder (holding manifest.json)")
@@ -66,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help=f"photos for parity (default {DEFAULT_IMAGE_COUNT})")
     validate.add_argument("--labels-dir", type=Path,
                           help="labelled images, one subfolder per class: top-1/top-5 accuracy per artifact")
-    validate.add_argument("--dataset", choices=sorted(DATASETS),
+    validate.add_argument("--dataset", choices=DATASET_NAMES,
                           help="accuracy on a known dataset's test split (the model must be trained on it)")
     validate.add_argument("--dataset-count", type=int, help="with --dataset: only its first N test images")
     validate.add_argument("--label-map", type=Path,
@@ -139,38 +145,27 @@ def _add_variant_arguments(parser: argparse.ArgumentParser, from_weights: bool =
                         help=f"outputs of the classifier (default 1000{named})")
 
 
-def _meta_model(info: ModelInfo, alpha: float = 1.0, num_classes: int = 1000) -> torch.nn.Module:
-    # Shapes are all a listing needs: building on the meta device allocates and initialises nothing.
+def _meta_model(info: "ModelInfo", alpha: float = 1.0, num_classes: int = 1000) -> "torch.nn.Module":
+    import torch
+
+    from edgecnn.zoo.registry import create_model
+
+    # Shapes are all a profile needs: building on the meta device allocates and initialises nothing.
     with torch.device("meta"):
         return create_model(info.name, alpha=alpha, num_classes=num_classes)
 
 
-def _millions(n: Optional[int]) -> str:
-    return "-" if n is None else f"{n / 1e6:,.2f} M"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    fmt = lambda row: "  ".join(  # noqa: E731
-        str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths))
-    ).rstrip()
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
-
-
 def cmd_list(args: argparse.Namespace) -> None:
-    rows = []
-    for name in list_models():
-        info = get_model_info(name)
-        prof = profile(_meta_model(info), info.default_resolution)
-        top1 = info.reference.top1
-        rows.append([name, info.family, info.default_resolution, _millions(prof.params), _millions(prof.macs),
-                     "-" if top1 is None else f"{top1:.1f}", "yes" if info.torchvision_compatible else ""])
-    print(_table(["model", "family", "resolution", "params", "MACs", "top-1 %", "torchvision keys"], rows,
-                 right=(2, 3, 4, 5)))
-    print("\nMACs are multiply-accumulates (1 MAC = 2 FLOPs), of convolutions and matrix products, at batch 1.")
+    from edgecnn.zoo.figures import list_table
+
+    print(list_table())  # recorded figures: building 31 models took 9 s of CPU (tests keep them equal)
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
+    from edgecnn.zoo.profile import profile
+    from edgecnn.zoo.registry import get_model_info
+    from edgecnn.zoo.spec import VariantSpec
+
     spec = VariantSpec.create(args.model, alpha=args.alpha, resolution=args.resolution, rho=args.rho,
                               num_classes=args.num_classes)
     info = get_model_info(spec.model)
@@ -178,12 +173,12 @@ def cmd_summary(args: argparse.Namespace) -> None:
     print(f"{spec.id}: {info.family}, input 1x3x{spec.resolution}x{spec.resolution}, {spec.num_classes} classes\n")
     rows = [[layer.name, layer.kind, "x".join(map(str, layer.output_shape)), f"{layer.params:,}", f"{layer.macs:,}"]
             for layer in prof.layers]
-    print(_table(["layer", "type", "output", "params", "MACs"], rows, right=(3, 4)))
+    print(format_table(["layer", "type", "output", "params", "MACs"], rows, right=(3, 4)))
     print()
     print(_totals(prof, info, spec))
 
 
-def _totals(prof: Profile, info: ModelInfo, spec: VariantSpec) -> str:
+def _totals(prof: "Profile", info: "ModelInfo", spec: "VariantSpec") -> str:
     ref = info.reference
     is_reference_variant = (spec.alpha == 1.0 and spec.resolution == info.default_resolution
                             and spec.num_classes == 1000)
@@ -209,10 +204,10 @@ def _beside(value: int, reference: Optional[int], comparable: bool) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from edgecnn.export.pipeline import ExportRequest, run_export, summary_table
-
-    # the converters' own deprecation notices (torch pytree, coremltools) are not the user's business
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    from edgecnn.export.pipeline import LOG_FILE, ExportRequest, run_export, summary_table
+    from edgecnn.harness.report import VALIDATION_FOLDER, latency_table
+    from edgecnn.weights.sources import trained_variant
+    from edgecnn.zoo.spec import VariantSpec
 
     trained = trained_variant(args.weights)
     alpha = _given(args.alpha, trained, "alpha", 1.0)
@@ -224,18 +219,16 @@ def cmd_export(args: argparse.Namespace) -> None:
     spec = VariantSpec.create(args.model, alpha=alpha, resolution=args.resolution, rho=args.rho,
                               num_classes=num_classes, weights=args.weights)
     request = ExportRequest(spec, parse_formats(args.formats), weights=args.weights, calib_dir=args.calib,
-                            calib_count=args.calib_count, out=args.out, force=args.force)
-    request.validate = args.validate
-    manifest = run_export(request)
-    print(f"{request.target}: {spec.id}, weights: {manifest['weights']['source']}")
-    print(summary_table(manifest))
-    print(f"exported in {request.timings['total']:.1f} s; manifest: {request.target / 'manifest.json'}")
-    if args.validate:
-        from edgecnn.harness.report import latency_table
-
-        report = json.loads((request.target / VALIDATION_FOLDER / "report.json").read_text())
-        if report.get("latency"):
-            print(latency_table(report["latency"]))
+                            calib_count=args.calib_count, out=args.out, force=args.force, validate=args.validate,
+                            verbose=args.verbose)
+    result = run_export(request)
+    print(f"{request.target}: {spec.id}, weights: {result.manifest.weights.source}")
+    print(summary_table(result.manifest))
+    print(f"exported in {request.timings['total']:.1f} s; manifest: {request.target / 'manifest.json'}"
+          + ("" if args.verbose else f"; converter output: {request.target / LOG_FILE}"))
+    if result.report is not None:
+        if result.report.latency is not None:
+            print(latency_table(result.report.latency))
         print(f"validation report: {request.target / VALIDATION_FOLDER / 'report.md'} (.json, .png)")
 
 
@@ -245,42 +238,44 @@ def _given(value, trained, field: str, default):
     return getattr(trained, field) if trained is not None else default
 
 
+def _latency_options(args: argparse.Namespace, **kwargs):
+    from edgecnn.harness.latency import LatencyOptions, parse_threads
+
+    return LatencyOptions(tuple(parse_threads(args.threads)), runs=args.runs, **kwargs)
+
+
 def cmd_validate(args: argparse.Namespace) -> None:
     from edgecnn.harness.validate import run_validation
 
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    latency = LatencyOptions(tuple(parse_threads(args.threads)), runs=args.runs) if args.latency else None
     run_validation(args.export_dir, images=args.images, count=args.count, labels_dir=args.labels_dir,
-                   label_map=args.label_map, out=args.out, latency=latency, dataset=args.dataset,
-                   dataset_count=args.dataset_count)
+                   label_map=args.label_map, out=args.out, latency=_latency_options(args) if args.latency else None,
+                   dataset=args.dataset, dataset_count=args.dataset_count)
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
     from edgecnn.harness.bench import run_bench
 
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    run_bench(args.export_dir, tuple(parse_threads(args.threads)), runs=args.runs, device=args.device,
+    options = _latency_options(args)
+    run_bench(args.export_dir, options.threads, runs=args.runs, device=args.device,
               benchmark_binary=args.benchmark_binary, serial=args.serial, out=args.out)
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     from edgecnn.studies.sweep import SweepRequest, parse_numbers, run_sweep
+    from edgecnn.zoo.registry import get_model_info
 
-    warnings.filterwarnings("ignore", category=FutureWarning)
     get_model_info(args.model)  # an unknown model is refused before the numbers are looked at
     request = SweepRequest(
         args.model, parse_numbers(args.alphas, "alphas"), parse_numbers(args.resolutions, "resolutions", int),
         parse_formats(args.formats), args.out if args.out is not None else Path("export") / f"sweep-{args.model}",
         weights=args.weights, calib_dir=args.calib, calib_count=args.calib_count, labels_dir=args.labels_dir,
-        label_map=args.label_map,
-        latency=LatencyOptions(tuple(parse_threads(args.threads)), budget_s=1.0, runs=args.runs))
+        label_map=args.label_map, latency=_latency_options(args, budget_s=1.0))
     run_sweep(request)
 
 
 def cmd_classify(args: argparse.Namespace) -> None:
     from edgecnn.harness.classify import format_results, run_classify
 
-    warnings.filterwarnings("ignore", category=FutureWarning)
     images = list(args.images)
     if args.bundled_photos:
         from edgecnn.data.photos import dependency_photos
@@ -294,7 +289,6 @@ def cmd_classify(args: argparse.Namespace) -> None:
 def cmd_android_assets(args: argparse.Namespace) -> None:
     from edgecnn.android.assets import build_assets, parse_variants
 
-    warnings.filterwarnings("ignore", category=FutureWarning)
     catalog = build_assets(parse_variants(args.variants), args.assets, args.export_root)
     for v in catalog["variants"]:
         print(f"{v['file']}  {v['precision']}  {v['bytes'] / 2**20:.2f} MiB  sha256 {v['sha256'][:12]}")
@@ -304,6 +298,8 @@ def cmd_android_assets(args: argparse.Namespace) -> None:
 
 def cmd_app_report(args: argparse.Namespace) -> None:
     from edgecnn.android.app_report import table, write_app_report
+
+    import json
 
     out = write_app_report(args.file, args.out)
     print(table(json.loads((out / "app_benchmark.json").read_text())))
@@ -317,7 +313,8 @@ COMMANDS = {"list": cmd_list, "summary": cmd_summary, "export": cmd_export, "val
 
 # what a failure of each kind says before its message, and the exit code
 _FAILURE_LINES = ((UsageError, "error", 2), (ExportError, "export failed", 1),
-                  (ValidationFailed, "validation failed", 1), (DeviceError, "on the device", 1))
+                  (ValidationFailed, "validation failed", 1), (DeviceError, "on the device", 1),
+                  (WriteError, "cannot write", 1))
 FAILURES = tuple(kind for kind, _, _ in _FAILURE_LINES)
 
 

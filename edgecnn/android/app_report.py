@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Optional
 
-from edgecnn.util.atomic import replace_folder, work_dir
+from edgecnn.util.atomic import atomic_folder
 from edgecnn.util.errors import UsageError
 
 APP_SCHEMA = "edgecnn.app-benchmark/1"
@@ -71,8 +70,7 @@ def plot(report: dict, path: Path) -> None:
 def write_app_report(source: Path, out: Optional[Path] = None) -> Path:
     report = read_app_benchmark(source)
     out = out if out is not None else source.with_name(source.stem + "-report")
-    work = work_dir(out)
-    try:
+    with atomic_folder(out, replace=True) as work:
         device = report["device"]
         text = [f"# On-device benchmark: {device.get('manufacturer')} {device.get('model')}",
                 "", f"Android {device.get('android')} (SDK {device.get('sdk')}, {device.get('abi')}); golden image "
@@ -81,8 +79,4 @@ def write_app_report(source: Path, out: Optional[Path] = None) -> Path:
         (work / "app_benchmark.md").write_text("\n".join(text) + "\n")
         (work / "app_benchmark.json").write_text(json.dumps(report, indent=1) + "\n")
         plot(report, work / "app_benchmark.png")
-        replace_folder(work, out)
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
     return out

@@ -19,12 +19,14 @@ from typing import Optional
 
 import numpy as np
 
-from edgecnn.util.atomic import check_writable, replace_folder, work_dir
-from edgecnn.util.errors import UsageError
 from edgecnn.data.photos import SKIMAGE
 from edgecnn.data.preprocess import Int8InputEncoding, load_image, preprocess
+from edgecnn.export.manifest import open_export
+from edgecnn.formats import ArtifactRecord, TensorSpec
+from edgecnn.util import console
+from edgecnn.util.atomic import atomic_folder, check_writable
+from edgecnn.util.errors import UsageError
 from edgecnn.zoo.spec import VariantSpec
-from edgecnn.harness.validate import crop_fraction, open_export
 
 CATALOG_SCHEMA = "edgecnn.android-catalog/1"
 DEFAULT_ASSETS = Path("android_demo/app/src/main/assets")
@@ -76,17 +78,17 @@ def ensure_export(variant: AppVariant, export_root: Path) -> Path:
     folder = export_root / variant.spec.id
     if (folder / "manifest.json").is_file():
         return folder
-    print(f"[edgecnn] {variant.spec.id}: not exported yet; exporting TFLite", file=sys.stderr)
+    console.say(f"[edgecnn] {variant.spec.id}: not exported yet; exporting TFLite")
     run_export(ExportRequest(variant.spec, parse_formats("tflite"), weights=variant.weights, out=folder,
                              validate=False, latency=None))
     return folder
 
 
-def golden_tensors(record: dict, model_file: Path, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def golden_tensors(record: ArtifactRecord, model_file: Path, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(input tensor as the model takes it, raw output, dequantized logits) for one image."""
     from ai_edge_litert.interpreter import Interpreter
 
-    encoding = record["input"].get("encoding")
+    encoding = record.input.encoding
     tensor = (Int8InputEncoding.from_dict(encoding).encode(pixels[None]) if encoding is not None
               else pixels[None].astype(np.float32))
     interpreter = Interpreter(model_path=str(model_file), num_threads=1)
@@ -108,14 +110,12 @@ def top_k(logits: np.ndarray, k: int = TOP) -> tuple[list[int], list[float]]:
     return [int(i) for i in order], [float(probabilities[i]) for i in order]
 
 
-def _tensor_spec(record: dict, which: str) -> dict:
-    tensor = record[which]
-    spec = {"dtype": tensor["dtype"], "shape": tensor["shape"]}
-    quantization = tensor.get("quantization")
-    if quantization:
-        spec.update(scale=quantization["scale"], zeroPoint=quantization["zero_point"])
-    if tensor.get("encoding"):
-        spec["lookupTable"] = tensor["encoding"]["lookup_table"]
+def _tensor_spec(tensor: TensorSpec) -> dict:
+    spec = {"dtype": tensor.dtype, "shape": tensor.shape}
+    if tensor.quantization is not None:
+        spec.update(scale=tensor.quantization.scale, zeroPoint=tensor.quantization.zero_point)
+    if tensor.encoding:
+        spec["lookupTable"] = tensor.encoding["lookup_table"]
     return spec
 
 
@@ -124,45 +124,40 @@ def build_assets(variants: list[AppVariant], assets: Path, export_root: Path = P
     folders = [ensure_export(v, export_root) for v in variants]  # export first: nothing written on failure
     photo = SKIMAGE.paths()[SKIMAGE.files.index(GOLDEN_PHOTO)]
     image = load_image(photo)
-    work = work_dir(assets)
-    try:
+    with atomic_folder(assets, replace=True) as work:
         (work / "golden").mkdir(parents=True)
         shutil.copyfile(photo, work / "golden" / "golden.png")
         catalog = {"schema": CATALOG_SCHEMA, "variants": [],
                    "golden": {"image": "golden/golden.png", "source": f"scikit-image {GOLDEN_PHOTO}", "results": []}}
         for folder in folders:
-            manifest = open_export(folder)  # every file still the one the manifest lists
-            variant = manifest["variant"]
+            manifest = open_export(folder)  # the gate: safe names, paths inside, every file the one listed
+            variant = manifest.variant
             (work / "models" / variant).mkdir(parents=True)
             labels = f"models/{variant}/labels.txt"
-            shutil.copyfile(folder / manifest["labels"], work / labels)
-            pixels = preprocess(image, manifest["resolution"], crop_fraction(manifest))
-            for record in (a for a in manifest["artifacts"] if a["format"] == "tflite"):
-                key = f"{variant}/{record['precision']}"
-                target = f"models/{variant}/{record['path']}"
-                shutil.copyfile(folder / record["path"], work / target)
+            shutil.copyfile(folder / manifest.labels, work / labels)
+            pixels = preprocess(image, manifest.resolution, manifest.crop_fraction)
+            for record in (a for a in manifest.artifacts if a.format == "tflite"):
+                key = f"{variant}/{record.precision}"
+                target = f"models/{variant}/{Path(record.path).name}"
+                shutil.copyfile(folder / record.path, work / target)
                 catalog["variants"].append({
-                    "key": key, "variant": variant, "model": manifest["model"], "alpha": manifest["alpha"],
-                    "resolution": manifest["resolution"], "precision": record["precision"], "file": target,
-                    "sha256": record["sha256"], "bytes": record["bytes"], "labels": labels,
-                    "numClasses": manifest["num_classes"],
-                    "preprocessing": {"cropFraction": crop_fraction(manifest),
-                                      "color": manifest["preprocessing"]["color"]},
-                    "input": _tensor_spec(record, "input"), "output": _tensor_spec(record, "output"),
-                    "weights": manifest["weights"]["source"]})
+                    "key": key, "variant": variant, "model": manifest.model, "alpha": manifest.alpha,
+                    "resolution": manifest.resolution, "precision": record.precision, "file": target,
+                    "sha256": record.sha256, "bytes": record.bytes, "labels": labels,
+                    "numClasses": manifest.num_classes,
+                    "preprocessing": {"cropFraction": manifest.crop_fraction,
+                                      "color": manifest.preprocessing["color"]},
+                    "input": _tensor_spec(record.input), "output": _tensor_spec(record.output),
+                    "weights": manifest.weights.source})
                 tensor, raw, logits = golden_tensors(record, work / target, pixels)
-                stem = f"golden/{variant}_{record['precision']}"
+                stem = f"golden/{variant}_{record.precision}"
                 (work / f"{stem}.input.bin").write_bytes(np.ascontiguousarray(tensor).astype("<" + tensor.dtype.str[1:]).tobytes())
                 (work / f"{stem}.output.bin").write_bytes(np.ascontiguousarray(raw).astype("<" + raw.dtype.str[1:]).tobytes())
                 indices, scores = top_k(logits)
                 catalog["golden"]["results"].append({"key": key, "inputTensor": f"{stem}.input.bin",
                                                      "outputTensor": f"{stem}.output.bin", "top5": indices,
                                                      "top5Scores": scores})
-            if not any(a["format"] == "tflite" for a in manifest["artifacts"]):
+            if not any(a.format == "tflite" for a in manifest.artifacts):
                 raise UsageError(f"{folder} has no TFLite model; re-export it with --formats tflite")
         (work / "catalog.json").write_text(json.dumps(catalog, indent=1) + "\n")
-        replace_folder(work, assets)
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
     return catalog

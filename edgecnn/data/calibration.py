@@ -5,6 +5,8 @@ are random square crops (35-100% of the shorter side) and horizontal flips drawn
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import hashlib
 import sys
 from dataclasses import dataclass, field
@@ -13,6 +15,7 @@ from typing import Optional
 
 import numpy as np
 
+from edgecnn.util import console
 from edgecnn.util.errors import UsageError
 from edgecnn.data.photos import SKIMAGE
 from edgecnn.data.preprocess import CROP_FRACTION, load_image, preprocess, resize_square, to_rgb_array
@@ -75,11 +78,13 @@ def load_calibration(resolution: int, count: int, folder: Optional[Path] = None,
     decoded = [to_rgb_array(load_image(p)) for p in paths]  # a bad file stops here, named
     rng = np.random.default_rng(SEED)
     samples = []
-    for i in range(count):
-        pixels = decoded[i % len(decoded)]
-        samples.append(preprocess(pixels, resolution, crop_fraction) if i < len(decoded) else _augmented(pixels, resolution, rng))
-        if progress and (i + 1 == count or (i + 1) % 25 == 0):
-            print(f"  calibration images {i + 1}/{count}", file=sys.stderr)
+    with console.step(f"calibration images ({count})", total=count) if progress else nullcontext(
+            lambda n=1: None) as advance:
+        for i in range(count):
+            pixels = decoded[i % len(decoded)]
+            samples.append(preprocess(pixels, resolution, crop_fraction) if i < len(decoded)
+                           else _augmented(pixels, resolution, rng))
+            advance()
     source = str(folder) if folder is not None else "scikit-image bundled photos (public domain / CC0)"
     root = folder if folder is not None else paths[0].parent
     return CalibrationSet(np.stack(samples), source, [str(p.relative_to(root)) for p in paths],
@@ -95,7 +100,6 @@ def load_dataset_calibration(name: str, resolution: int, count: int) -> Calibrat
     if count > total:
         raise UsageError(f"--calib-count {count} is more than the {total} images of {name}'s train split")
     indices = np.sort(np.random.default_rng(SEED).choice(total, count, replace=False))
-    images, _ = dataset.model_inputs("train", resolution, indices, progress=False)
-    print(f"  calibration images {count}/{count} from {name}", file=sys.stderr)
+    images, _ = dataset.model_inputs("train", resolution, indices, label=f"calibration images ({count} of {name})")
     return CalibrationSet(images, dataset.describe("train"),
                           dataset={"name": name, "split": "train", "indices": indices.tolist()})

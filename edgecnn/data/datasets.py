@@ -7,6 +7,8 @@ and go through the same preprocessing rule as any photo, with the crop fraction 
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import gzip
 import os
 import struct
@@ -17,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from edgecnn.util import console
 from edgecnn.util.errors import UsageError
 from edgecnn.data.preprocess import preprocess
 
@@ -54,7 +57,8 @@ class IdxDataset:
         return images, labels.astype(np.int64)
 
     def model_inputs(self, split: str, resolution: int, indices: Sequence[int] | None = None,
-                     crop_fraction: float | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                     crop_fraction: float | None = None, progress: bool = True,
+                     label: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Images of a split (all, or those at `indices`) as (N, R, R, 3) uint8 model input, and their labels."""
         images, labels = self.load(split)
         if indices is not None:
@@ -64,11 +68,11 @@ class IdxDataset:
             images, labels = images[indices], labels[indices]
         fraction = self.crop_fraction if crop_fraction is None else crop_fraction
         out = np.empty((len(images), resolution, resolution, 3), np.uint8)
-        step = max(1, len(images) // 10)
-        for i, gray in enumerate(images):
-            out[i] = preprocess(np.repeat(gray[:, :, None], 3, axis=2), resolution, fraction)
-            if progress and ((i + 1) % step == 0 or i + 1 == len(images)):
-                print(f"  {self.name} {split}: preprocessed {i + 1}/{len(images)}", file=sys.stderr, flush=True)
+        label = label or f"{self.name} {split}: {len(images)} images preprocessed"
+        with console.step(label, total=len(images)) if progress else nullcontext(lambda n=1: None) as advance:
+            for i, gray in enumerate(images):
+                out[i] = preprocess(np.repeat(gray[:, :, None], 3, axis=2), resolution, fraction)
+                advance()
         return out, labels
 
     def describe(self, split: str) -> str:

@@ -15,34 +15,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgecnn.util import console
 from edgecnn.util.interrupts import checkpoint
-from edgecnn.formats import Artifact, ExportJob, image_input, logits_output
+from edgecnn.formats.base import Artifact, ArtifactRecord, ExportJob, image_input, logits_output
 
-RUNTIME = "coremltools"  # imported before a load is timed or its memory measured (edgecnn.harness.probe)
-# Off macOS the runner is the MIL executor, whose speed and memory say nothing about an Apple device.
-TIMED_HERE = platform.system() == "Darwin"
-NOT_TIMED_REASON = "Core ML predicts only on macOS/iOS; here the MIL executor checks numerics, not speed"
 FP16_PACKAGE = "model.mlpackage"
 W8_PACKAGE = "model_w8.mlpackage"
 
 
 def export(job: ExportJob) -> list[Artifact]:
-    import coremltools.optimize as cto
-
-    print("  coreml fp16: converting", file=sys.stderr)
     shape = (1, 3, job.resolution, job.resolution)
-    mlmodel = convert(job.model, job.resolution, "fp16")
-    _describe(mlmodel, job)
-    mlmodel.save(str(job.work_dir / FP16_PACKAGE))
+    with console.step("coreml fp16: converted"):
+        mlmodel = convert(job.model, job.resolution, "fp16")
+        _describe(mlmodel, job)
+        mlmodel.save(str(job.work_dir / FP16_PACKAGE))
     checkpoint()
 
-    print("  coreml w8: quantizing weights", file=sys.stderr)
-    config = cto.coreml.OptimizationConfig(global_config=cto.coreml.OpLinearQuantizerConfig(
-        mode="linear_symmetric", dtype="int8", granularity="per_channel"))
-    with np.errstate(divide="ignore", invalid="ignore"):  # all-zero channels (dead filters) have scale 0
-        quantized = cto.coreml.linear_quantize_weights(mlmodel, config=config)
-    _describe(quantized, job)
-    quantized.save(str(job.work_dir / W8_PACKAGE))
+    with console.step("coreml w8: weights quantized"):
+        _write_w8(mlmodel, job)
     for package in (FP16_PACKAGE, W8_PACKAGE):  # converter debug output, not part of the model
         debug = job.work_dir / package / "executorch_debug_handle_mapping.json"
         debug.unlink(missing_ok=True)
@@ -55,6 +45,17 @@ def export(job: ExportJob) -> list[Artifact]:
                  details={"compute": "fp16", "weights": "int8 symmetric per-channel (weights only)",
                           "deployment_target": "iOS16"}, **io),
     ]
+
+
+def _write_w8(mlmodel, job: ExportJob) -> None:
+    import coremltools.optimize as cto
+
+    config = cto.coreml.OptimizationConfig(global_config=cto.coreml.OpLinearQuantizerConfig(
+        mode="linear_symmetric", dtype="int8", granularity="per_channel"))
+    with np.errstate(divide="ignore", invalid="ignore"):  # all-zero channels (dead filters) have scale 0
+        quantized = cto.coreml.linear_quantize_weights(mlmodel, config=config)
+    _describe(quantized, job)
+    quantized.save(str(job.work_dir / W8_PACKAGE))
 
 
 def convert(model: torch.nn.Module, resolution: int, precision: str = "fp16"):
@@ -84,8 +85,10 @@ class Runner:
     """Real Core ML prediction on macOS; elsewhere the saved program runs in edgecnn's MIL executor
     (PyTorch kernels, fp16 storage emulated), since coremltools cannot predict there."""
 
-    def __init__(self, path: Path, record: dict, threads: int = 0) -> None:
+    def __init__(self, path: Path, record: ArtifactRecord, threads: int = 0) -> None:
         self.native = platform.system() == "Darwin"
+        self.emulated = not self.native
+        self.engine = "Core ML (CPU)" if self.native else "MIL executor"
         if self.native:
             import coremltools as ct
 

@@ -1,7 +1,6 @@
 """`edgecnn classify EXPORT_DIR IMAGE...`: top-k class names from PyTorch and every artifact, side by side."""
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +8,10 @@ import numpy as np
 from edgecnn.util.errors import UsageError
 from edgecnn.util.interrupts import deferred_interrupts
 from edgecnn.data.preprocess import load_image, preprocess
-from edgecnn.harness.validate import crop_fraction, open_export, pytorch_logits, reference_model, run_artifact
+from edgecnn.export.manifest import open_export, read_labels
+from edgecnn.export.reference import reference_model
+from edgecnn.formats import format_of
+from edgecnn.harness.checks import BATCH, pytorch_logits
 
 REFERENCE = "PyTorch fp32"
 
@@ -25,16 +27,16 @@ def run_classify(export_dir: Path, images: list[Path], top: int = 5) -> dict:
         raise UsageError(f"--top must be at least 1, got {top}")
     with deferred_interrupts():
         manifest = open_export(export_dir)
-        labels = (export_dir / manifest["labels"]).read_text(encoding="utf-8").splitlines()
-        pixels = np.stack([preprocess(load_image(path), manifest["resolution"], crop_fraction(manifest))
+        labels = read_labels(export_dir, manifest)
+        pixels = np.stack([preprocess(load_image(path), manifest.resolution, manifest.crop_fraction)
                            for path in images])
         model = reference_model(manifest)
         logits = {REFERENCE: pytorch_logits(model, pixels)[0]}
-        for record in manifest["artifacts"]:
-            name = record["path"]
-            if record["format"] == "coreml" and platform.system() != "Darwin":
-                name += " (MIL executor)"
-            logits[name] = run_artifact(export_dir, record, pixels, progress=False)
+        for record in manifest.artifacts:
+            runner = format_of(record).runner(export_dir / record.path, record)
+            # an artifact not run by its own runtime says what ran it instead
+            name = record.path + (f" ({runner.engine})" if runner.emulated else "")
+            logits[name] = np.concatenate([runner.run(pixels[i:i + BATCH]) for i in range(0, len(pixels), BATCH)])
     k = min(top, len(labels))
     results = {}
     for i, path in enumerate(images):

@@ -13,9 +13,13 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
+from edgecnn.util import console
 from edgecnn.util.errors import DeviceError, UsageError
+
+if TYPE_CHECKING:
+    from edgecnn.export.manifest import Manifest
 
 REMOTE_DIR = "/data/local/tmp/edgecnn"
 ADB_TIMEOUT_S = 600
@@ -120,7 +124,8 @@ def _run(command: list[str]) -> str:
     return result.stdout + result.stderr
 
 
-def benchmark_on_device(adb: Adb, binary: Path, manifest: dict, root: Path, threads: list[int], runs: int) -> dict:
+def benchmark_on_device(adb: Adb, binary: Path, manifest: "Manifest", root: Path, threads: list[int],
+                        runs: int) -> dict:
     """Push the binary and every .tflite artifact, run each at each thread count, parse the timings."""
     model = _run(adb.command("shell", "getprop", "ro.product.model")).strip()
     abi = _run(adb.command("shell", "getprop", "ro.product.cpu.abi")).strip()
@@ -128,12 +133,12 @@ def benchmark_on_device(adb: Adb, binary: Path, manifest: dict, root: Path, thre
     _run(adb.push(binary, f"{REMOTE_DIR}/benchmark_model"))
     _run(adb.command("shell", "chmod", "755", f"{REMOTE_DIR}/benchmark_model"))
     results: dict[str, dict] = {}
-    for record in (a for a in manifest["artifacts"] if a["format"] == "tflite"):
-        remote = f"{REMOTE_DIR}/{record['path']}"
-        _run(adb.push(root / record["path"], remote))
+    for record in (a for a in manifest.artifacts if a.format == "tflite"):
+        remote = f"{REMOTE_DIR}/{record.path}"
+        _run(adb.push(root / record.path, remote))
         for count in threads:
-            print(f"  {adb.serial}: {record['path']} at {count} thread(s)", file=sys.stderr)
-            results.setdefault(str(count), {})[record["path"]] = parse_benchmark_output(
-                _run(adb.benchmark(remote, count, runs)))
+            with console.step(f"{adb.serial}: {record.path} at {count} thread(s)"):
+                results.setdefault(str(count), {})[record.path] = parse_benchmark_output(
+                    _run(adb.benchmark(remote, count, runs)))
     return {"device": {"serial": adb.serial, "model": model, "abi": abi, "tool": "LiteRT benchmark_model",
                        "binary": str(binary)}, "threads": results}

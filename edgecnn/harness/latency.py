@@ -12,12 +12,16 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
+from edgecnn.export.manifest import Manifest, to_json
+from edgecnn.formats import format_of
+from edgecnn.util import console
 from edgecnn.util.interrupts import checkpoint
 
 ROUNDS = 10
@@ -46,19 +50,52 @@ class LatencyOptions:
 
 @dataclass(frozen=True)
 class Latency:
+    """One configuration at one thread count. Here p90 is measured; a phone's benchmark_model gives p95."""
+
     runs: int
     median_ms: float
-    p90_ms: float
     min_ms: float
+    p90_ms: Optional[float] = None
+    p95_ms: Optional[float] = None
+    median_is_mean: bool = False  # benchmark_model printed no median: its mean stands in
+    tool: Optional[dict[str, Any]] = None  # what benchmark_model printed, as parsed
 
-    def to_dict(self) -> dict:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+    @property
+    def upper_ms(self) -> Optional[float]:
+        return self.p90_ms if self.p90_ms is not None else self.p95_ms
+
+
+@dataclass(frozen=True)
+class LoadAndMemory:
+    """An artifact loaded and run in a fresh process (edgecnn.harness.probe), or why that failed."""
+
+    load_ms: Optional[float] = None
+    first_run_ms: Optional[float] = None
+    rss_before_load_mib: Optional[float] = None
+    peak_rss_mib: Optional[float] = None
+    added_peak_rss_mib: Optional[float] = None
+    peak_measured: str = ""
+    error: Optional[str] = None
+
+
+@dataclass
+class LatencyReport:
+    machine: dict[str, Any]
+    threads: dict[str, dict[str, Latency]]  # thread count -> configuration -> figures
+    not_measured: dict[str, str]  # artifact -> why it is not timed here
+    load_and_memory: dict[str, LoadAndMemory]
+    method: str
+
+    @property
+    def upper_label(self) -> str:
+        first = next(iter(next(iter(self.threads.values())).values()))
+        return "p90" if first.p90_ms is not None else "p95"
 
 
 def _summarize(samples: list[float]) -> Latency:
     ordered = sorted(samples)
-    return Latency(len(ordered), statistics.median(ordered), ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))],
-                   ordered[0])
+    return Latency(len(ordered), round(statistics.median(ordered), 4), round(ordered[0], 4),
+                   p90_ms=round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 4))
 
 
 def measure_interleaved(configs: dict[str, Callable[[], object]], rounds: int = ROUNDS, runs_per_round: int = 20,
@@ -79,6 +116,13 @@ def measure_interleaved(configs: dict[str, Callable[[], object]], rounds: int = 
         per_round[name] = max(1, min(runs_per_round, fits))
     samples: dict[str, list[float]] = {name: [] for name in configs}
     names = list(configs)
+    with console.step(f"{label}: {rounds} rounds", total=rounds) if progress else nullcontext(lambda: None) \
+            as advance:
+        _rounds(configs, names, rounds, per_round, samples, advance)
+    return {name: _summarize(s) for name, s in samples.items()}
+
+
+def _rounds(configs, names, rounds, per_round, samples, advance) -> None:
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
@@ -88,9 +132,7 @@ def measure_interleaved(configs: dict[str, Callable[[], object]], rounds: int = 
                 start = time.perf_counter()
                 fn()
                 samples[name].append((time.perf_counter() - start) * 1000)
-        if progress:
-            print(f"  {label} round {r + 1}/{rounds}", file=sys.stderr, flush=True)
-    return {name: _summarize(s) for name, s in samples.items()}
+        advance()
 
 
 def machine() -> dict:
@@ -128,12 +170,11 @@ def parse_threads(text: str) -> list[int]:
     return list(dict.fromkeys(counts))
 
 
-def measure_artifacts(model, manifest: dict, root: Path, image: np.ndarray, options: LatencyOptions) -> dict:
+def measure_artifacts(model, manifest: Manifest, root: Path, image: np.ndarray,
+                      options: LatencyOptions) -> LatencyReport:
     """Latency of PyTorch eager and every artifact on one image, interleaved, at each thread count;
     then load time and memory of each in a fresh process."""
     import torch
-
-    from edgecnn.formats import FORMATS
 
     batch = image[None]
     torch_input = torch.from_numpy(batch).permute(0, 3, 1, 2).float().contiguous()
@@ -145,42 +186,37 @@ def measure_artifacts(model, manifest: dict, root: Path, image: np.ndarray, opti
         for count in dict.fromkeys(options.threads):
             torch.set_num_threads(count)
             configs: dict[str, Callable[[], object]] = {"pytorch eager (fp32)": lambda: model(torch_input)}
-            for record in manifest["artifacts"]:
-                module = FORMATS[record["format"]].load()
-                if not module.TIMED_HERE:
-                    not_measured[record["path"]] = module.NOT_TIMED_REASON
+            for record in manifest.artifacts:
+                fmt = format_of(record)
+                if not fmt.timed_here:
+                    not_measured[record.path] = fmt.not_timed_reason
                     continue
-                runner = module.Runner(root / record["path"], record, threads=count)
-                configs[record["path"]] = lambda r=runner: r.run(batch)
-            print(f"  timing {len(configs)} configurations at {count} thread(s)", file=sys.stderr)
+                runner = fmt.runner(root / record.path, record, threads=count)
+                configs[record.path] = lambda r=runner: r.run(batch)
             with torch.inference_mode():
                 timed = measure_interleaved(
                     configs, runs_per_round=MAX_RUNS_PER_ROUND if runs is None else max(1, -(-runs // ROUNDS)),
-                    budget_s=None if runs is not None else budget_s, label=f"latency ({count} thread(s))")
-            results[str(count)] = {name: t.to_dict() for name, t in timed.items()}
+                    budget_s=None if runs is not None else budget_s,
+                    label=f"latency of {len(configs)} configurations at {count} thread(s)")
+            results[str(count)] = timed
     finally:
         torch.set_num_threads(torch_threads)
-    return {"machine": machine(), "threads": results, "not_measured": not_measured,
-            "load_and_memory": probe_all(manifest, root),
-            "method": f"one image, batch 1, {ROUNDS} interleaved rounds after 10 warm-up runs; runs per round "
-                      f"fitted to {budget_s:g} s per configuration unless --runs is given"}
+    return LatencyReport(machine(), results, not_measured, probe_all(manifest, root),
+                         f"one image, batch 1, {ROUNDS} interleaved rounds after 10 warm-up runs; runs per round "
+                      f"fitted to {budget_s:g} s per configuration unless --runs is given")
 
 
-def probe_all(manifest: dict, root: Path) -> dict:
+def probe_all(manifest: Manifest, root: Path) -> dict[str, LoadAndMemory]:
     """Each artifact loaded and run 5 times in a fresh interpreter: load time and peak RSS."""
-    from edgecnn.formats import FORMATS
-
     found = {}
-    for record in manifest["artifacts"]:
+    timed = [r for r in manifest.artifacts if format_of(r).timed_here]
+    for record in console.track(timed, f"load time and memory of {len(timed)} artifacts, each in a fresh process"):
         checkpoint()
-        if not FORMATS[record["format"]].load().TIMED_HERE:
-            continue
-        result = subprocess.run([sys.executable, "-m", "edgecnn.harness.probe", str(root / record["path"]),
-                                 str(manifest["resolution"])],
-                                input=json.dumps(record), capture_output=True, text=True, timeout=900)
+        result = subprocess.run([sys.executable, "-m", "edgecnn.harness.probe", str(root / record.path),
+                                 str(manifest.resolution)],
+                                input=json.dumps(to_json(record)), capture_output=True, text=True, timeout=900)
         if result.returncode != 0:
-            found[record["path"]] = {"error": (result.stderr.strip().splitlines() or ["no output"])[-1]}
+            found[record.path] = LoadAndMemory(error=(result.stderr.strip().splitlines() or ["no output"])[-1])
         else:
-            found[record["path"]] = json.loads(result.stdout.strip().splitlines()[-1])
-        print(f"  load time and memory: {record['path']}", file=sys.stderr)
+            found[record.path] = LoadAndMemory(**json.loads(result.stdout.strip().splitlines()[-1]))
     return found

@@ -102,9 +102,11 @@ def write_card(report_path: Path) -> Path:
         raise UsageError(f"{report_path} is not a report on a checkpoint edgecnn trained (weights: {weights['source']})")
     record_path, record = find_training_record(weights["sha256"])
     export = Path(report["export"])
-    manifest = json.loads((export / "manifest.json").read_text(encoding="utf-8"))
-    report = {**report, "class_names": (export / manifest["labels"]).read_text(encoding="utf-8").split("\n")[:-1],
-              "calibration_count": manifest["calibration"]["count"]}
+    from edgecnn.export.manifest import open_export, read_labels
+
+    manifest = open_export(export)  # the gate, as for every reader of an export
+    report = {**report, "class_names": read_labels(export, manifest),
+              "calibration_count": manifest.calibration["count"]}
     card = record_path.with_name(record_path.name.replace(".training.json", ".md"))
     text = render(record, report)
     replace_file(card, lambda path: path.write_text(text))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import Enum
 from typing import Optional
 
 import numpy as np
@@ -25,6 +26,42 @@ FP32_NOISE_FACTOR = 4.0
 # their int8 noise is large (worst cosines 0.34-0.99 measured on the zoo at small widths), so quantized
 # precisions are reported but not gated for them. Trained weights get the gates above.
 UNGATED_WHEN_UNTRAINED = {"int8", "w8"}
+
+
+class CheckStatus(Enum):
+    """What the harness concluded about one artifact. Display text is made from it, never stored."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    REPORTED = "reported"  # measured, not gated: quantized precisions of untrained weights
+    NOT_RUN = "not run"  # no runtime for it on this machine
+
+    def display(self, reason: str = "") -> str:
+        if self is CheckStatus.REPORTED:
+            return "reported (not gated: untrained weights)"
+        if self is CheckStatus.NOT_RUN:
+            return f"not run: {reason}" if reason else "not run"
+        return self.value
+
+    @property
+    def counts_against(self) -> bool:
+        return self is CheckStatus.FAILED
+
+
+def status_of(precision: str, trained: bool, problems: list[str]) -> CheckStatus:
+    """Gated precisions pass or fail on their problems; ungated ones are reported."""
+    if not is_gated(precision, trained):
+        return CheckStatus.REPORTED
+    return CheckStatus.FAILED if problems else CheckStatus.PASSED
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits one artifact was held to; None: not gated."""
+
+    max_rel_error: Optional[float] = None
+    min_cosine: Optional[float] = None
+    min_top1_agreement: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +101,7 @@ def is_gated(precision: str, trained: bool) -> bool:
     return trained or precision not in UNGATED_WHEN_UNTRAINED
 
 
-def limits(precision: str, fp32_noise: Optional[Parity] = None) -> dict[str, Optional[float]]:
+def limits(precision: str, fp32_noise: Optional[Parity] = None) -> Limits:
     """The limits of `precision`; for fp32, widened to FP32_NOISE_FACTOR x PyTorch fp32's own deviation
     from float64 (`fp32_noise`: PyTorch fp32 compared with the same model in float64)."""
     found = dict(THRESHOLDS[precision])
@@ -73,7 +110,7 @@ def limits(precision: str, fp32_noise: Optional[Parity] = None) -> dict[str, Opt
         found["max_rel_error"] = max(found["max_rel_error"], f * fp32_noise.max_rel_error)
         found["min_cosine"] = min(found["min_cosine"], 1.0 - f * (1.0 - fp32_noise.worst_cosine))
         found["min_top1_agreement"] = min(found["min_top1_agreement"], 1.0 - f * (1.0 - fp32_noise.top1_agreement))
-    return found
+    return Limits(**found)
 
 
 def violations(parity: Parity, precision: str, trained: bool = True,
@@ -81,14 +118,14 @@ def violations(parity: Parity, precision: str, trained: bool = True,
     """What breaks the limits of `precision` (see `limits`)."""
     if not is_gated(precision, trained):
         return []
-    limits_ = limits(precision, fp32_noise)
+    limit = limits(precision, fp32_noise)
     found = []
-    if limits_["max_rel_error"] is not None and parity.max_rel_error > limits_["max_rel_error"]:
-        found.append(f"max relative error {parity.max_rel_error:.2e} > {limits_['max_rel_error']:.1e}")
-    if limits_["min_cosine"] is not None and parity.worst_cosine < limits_["min_cosine"]:
-        found.append(f"worst cosine {parity.worst_cosine:.5f} < {limits_['min_cosine']:.5g}")
-    if limits_["min_top1_agreement"] is not None and parity.top1_agreement < limits_["min_top1_agreement"]:
-        found.append(f"top-1 agreement {parity.top1_agreement:.0%} < {limits_['min_top1_agreement']:.0%}")
+    if limit.max_rel_error is not None and parity.max_rel_error > limit.max_rel_error:
+        found.append(f"max relative error {parity.max_rel_error:.2e} > {limit.max_rel_error:.1e}")
+    if limit.min_cosine is not None and parity.worst_cosine < limit.min_cosine:
+        found.append(f"worst cosine {parity.worst_cosine:.5f} < {limit.min_cosine:.5g}")
+    if limit.min_top1_agreement is not None and parity.top1_agreement < limit.min_top1_agreement:
+        found.append(f"top-1 agreement {parity.top1_agreement:.0%} < {limit.min_top1_agreement:.0%}")
     return found
 
 

@@ -49,17 +49,19 @@ def _peak_rss_mib() -> float:
 
 
 def main() -> int:
-    from edgecnn.formats import FORMATS
+    from pydantic import TypeAdapter
+
+    from edgecnn.formats import ArtifactRecord, format_of
 
     path, resolution = Path(sys.argv[1]), int(sys.argv[2])
-    record = json.loads(sys.stdin.read())
-    module = FORMATS[record["format"]].load()
-    importlib.import_module(module.RUNTIME)
+    record = TypeAdapter(ArtifactRecord).validate_json(sys.stdin.read(), strict=True)
+    fmt = format_of(record)
+    importlib.import_module(fmt.runtime)
     image = np.zeros((1, resolution, resolution, 3), dtype=np.uint8)
     reset = _reset_peak()
     before = _rss_mib()
     start = time.perf_counter()
-    runner = module.Runner(path, record)
+    runner = fmt.runner(path, record)
     loaded = time.perf_counter()
     runner.run(image)
     first = time.perf_counter()

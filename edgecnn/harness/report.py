@@ -1,198 +1,202 @@
-"""A validation report on disk: report.json (the schema'd record), report.md (tables), report.png (plot)."""
+"""Reports on disk and on the console, made from the harness's records.
+
+A validation report is report.json (the schema'd record), report.md (tables) and report.png (plot), plus
+latency.png when latency was measured. Every status is shown through `CheckStatus.display`.
+"""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
+from typing import Optional
 
-from edgecnn.util.atomic import replace_file, replace_folder, work_dir
+from edgecnn.export.manifest import to_json
+from edgecnn.harness.latency import Latency, LatencyReport
+from edgecnn.harness.parity import CheckStatus
+from edgecnn.harness.records import ArtifactCheck, ValidationReport
+from edgecnn.util.atomic import atomic_folder, replace_file
+from edgecnn.util.tables import format_table
+
+VALIDATION_FOLDER = "validation"  # inside the export folder
+STATUS_COLORS = {CheckStatus.PASSED: "tab:blue", CheckStatus.FAILED: "tab:red"}  # others grey: not gated
 
 
-def write_report(report: dict, folder: Path) -> None:
-    """Write the three files into `folder`, replacing an earlier report only once all three are complete."""
-    work = work_dir(folder)
-    try:
-        (work / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+def write_report(report: ValidationReport, folder: Path) -> None:
+    """Write the files into `folder`, replacing an earlier report only once all are complete."""
+    with atomic_folder(folder, replace=True) as work:
+        (work / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
         (work / "report.md").write_text(markdown(report))
         plot(report, work / "report.png")
-        if report.get("latency"):
-            plot_latency(report["latency"], report["variant"], work / "latency.png")
-        replace_folder(work, folder)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if report.latency is not None:
+            plot_latency(report.latency, report.variant, work / "latency.png")
 
 
-def console_table(report: dict) -> str:
+def _percent(value: Optional[float], digits: int = 0) -> str:
+    return "-" if value is None else f"{value:.{digits}%}"
+
+
+def console_table(report: ValidationReport) -> str:
     header = ["file", "precision", "max abs err", "worst cosine", "top-1 agree", "top-5 agree"]
-    labelled = report["labelled"] is not None
+    labelled = report.labelled is not None
     if labelled:
         header += ["top-1 acc", "drop"]
     rows = []
     if labelled:
-        ref = report["labelled"]["pytorch_fp32"]
-        rows.append(["(PyTorch fp32)", "fp32", "", "", "", "", f"{ref['top1']:.1%}", "", "reference"])
-    for a in report["artifacts"]:
-        p = a.get("parity")
-        row = [a["path"], a["precision"]]
-        row += ([f"{p['max_abs_error']:.2e}", f"{p['worst_cosine']:.5f}", f"{p['top1_agreement']:.0%}",
-                 f"{p['top5_agreement']:.0%}"] if p else ["-"] * 4)
+        rows.append(["(PyTorch fp32)", "fp32", "", "", "", "", f"{report.labelled.pytorch_fp32.top1:.1%}", "",
+                     "reference"])
+    for a in report.artifacts:
+        p = a.parity
+        row = [a.path, a.precision]
+        row += ([f"{p.max_abs_error:.2e}", f"{p.worst_cosine:.5f}", f"{p.top1_agreement:.0%}",
+                 f"{p.top5_agreement:.0%}"] if p else ["-"] * 4)
         if labelled:
-            acc = a.get("accuracy")
-            row += [f"{acc['top1']:.1%}", f"{100 * acc['top1_drop']:+.1f} pt"] if acc else ["-", "-"]
-        rows.append(row + [a["status"] if p else f"not run: {a['reason']}"])
-    header.append("status")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
-    return "\n".join([lines[0], "  ".join("-" * w for w in widths)] + lines[1:])
+            acc = a.accuracy
+            row += [f"{acc.top1:.1%}", f"{100 * acc.top1_drop:+.1f} pt"] if acc else ["-", "-"]
+        rows.append(row + [a.display_status])
+    return format_table(header + ["status"], rows)
 
 
-def latency_table(latency: dict) -> str:
+def _timing(t: Latency) -> str:
+    return f"{t.median_ms:.3f} / " + ("-" if t.upper_ms is None else f"{t.upper_ms:.3f}") + f" / {t.min_ms:.3f}"
+
+
+def _configurations(latency: LatencyReport) -> list[str]:
+    return list(next(iter(latency.threads.values())))
+
+
+def latency_table(latency: LatencyReport) -> str:
     """Per configuration: median / p90 / min at each thread count, then load time and memory."""
-    threads = list(latency["threads"])
-    names = list(latency["threads"][threads[0]])
-    header = ["configuration"] + [f"{t} thread{'s' if t != '1' else ''}: median / {_upper(latency)} / min ms"
-                                  for t in threads] + \
-             ["load ms", "peak RSS added MiB"]
+    threads = list(latency.threads)
+    header = ["configuration"] + [f"{t} thread{'s' if t != '1' else ''}: median / {latency.upper_label} / min ms"
+                                  for t in threads] + ["load ms", "peak RSS added MiB"]
     rows = []
-    for name in names:
-        memory = latency["load_and_memory"].get(name, {})
-        rows.append([name] + [_timing(latency["threads"][t][name]) for t in threads] +
-                    [f"{memory['load_ms']:.1f}" if "load_ms" in memory else "-",
-                     f"{memory['added_peak_rss_mib']:.1f}" if "added_peak_rss_mib" in memory else "-"])
-    for name, reason in latency["not_measured"].items():
+    for name in _configurations(latency):
+        memory = latency.load_and_memory.get(name)
+        rows.append([name] + [_timing(latency.threads[t][name]) for t in threads] +
+                    [f"{memory.load_ms:.1f}" if memory and memory.load_ms is not None else "-",
+                     f"{memory.added_peak_rss_mib:.1f}" if memory and memory.added_peak_rss_mib is not None else "-"])
+    for name in latency.not_measured:
         rows.append([name] + ["not timed"] * len(threads) + ["-", "-"])
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
-    m = latency["machine"]
-    notes = [f"{name}: {reason}" for name, reason in latency["not_measured"].items()]
-    return "\n".join([lines[0], "  ".join("-" * w for w in widths)] + lines[1:] + [_machine_line(m)] + notes)
+    notes = [f"{name}: {reason}" for name, reason in latency.not_measured.items()]
+    return "\n".join([format_table(header, rows), machine_line(latency.machine)] + notes)
 
 
-def _machine_line(m: dict) -> str:
+def machine_line(m: dict) -> str:
     if m.get("device"):
         return f"device: {m['cpu']}, serial {m['device']['serial']} (LiteRT benchmark_model)"
     return f"machine: {m['cpu']}, {m['cores']} cores, load average {m['load_average']}"
-
-
-def _upper(latency: dict) -> str:
-    """The upper percentile the figures carry: p90 measured here, p95 from benchmark_model on a phone."""
-    first = next(iter(next(iter(latency["threads"].values())).values()))
-    return "p90" if "p90_ms" in first else "p95"
-
-
-def _timing(t: dict) -> str:
-    upper = t.get("p90_ms", t.get("p95_ms"))
-    return f"{t['median_ms']:.3f} / " + ("-" if upper is None else f"{upper:.3f}") + f" / {t['min_ms']:.3f}"
-
-
-def _latency_markdown(latency: dict) -> list[str]:
-    threads = list(latency["threads"])
-    m = latency["machine"]
-    lines = ["", "## Latency", "", f"{_machine_line(m)}: {latency['method']}.", "",
-             _row(["configuration"] + [f"{t} thread(s): median / {_upper(latency)} / min (ms)" for t in threads] +
-                  ["runs", "load (ms)", "first run (ms)", "peak RSS added (MiB)"]),
-             _row(["---"] * (len(threads) + 5))]
-    for name in latency["threads"][threads[0]]:
-        memory = latency["load_and_memory"].get(name, {})
-        lines.append(_row([name] + [_timing(latency["threads"][t][name]) for t in threads] +
-                          [latency["threads"][threads[0]][name]["runs"],
-                           memory.get("load_ms", "-"), memory.get("first_run_ms", "-"),
-                           memory.get("added_peak_rss_mib", memory.get("error", "-"))]))
-    for name, reason in latency["not_measured"].items():
-        lines.append(_row([name] + ["not timed"] * len(threads) + ["", "", "", reason]))
-    return lines
 
 
 def _row(cells: list) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def markdown(report: dict) -> str:
-    noise = report["pytorch_fp32_vs_float64"]
-    lines = [f"# Validation of {report['variant']}", "",
-             f"Weights: {report['weights']['source']}. Parity on {report['parity_images']['count']} photos "
+def latency_markdown(latency: LatencyReport) -> list[str]:
+    threads = list(latency.threads)
+    lines = ["## Latency", "", f"{machine_line(latency.machine)}: {latency.method}.", "",
+             _row(["configuration"] + [f"{t} thread(s): median / {latency.upper_label} / min (ms)" for t in threads] +
+                  ["runs", "load (ms)", "first run (ms)", "peak RSS added (MiB)"]),
+             _row(["---"] * (len(threads) + 5))]
+    for name in _configurations(latency):
+        memory = latency.load_and_memory.get(name)
+        lines.append(_row([name] + [_timing(latency.threads[t][name]) for t in threads] +
+                          [latency.threads[threads[0]][name].runs,
+                           _or_dash(memory and memory.load_ms), _or_dash(memory and memory.first_run_ms),
+                           _or_dash(memory and (memory.added_peak_rss_mib if memory.error is None else memory.error))]))
+    for name, reason in latency.not_measured.items():
+        lines.append(_row([name] + ["not timed"] * len(threads) + ["", "", "", reason]))
+    return lines
+
+
+def _or_dash(value) -> str:
+    return "-" if value is None else str(value)
+
+
+def _status_cell(a: ArtifactCheck) -> str:
+    return a.display_status + (": " + "; ".join(a.problems) if a.problems else "")
+
+
+def markdown(report: ValidationReport) -> str:
+    noise = report.pytorch_fp32_vs_float64
+    lines = [f"# Validation of {report.variant}", "",
+             f"Weights: {report.weights.source}. Parity on {report.parity_images.count} photos "
              f"against PyTorch fp32 (PyTorch fp32 against float64: max relative error "
-             f"{noise['max_rel_error']:.1e}, worst cosine {noise['worst_cosine']:.6f}, top-1 agreement "
-             f"{noise['top1_agreement']:.0%}). Overall: **{'passed' if report['passed'] else 'FAILED'}**.", "",
+             f"{noise.max_rel_error:.1e}, worst cosine {noise.worst_cosine:.6f}, top-1 agreement "
+             f"{noise.top1_agreement:.0%}). Overall: **{'passed' if report.passed else 'FAILED'}**.", "",
              _row(["artifact", "precision", "max abs err", "max rel err", "mean cosine", "worst cosine",
                    "top-1 agree", "top-5 agree", "status"]),
              _row(["---"] * 9)]
-    for a in report["artifacts"]:
-        p = a.get("parity")
+    for a in report.artifacts:
+        p = a.parity
         if p is None:
-            lines.append(_row([a["path"], a["precision"], "", "", "", "", "", "", f"not run: {a['reason']}"]))
+            lines.append(_row([a.path, a.precision, "", "", "", "", "", "", a.display_status]))
             continue
-        status = a["status"] + (": " + "; ".join(a["problems"]) if a["problems"] else "")
-        lines.append(_row([a["path"], a["precision"], f"{p['max_abs_error']:.2e}", f"{p['max_rel_error']:.2e}",
-                           f"{p['mean_cosine']:.5f}", f"{p['worst_cosine']:.5f}", f"{p['top1_agreement']:.0%}",
-                           f"{p['top5_agreement']:.0%}", status]))
-    labelled = report["labelled"]
+        lines.append(_row([a.path, a.precision, f"{p.max_abs_error:.2e}", f"{p.max_rel_error:.2e}",
+                           f"{p.mean_cosine:.5f}", f"{p.worst_cosine:.5f}", f"{p.top1_agreement:.0%}",
+                           f"{p.top5_agreement:.0%}", _status_cell(a)]))
+    labelled = report.labelled
     if labelled is not None:
-        ref = labelled["pytorch_fp32"]
-        lines += ["", f"## Accuracy on {labelled['images']} labelled images ({len(labelled['classes'])} classes, "
-                      f"{labelled['folder']})", "",
+        ref = labelled.pytorch_fp32
+        lines += ["", f"## Accuracy on {labelled.images} labelled images ({len(labelled.classes)} classes, "
+                      f"{labelled.folder})", "",
                   _row(["model", "top-1", "top-5", "top-1 drop", "top-5 drop"]), _row(["---"] * 5),
-                  _row(["PyTorch fp32", f"{ref['top1']:.2%}", f"{ref['top5']:.2%}", "", ""])]
-        for a in report["artifacts"]:
-            if "accuracy" in a:
-                acc = a["accuracy"]
-                lines.append(_row([a["path"], f"{acc['top1']:.2%}", f"{acc['top5']:.2%}",
-                                   f"{100 * acc['top1_drop']:+.2f} pt", f"{100 * acc['top5_drop']:+.2f} pt"]))
-    if report.get("latency"):
-        lines += _latency_markdown(report["latency"])
-    lines += ["", "Limits per precision (edgecnn/parity.py): " + "; ".join(
-        f"{a['precision']}: " + ", ".join(f"{k} {v:.6g}" for k, v in a["limits"].items() if v is not None)
-        for a in _unique_precisions(report)) + ". " + report["fp32_limit_note"] + ".", ""]
+                  _row(["PyTorch fp32", f"{ref.top1:.2%}", f"{ref.top5:.2%}", "", ""])]
+        for a in report.artifacts:
+            if a.accuracy is not None:
+                acc = a.accuracy
+                lines.append(_row([a.path, f"{acc.top1:.2%}", f"{acc.top5:.2%}",
+                                   f"{100 * acc.top1_drop:+.2f} pt", f"{100 * acc.top5_drop:+.2f} pt"]))
+    if report.latency is not None:
+        lines += [""] + latency_markdown(report.latency)
+    lines += ["", "Limits per precision (edgecnn/harness/parity.py): " + "; ".join(
+        f"{a.precision}: " + ", ".join(f"{k} {v:.6g}" for k, v in to_json(a.limits).items() if v is not None)
+        for a in _unique_precisions(report)) + ". " + report.fp32_limit_note + ".", ""]
     return "\n".join(lines)
 
 
-def _unique_precisions(report: dict) -> list[dict]:
-    seen = {}
-    for a in report["artifacts"]:
-        if "limits" in a:
-            seen.setdefault(a["precision"], a)
+def _unique_precisions(report: ValidationReport) -> list[ArtifactCheck]:
+    seen: dict[str, ArtifactCheck] = {}
+    for a in report.artifacts:
+        if a.limits is not None:
+            seen.setdefault(a.precision, a)
     return list(seen.values())
 
 
-def plot(report: dict, path: Path) -> None:
+def plot(report: ValidationReport, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    measured = [a for a in report["artifacts"] if a.get("parity")]
-    names = [f"{a['path']}\n({a['precision']})" for a in measured]
-    panels = 3 if report["labelled"] is not None else 2
+    measured = [a for a in report.artifacts if a.parity is not None]
+    names = [f"{a.path}\n({a.precision})" for a in measured]
+    panels = 3 if report.labelled is not None else 2
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 0.5 * len(names) + 2.5), squeeze=False)
     y = range(len(names))
-    palette = {"passed": "tab:blue", "failed": "tab:red"}  # grey: reported, not gated
-    colors = [palette.get(a["status"], "tab:gray") for a in measured]
+    colors = [STATUS_COLORS.get(a.status, "tab:gray") for a in measured]
 
     ax = axes[0][0]
-    ax.barh(y, [max(1 - a["parity"]["worst_cosine"], 1e-9) for a in measured], color=colors)
+    ax.barh(y, [max(1 - a.parity.worst_cosine, 1e-9) for a in measured], color=colors)
     ax.set_xscale("log")
     ax.set_yticks(list(y), names)
     ax.set_xlabel("1 - worst cosine vs PyTorch fp32 (lower is better)")
     for a, yi in zip(measured, y):
-        limit = a["limits"]["min_cosine"]
-        if limit is not None:
-            ax.plot([1 - limit], [yi], "k|", markersize=14)
+        if a.limits.min_cosine is not None:
+            ax.plot([1 - a.limits.min_cosine], [yi], "k|", markersize=14)
 
     ax = axes[0][1]
-    ax.barh(y, [max(a["parity"]["max_rel_error"], 1e-12) for a in measured], color=colors)
+    ax.barh(y, [max(a.parity.max_rel_error, 1e-12) for a in measured], color=colors)
     ax.set_xscale("log")
     ax.set_yticks(list(y), [""] * len(names))
     ax.set_xlabel("max |error| / max |logit| (lower is better)")
     for a, yi in zip(measured, y):
-        limit = a["limits"]["max_rel_error"]
-        if limit is not None:
-            ax.plot([limit], [yi], "k|", markersize=14)
+        if a.limits.max_rel_error is not None:
+            ax.plot([a.limits.max_rel_error], [yi], "k|", markersize=14)
 
     if panels == 3:
         ax = axes[0][2]
-        ref = report["labelled"]["pytorch_fp32"]["top1"]
-        with_accuracy = [a for a in measured if "accuracy" in a]
-        ax.barh(range(len(with_accuracy)), [100 * a["accuracy"]["top1"] for a in with_accuracy], color="tab:green")
+        ref = report.labelled.pytorch_fp32.top1
+        with_accuracy = [a for a in measured if a.accuracy is not None]
+        ax.barh(range(len(with_accuracy)), [100 * a.accuracy.top1 for a in with_accuracy], color="tab:green")
         ax.axvline(100 * ref, color="k", linestyle="--", label=f"PyTorch fp32 {100 * ref:.1f}%")
         ax.set_yticks(range(len(with_accuracy)), [""] * len(with_accuracy))
         ax.set_xlabel("top-1 accuracy on labelled images (%)")
@@ -200,51 +204,45 @@ def plot(report: dict, path: Path) -> None:
     for row in axes:
         for ax in row:
             ax.invert_yaxis()
-    fig.suptitle(f"{report['variant']}: parity of every artifact ({report['parity_images']['count']} photos); "
+    fig.suptitle(f"{report.variant}: parity of every artifact ({report.parity_images.count} photos); "
                  "| marks the limit; grey: not gated")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def plot_latency(latency: dict, variant: str, path: Path) -> None:
+def plot_latency(latency: LatencyReport, variant: str, path: Path) -> None:
     """Median latency per configuration (bar) with a whisker to p90, one panel per thread count."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    threads = list(latency["threads"])
-    names = list(latency["threads"][threads[0]])
+    threads = list(latency.threads)
+    names = _configurations(latency)
     fig, axes = plt.subplots(1, len(threads), figsize=(6 * len(threads), 0.45 * len(names) + 2), squeeze=False)
     for ax, t in zip(axes[0], threads):
-        timings = latency["threads"][t]
-        medians = [timings[n]["median_ms"] for n in names]
-        upper = _upper(latency)
-        whiskers = [max(0.0, (timings[n].get(f"{upper}_ms") or timings[n]["median_ms"]) - timings[n]["median_ms"])
-                    for n in names]
+        timings = latency.threads[t]
+        medians = [timings[n].median_ms for n in names]
+        whiskers = [max(0.0, (timings[n].upper_ms or timings[n].median_ms) - timings[n].median_ms) for n in names]
         colors = ["tab:gray" if n.startswith("pytorch") else "tab:blue" for n in names]
         ax.barh(names, medians, xerr=[[0] * len(names), whiskers], color=colors, capsize=3)
         ax.invert_yaxis()
         ax.set_title(f"{t} thread{'s' if t != '1' else ''}")
-        ax.set_xlabel(f"ms per image (bar: median, whisker: {upper})")
-    fig.suptitle(f"{variant}: {_machine_line(latency['machine'])}", fontsize=10)
+        ax.set_xlabel(f"ms per image (bar: median, whisker: {latency.upper_label})")
+    fig.suptitle(f"{variant}: {machine_line(latency.machine)}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def write_latency_report(report: dict, folder: Path) -> None:
+def write_latency_report(report: dict, latency: LatencyReport, folder: Path) -> None:
     """`edgecnn bench`: latency.json, latency.md, latency.png, replacing an earlier set only when complete."""
-    work = work_dir(folder)
-    try:
-        (work / "latency.json").write_text(json.dumps(report, indent=1) + "\n")
-        lines = [f"# Latency of {report['variant']} ({report['device']})"] + _latency_markdown(report["latency"])[2:]
+    with atomic_folder(folder, replace=True) as work:
+        (work / "latency.json").write_text(json.dumps({**report, "latency": to_json(latency)}, indent=1) + "\n")
+        lines = [f"# Latency of {report['variant']} ({report['device']})", ""] + latency_markdown(latency)[2:]
         (work / "latency.md").write_text("\n".join(lines) + "\n")
-        plot_latency(report["latency"], report["variant"], work / "latency.png")
-        replace_folder(work, folder)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        plot_latency(latency, report["variant"], work / "latency.png")
 
 
 def write_sweep_report(summary: dict, folder: Path) -> None:

@@ -13,13 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from edgecnn.util.errors import UsageError
+from edgecnn.export.manifest import open_export
 from edgecnn.export.pipeline import ExportRequest, run_export
 from edgecnn.formats import Format
-from edgecnn.util.interrupts import checkpoint, deferred_interrupts
 from edgecnn.harness.latency import LatencyOptions
+from edgecnn.harness.report import VALIDATION_FOLDER, write_sweep_report
+from edgecnn.harness.validate import run_validation
+from edgecnn.util import console
+from edgecnn.util.errors import UsageError
+from edgecnn.util.interrupts import checkpoint, deferred_interrupts
 from edgecnn.zoo.spec import VariantSpec
-from edgecnn.harness.validate import VALIDATION_FOLDER, run_validation
 
 SWEEP_SCHEMA = "edgecnn.sweep/1"
 INT8 = "model_int8.tflite"
@@ -72,8 +75,6 @@ def _finished(folder: Path, spec: VariantSpec, request: SweepRequest) -> Optiona
 
 
 def run_sweep(request: SweepRequest) -> dict:
-    from edgecnn.harness.report import write_sweep_report
-
     if not any(f.name == "tflite" for f in request.formats):
         raise UsageError("a sweep compares int8 TFLite latency: --formats must include tflite")
     specs = request.specs()  # every alpha and resolution checked before any work
@@ -83,16 +84,16 @@ def run_sweep(request: SweepRequest) -> dict:
             folder = request.out / spec.id
             report = _finished(folder, spec, request)
             if report is not None:
-                print(f"[sweep] {i}/{len(specs)} {spec.id}: done earlier, kept", file=sys.stderr)
+                console.say(f"[sweep] {i}/{len(specs)} {spec.id}: done earlier, kept")
             else:
-                print(f"[sweep] {i}/{len(specs)} {spec.id}", file=sys.stderr)
+                console.say(f"[sweep] {i}/{len(specs)} {spec.id}")
                 if not (folder / "manifest.json").is_file():
                     run_export(ExportRequest(spec, request.formats, weights=request.weights,
                                              calib_dir=request.calib_dir, calib_count=request.calib_count,
                                              out=folder, force=True, validate=False))
                 checkpoint()
                 report = run_validation(folder, labels_dir=request.labels_dir, label_map=request.label_map,
-                                        latency=request.latency)
+                                        latency=request.latency).to_json()
             rows.append(_row(spec, folder, report))
         summary = {"schema": SWEEP_SCHEMA, "model": request.model, "alphas": request.alphas,
                    "resolutions": request.resolutions, "rows": rows}
@@ -108,8 +109,8 @@ def _row(spec: VariantSpec, folder: Path, report: dict) -> dict:
 
     with torch.device("meta"):
         prof = profile(create_model(spec.model, alpha=spec.alpha, num_classes=spec.num_classes), spec.resolution)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    sizes = {a["path"]: a["bytes"] for a in manifest["artifacts"]}
+    manifest = open_export(folder)  # the gate, as for every reader of an export
+    sizes = {a.path: a.bytes for a in manifest.artifacts}
     threads = report["latency"]["threads"]
     parity = {a["path"]: a for a in report["artifacts"]}
     row = {"variant": spec.id, "alpha": spec.alpha, "resolution": spec.resolution, "params": prof.params,

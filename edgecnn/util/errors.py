@@ -1,3 +1,6 @@
+"""The kinds of failure the CLI turns into one line on stderr and an exit code (edgecnn.cli.FAILURES)."""
+
+
 class UsageError(ValueError):
     """A problem with what the user asked for. The CLI prints its message as one line and exits 2."""
 
@@ -12,3 +15,15 @@ class ValidationFailed(Exception):
 
 class DeviceError(Exception):
     """A phone-side step (adb, benchmark_model) failed. The CLI prints it and exits 1."""
+
+
+class WriteError(Exception):
+    """Results could not be written, and nothing half-written was left. The CLI prints it and exits 1."""
+
+
+class DiskFull(WriteError):
+    """The disk (or quota) filled up while writing."""
+
+
+class ConcurrentWrite(WriteError):
+    """Another edgecnn process is writing the same folder."""

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgecnn.util import console
 from edgecnn.util.errors import UsageError
 from edgecnn.util.interrupts import checkpoint
 
@@ -80,10 +81,9 @@ def reestimate_batchnorm(model: nn.Module, images: np.ndarray, batch_size: int =
         m.train()
     chunks = np.array_split(images, max(1, len(images) // batch_size))
     with torch.no_grad():
-        for i, chunk in enumerate(chunks):
+        for chunk in console.track(chunks, f"BatchNorm statistics re-estimated ({len(images)} images)"):
             checkpoint()
             model(torch.from_numpy(chunk).permute(0, 3, 1, 2).float())
-            print(f"  batchnorm statistics {i + 1}/{len(chunks)} batches", file=sys.stderr)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.eval()

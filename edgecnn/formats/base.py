@@ -1,0 +1,165 @@
+"""What a format is, and what it writes: the protocol every format module implements and the records it returns.
+
+A format is one module (`edgecnn.formats.<name>`) and one `Format` entry in the table of
+`edgecnn.formats`. The module provides:
+
+- `export(job: ExportJob) -> list[Artifact]`, writing files only inside `job.work_dir`;
+- `Runner(path, record, threads=0)`, with `.run(images_uint8_nhwc) -> logits` and the `engine` it runs on.
+
+Everything else a consumer needs to know about the format (its files, platform, the converter it needs,
+the runtime imported before a load is timed, whether it can be timed here and why not, the packages whose
+versions an export records) is declared by its `Format` entry, not looked up in the module.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Union, runtime_checkable
+
+from edgecnn.util.errors import UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+
+@dataclass(frozen=True)
+class Quantization:
+    scale: float
+    zero_point: int
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of an artifact, as an app must feed or read it."""
+
+    name: str
+    shape: list[Union[int, str]]  # "batch" for a dynamic batch axis
+    dtype: str  # float32 | int8 | image (Core ML ImageType)
+    values: str  # what the numbers mean, in words
+    layout: Optional[str] = None
+    quantization: Optional[Quantization] = None
+    # int8 image inputs: the lookup table from 0..255 pixels to codes (edgecnn.data.preprocess.Int8InputEncoding)
+    encoding: Optional[dict[str, Any]] = None
+
+
+@dataclass
+class Artifact:
+    """One exported file (or Core ML package folder), as the format's exporter describes it."""
+
+    format: str
+    precision: str
+    path: str  # relative to the export folder
+    input: TensorSpec
+    output: TensorSpec
+    details: dict[str, Any] = field(default_factory=dict)  # converter facts: opset, operators, partitions...
+
+    def record(self, root: Path) -> "ArtifactRecord":
+        target = root / self.path
+        return ArtifactRecord(self.format, self.precision, self.path, sha256_of(target), size_of(target),
+                              self.input, self.output, self.details)
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    """An artifact as the manifest lists it: the file, its hash and size, and its I/O contract."""
+
+    format: str
+    precision: str
+    path: str
+    sha256: str
+    bytes: int
+    input: TensorSpec
+    output: TensorSpec
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExportJob:
+    """Everything a format's exporter needs; it writes only inside `work_dir`."""
+
+    variant: str
+    resolution: int
+    num_classes: int
+    model: "torch.nn.Module"  # raw RGB (N, 3, R, R) float 0..255 -> logits; normalisation inside
+    backbone: "torch.nn.Module"  # the same network taking the normalised image ((x / 255 - mean) / std)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    calibration: "np.ndarray"  # (N, R, R, 3) uint8
+    labels: list[str]
+    metadata: dict[str, str]  # variant, normalisation, preprocessing: embedded where a format allows
+    work_dir: Path
+
+
+@runtime_checkable
+class Runner(Protocol):
+    engine: str  # what executes the artifact here, e.g. "LiteRT (XNNPACK)" or "MIL executor"
+    emulated: bool  # True when `engine` is not the format's own runtime (Core ML off Apple platforms)
+
+    def run(self, images: "np.ndarray") -> "np.ndarray": ...
+
+
+@dataclass(frozen=True)
+class Format:
+    """One row of the format table: everything the CLI, export, harness and docs know about a format."""
+
+    name: str
+    artifacts: tuple[tuple[str, str], ...]  # (precision, file name) of everything it writes
+    platform: str
+    module: str
+    runtime: str  # imported before a load is timed or its memory measured (edgecnn.harness.probe)
+    tools: tuple[str, ...]  # distributions whose versions an export with this format records
+    timed_here: bool = True
+    not_timed_reason: str = ""
+    needs: Optional[str] = None  # importable package the converter needs
+    extra: Optional[str] = None  # the pip extra that installs it
+
+    def available(self) -> bool:
+        return self.needs is None or importlib.util.find_spec(self.needs) is not None
+
+    def load(self) -> ModuleType:
+        if not self.available():
+            raise UsageError(f"format {self.name} needs {self.needs}: pip install 'edgecnn[{self.extra}]' "
+                             f"(make setup installs it)")
+        return importlib.import_module(self.module)
+
+    def runner(self, path: Path, record: ArtifactRecord, threads: int = 0) -> Runner:
+        return self.load().Runner(path, record, threads=threads)
+
+
+def image_input(name: str, shape: list, layout: str, dtype: str = "float32") -> TensorSpec:
+    return TensorSpec(name, shape, dtype, "RGB 0..255 (normalisation folded into the graph)", layout)
+
+
+def int8_image_input(name: str, shape: list, layout: str, encoding: dict) -> TensorSpec:
+    return TensorSpec(name, shape, "int8",
+                      "normalised RGB ((v / 255 - mean) / std) as int8 codes: map each channel's 0..255 value "
+                      "through encoding.lookup_table[channel]", layout,
+                      Quantization(encoding["scale"], encoding["zero_point"]), encoding)
+
+
+def logits_output(name: str, shape: list, dtype: str = "float32",
+                  quantization: Optional[Quantization] = None) -> TensorSpec:
+    return TensorSpec(name, shape, dtype, "logits", quantization=quantization)
+
+
+def sha256_of(path: Path) -> str:
+    """sha256 of a file; for a folder (an .mlpackage), of its files' relative paths and contents."""
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(f.relative_to(path)).encode() + b"\0")
+            digest.update(hashlib.sha256(f.read_bytes()).digest())
+    else:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def size_of(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size

@@ -1,0 +1,79 @@
+"""What the harness measures, as records: dataclasses until `to_json` writes them into report.json."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from edgecnn.export.manifest import WeightsRecord, to_json
+from edgecnn.harness.parity import CheckStatus, Limits, Parity
+
+REPORT_SCHEMA = "edgecnn.report/1"
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    top1: float
+    top5: float
+    top1_drop: Optional[float] = None  # against PyTorch fp32 on the same images, in fractions
+    top5_drop: Optional[float] = None
+
+
+@dataclass
+class ArtifactCheck:
+    path: str
+    format: str
+    precision: str
+    status: CheckStatus
+    parity: Optional[Parity] = None
+    limits: Optional[Limits] = None
+    problems: list[str] = field(default_factory=list)
+    reason: str = ""  # why it was not run
+    accuracy: Optional[Accuracy] = None
+
+    @property
+    def display_status(self) -> str:
+        return self.status.display(self.reason)
+
+    def failure_line(self) -> str:
+        return f"{self.path} ({self.precision}): " + "; ".join(self.problems)
+
+
+@dataclass(frozen=True)
+class ImagesUsed:
+    count: int
+    sha256: str
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class LabelledSummary:
+    folder: str
+    images: int
+    classes: dict[str, int]
+    pytorch_fp32: Accuracy
+
+
+@dataclass
+class ValidationReport:
+    variant: str
+    export: str
+    manifest_sha256: Optional[str]
+    weights: WeightsRecord
+    parity_images: ImagesUsed
+    pytorch_fp32_vs_float64: Parity
+    fp32_limit_note: str
+    labelled: Optional[LabelledSummary]
+    artifacts: list[ArtifactCheck]
+    created_with: dict[str, str]
+    latency: Optional[Any] = None  # edgecnn.harness.latency.LatencyReport
+    schema: str = REPORT_SCHEMA
+
+    @property
+    def passed(self) -> bool:
+        return not any(a.status.counts_against for a in self.artifacts)
+
+    def failures(self) -> list[ArtifactCheck]:
+        return [a for a in self.artifacts if a.status.counts_against]
+
+    def to_json(self) -> dict:
+        return {**to_json(self), "passed": self.passed}

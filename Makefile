@@ -20,7 +20,7 @@ SIZE_ARGS := $(if $(RES),--resolution $(RES)) $(if $(RHO),--rho $(RHO))
 EXPORT_ARGS := --model $(MODEL) $(if $(ALPHA),--alpha $(ALPHA)) $(SIZE_ARGS) $(if $(NUM_CLASSES),--num-classes $(NUM_CLASSES)) $(if $(FORMATS),--formats $(FORMATS)) \
 	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(CALIB),--calib $(CALIB)) \
 	$(if $(CALIB_COUNT),--calib-count $(CALIB_COUNT)) $(if $(OUT),--out $(OUT)) \
-	$(if $(filter 0,$(VALIDATE)),--no-validate) --force
+	$(if $(filter 0,$(VALIDATE)),--no-validate) $(if $(VERBOSE),--verbose) --force
 # make validate VARIANT=mobilenet_v2_a0.75_r224 [IMAGES=dir] [LABELS_DIR=dir] [LABEL_MAP=file] [COUNT=n]
 VALIDATE_ARGS := $(or $(EXPORT_DIR),export/$(VARIANT)) $(if $(IMAGES),--images $(IMAGES)) \
 	$(if $(LABELS_DIR),--labels-dir $(LABELS_DIR)) $(if $(LABEL_MAP),--label-map $(LABEL_MAP)) \

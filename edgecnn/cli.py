@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
 from edgecnn.formats import FORMATS, parse_formats
+from edgecnn.util import console
 from edgecnn.util.errors import DeviceError, ExportError, UsageError, ValidationFailed, WriteError
 from edgecnn.util.tables import format_table
 
@@ -62,8 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--force", action="store_true", help="replace an existing export folder")
     export.add_argument("--no-validate", dest="validate", action="store_false",
                         help="skip the validation report (a 4-photo self-check still gates the export)")
-    export.add_argument("--verbose", action="store_true",
-                        help="show the converters' own output live (by default it goes to EXPORT/export.log)")
+    _add_verbose(export)
 
     validate = sub.add_parser("validate", help="parity (and accuracy) of every artifact of an export, with a report")
     validate.add_argument("export_dir", type=Path, help="an export folder (holding manifest.json)")
@@ -122,7 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--label-map", type=Path)
     _add_latency_arguments(sweep)
     sweep.add_argument("--out", type=Path, help="sweep folder (default: export/sweep-MODEL)")
+    _add_verbose(validate, bench, classify, assets, sweep)
     return parser
+
+
+def _add_verbose(*parsers: argparse.ArgumentParser) -> None:
+    for parser in parsers:
+        parser.add_argument("--verbose", action="store_true",
+                            help="show the converters' and runtimes' own output live (by default: into a log file)")
 
 
 def _add_latency_arguments(parser: argparse.ArgumentParser) -> None:
@@ -245,22 +253,39 @@ def _latency_options(args: argparse.Namespace, **kwargs):
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from edgecnn.harness.validate import run_validation
+    from edgecnn.harness.report import VALIDATION_FOLDER
+    from edgecnn.harness.validate import run_validation, summary
 
-    run_validation(args.export_dir, images=args.images, count=args.count, labels_dir=args.labels_dir,
-                   label_map=args.label_map, out=args.out, latency=_latency_options(args) if args.latency else None,
-                   dataset=args.dataset, dataset_count=args.dataset_count)
+    out = args.out if args.out is not None else args.export_dir / VALIDATION_FOLDER
+    try:
+        with console.third_party_into(out, "validate.log", args.verbose):
+            report = run_validation(args.export_dir, images=args.images, count=args.count,
+                                    labels_dir=args.labels_dir, label_map=args.label_map, out=out,
+                                    latency=_latency_options(args) if args.latency else None, dataset=args.dataset,
+                                    dataset_count=args.dataset_count)
+    except ValidationFailed as err:  # the report was written: show it, then fail
+        print(summary(err.report, out))
+        raise
+    print(summary(report, out))
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
     from edgecnn.harness.bench import run_bench
 
+    from edgecnn.harness.bench import BENCHMARK_FOLDER
+    from edgecnn.harness.report import latency_table
+
     options = _latency_options(args)
-    run_bench(args.export_dir, options.threads, runs=args.runs, device=args.device,
-              benchmark_binary=args.benchmark_binary, serial=args.serial, out=args.out)
+    out = args.out if args.out is not None else args.export_dir / BENCHMARK_FOLDER
+    with console.third_party_into(out, "bench.log", args.verbose):
+        latency = run_bench(args.export_dir, options.threads, runs=args.runs, device=args.device,
+                            benchmark_binary=args.benchmark_binary, serial=args.serial, out=out)
+    print(latency_table(latency))
+    print(f"report: {out / 'latency.md'} (.json, .png)")
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
+    from edgecnn.harness.report import sweep_markdown
     from edgecnn.studies.sweep import SweepRequest, parse_numbers, run_sweep
     from edgecnn.zoo.registry import get_model_info
 
@@ -270,7 +295,10 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         parse_formats(args.formats), args.out if args.out is not None else Path("export") / f"sweep-{args.model}",
         weights=args.weights, calib_dir=args.calib, calib_count=args.calib_count, labels_dir=args.labels_dir,
         label_map=args.label_map, latency=_latency_options(args, budget_s=1.0))
-    run_sweep(request)
+    with console.third_party_into(request.out, "sweep.log", args.verbose):
+        summary = run_sweep(request)
+    print(sweep_markdown(summary))
+    print(f"sweep: {request.out / 'sweep.md'} (.json, .png)")
 
 
 def cmd_classify(args: argparse.Namespace) -> None:
@@ -283,13 +311,18 @@ def cmd_classify(args: argparse.Namespace) -> None:
         images += dependency_photos()
     if not images:
         raise UsageError("give image files, or --bundled-photos")
-    print(format_results(run_classify(args.export_dir, images, args.top)))
+    log = Path(tempfile.gettempdir()) / "edgecnn-classify.log"  # classify writes nothing of its own
+    with console.third_party_to(None if args.verbose else log):
+        results = run_classify(args.export_dir, images, args.top)
+    print(format_results(results))
 
 
 def cmd_android_assets(args: argparse.Namespace) -> None:
     from edgecnn.android.assets import build_assets, parse_variants
 
-    catalog = build_assets(parse_variants(args.variants), args.assets, args.export_root)
+    variants = parse_variants(args.variants)
+    with console.third_party_into(args.export_root, "android-assets.log", args.verbose):  # not into the app
+        catalog = build_assets(variants, args.assets, args.export_root)
     for v in catalog["variants"]:
         print(f"{v['file']}  {v['precision']}  {v['bytes'] / 2**20:.2f} MiB  sha256 {v['sha256'][:12]}")
     print(f"{args.assets / 'catalog.json'}: {len(catalog['variants'])} model files; golden image and tensors in "

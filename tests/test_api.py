@@ -86,3 +86,26 @@ def test_profile_of_a_zoo_model_sums_its_layers():
     prof = edgecnn.profile(edgecnn.create_model("efficientnet_b0"), 224)
     assert prof.macs == sum(layer.macs for layer in prof.layers)
     assert prof.params == sum(layer.params for layer in prof.layers)
+
+
+def test_the_readmes_python_api_block_runs_as_written(tmp_path, monkeypatch, capsys):
+    """The block is executed verbatim, in a folder holding the export it names."""
+    from pathlib import Path
+
+    from edgecnn.export.pipeline import ExportRequest, run_export
+    from edgecnn.formats import parse_formats
+    from edgecnn.harness.parity import CheckStatus
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    spec = edgecnn.VariantSpec.create("mobilenet_v2", alpha=0.75)
+    assert 'Path("export/mobilenet_v2_a0.75_r224")' in block and spec.id == "mobilenet_v2_a0.75_r224"
+    run_export(ExportRequest(spec, parse_formats("onnx,tflite"), calib_count=8,
+                             out=tmp_path / "export" / spec.id, validate=False))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    report = namespace["report"]
+    assert report.passed and report.artifacts[2].path == "model_int8.tflite"
+    assert report.artifacts[2].status is CheckStatus.REPORTED and report.latency is not None
+    assert namespace["spec"].id == "mobilenet_v2_a0.75_r160"

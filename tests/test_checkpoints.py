@@ -8,14 +8,15 @@ import pytest
 import torch
 
 import edgecnn
-from edgecnn.weights.sources import TORCHVISION_URLS, imagenet_labels, lite_layout, resolve, torch_cache_dir
+from edgecnn.weights.sources import imagenet_labels, lite_layout, resolve, torch_cache_dir, torchvision_published
 from edgecnn.harness.classify import run_classify
 from edgecnn.util.errors import UsageError
 from edgecnn.export.pipeline import ExportRequest, run_export
 from edgecnn.formats import parse_formats
 from edgecnn.harness.latency import LatencyOptions
 from edgecnn.data.photos import dependency_photos
-from edgecnn.harness.validate import reference_model
+from edgecnn.export.reference import reference_model
+from edgecnn.harness.parity import CheckStatus
 
 SKIMAGE = Path(__import__("skimage").__file__).parent / "data"
 # photos whose content is unambiguous, and the ImageNet classes that are right for them
@@ -66,16 +67,18 @@ def test_packaged_weights_are_for_their_model_only():
 def test_torchvision_checkpoint_from_the_cache_needs_no_network(tmp_path, monkeypatch):
     """A checkpoint already in torch's cache (as torchvision would have left it) is used as it is."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    cached = torch_cache_dir() / TORCHVISION_URLS["resnet18"].rsplit("/", 1)[1]
+    published = edgecnn.get_model_info("resnet18").torchvision_weights
+    cached = torch_cache_dir() / published.file
     cached.parent.mkdir(parents=True)
     torch.manual_seed(3)
     torch.save(edgecnn.create_model("resnet18").state_dict(), cached)
     spec = edgecnn.VariantSpec.create("resnet18", resolution=64)
     root = tmp_path / "export"
     manifest = run_export(ExportRequest(spec, parse_formats("onnx"), weights="torchvision", calib_count=4, out=root,
-                                        validate=False))
-    assert manifest["weights"]["kind"] == "torchvision" and manifest["weights"]["path"] == str(cached)
-    assert manifest["weights"]["source"] == f"torchvision ImageNet checkpoint {TORCHVISION_URLS['resnet18']}"
+                                        validate=False)).manifest
+    assert manifest.weights.kind == "torchvision" and manifest.weights.path == str(cached)
+    assert manifest.weights.source == ("torchvision ImageNet checkpoint "
+                                       "https://download.pytorch.org/models/resnet18-f37072fd.pth")
     assert (root / "labels.txt").read_text().splitlines()[285] == "Egyptian cat"
     model = reference_model(manifest)  # rebuilt from the cache, without downloading
     assert torch.equal(model.model.fc.weight, torch.load(cached, weights_only=True)["fc.weight"])
@@ -89,12 +92,12 @@ def test_torchvision_layout_quirks_are_mapped(tmp_path, monkeypatch):
     # torchvision's DenseNet file predates the rename of `norm1` to `norm.1`-free names
     old_style = {k.replace(".norm1.", ".norm.1.").replace(".conv2.", ".conv.2."): v for k, v in ours.items()}
     assert old_style != ours
-    torch.save(old_style, cache / TORCHVISION_URLS["densenet121"].rsplit("/", 1)[1])
+    torch.save(old_style, cache / edgecnn.get_model_info("densenet121").torchvision_weights.file)
     assert resolve("torchvision", "densenet121").read("densenet121").keys() == ours.keys()
 
     googlenet = edgecnn.create_model("googlenet", transform_input=True).state_dict()
     with_aux = {**googlenet, "aux1.conv.conv.weight": torch.zeros(1), "aux2.fc2.bias": torch.zeros(1)}
-    torch.save(with_aux, cache / TORCHVISION_URLS["googlenet"].rsplit("/", 1)[1])
+    torch.save(with_aux, cache / edgecnn.get_model_info("googlenet").torchvision_weights.file)
     source = resolve("torchvision", "googlenet")
     assert source.read("googlenet").keys() == googlenet.keys()
     assert source.builder_options == {"transform_input": True}  # as torchvision builds it for these weights
@@ -124,8 +127,8 @@ def test_real_lite0_export_says_what_pytorch_says_on_the_photos_of_the_dependenc
     spec = edgecnn.VariantSpec.create("efficientnet_lite0")
     root = tmp_path / spec.id
     manifest = run_export(ExportRequest(spec, parse_formats("onnx,tflite,coreml"), weights="lite0-imagenet",
-                                        out=root, latency=None))
-    assert all(check["status"] == "passed" for check in manifest["parity"].values())  # int8 gated: trained
+                                        out=root, latency=None)).manifest
+    assert all(check.status is CheckStatus.PASSED for check in manifest.parity.values())  # int8 gated: trained
     report = json.loads((root / "validation" / "report.json").read_text())
     int8 = next(a for a in report["artifacts"] if a["path"] == "model_int8.tflite")
     assert int8["parity"]["worst_cosine"] > 0.95 and int8["status"] == "passed"
@@ -150,3 +153,12 @@ def test_real_lite0_export_says_what_pytorch_says_on_the_photos_of_the_dependenc
         run_classify(root, [tmp_path / "no_such_photo.jpg"])
     with pytest.raises(UsageError, match="--top must be at least 1"):
         run_classify(root, [SKIMAGE / "coffee.png"], top=0)
+
+
+def test_torchvision_publishes_a_checkpoint_for_every_model_in_its_layout():
+    """The weights' facts sit beside each registry entry: every torchvision-layout model names its file."""
+    compatible = [n for n in edgecnn.list_models() if edgecnn.get_model_info(n).torchvision_compatible]
+    assert torchvision_published() == compatible and len(compatible) == 25
+    for name in compatible:
+        file = edgecnn.get_model_info(name).torchvision_weights.file
+        assert file.startswith(name.replace("inception_v3", "inception_v3_google")) and file.endswith(".pth"), name

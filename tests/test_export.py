@@ -10,7 +10,10 @@ import torch
 import edgecnn
 from edgecnn.data.calibration import load_calibration
 from edgecnn.util.errors import ExportError, UsageError
-from edgecnn.export.pipeline import ExportRequest, prepare_model, run_export
+from edgecnn.export.manifest import MANIFEST_SCHEMA, open_export, to_json
+from edgecnn.export.pipeline import ExportRequest, run_export
+from edgecnn.export.reference import prepare_model
+from edgecnn.harness.parity import CheckStatus
 from edgecnn.formats import FORMATS, parse_formats, sha256_of
 from edgecnn.formats.onnx import Runner as OnnxRunner
 from edgecnn.formats.tflite import Runner as TfliteRunner, inspect_graph
@@ -27,7 +30,7 @@ def export(tmp_path, spec=SPEC, formats=ALL_FORMATS, count=16, **kwargs):
     # self-check gates each export, as `--no-validate` does
     kwargs.setdefault("validate", False)
     request = ExportRequest(spec, formats, calib_count=count, out=tmp_path / spec.id, **kwargs)
-    return request.target, run_export(request)
+    return request.target, run_export(request).manifest
 
 
 @pytest.fixture(scope="module")
@@ -49,21 +52,22 @@ def reference(exported):
 
 def test_manifest_records_every_artifact_exactly(exported):
     root, manifest = exported
-    assert json.loads((root / "manifest.json").read_text()) == manifest
-    assert manifest["schema"] == "edgecnn.manifest/1" and manifest["variant"] == "mobilenet_v2_a0.5_r96"
-    assert [(a["format"], a["precision"], a["path"]) for a in manifest["artifacts"]] == [
+    assert json.loads((root / "manifest.json").read_text()) == to_json(manifest)
+    assert open_export(root) == manifest  # the one reader gives back what the writer wrote
+    assert manifest.schema == MANIFEST_SCHEMA and manifest.variant == "mobilenet_v2_a0.5_r96"
+    assert [(a.format, a.precision, a.path) for a in manifest.artifacts] == [
         ("onnx", "fp32", "model.onnx"), ("tflite", "fp32", "model_fp32.tflite"),
         ("tflite", "int8", "model_int8.tflite"), ("coreml", "fp16", "model.mlpackage"),
         ("coreml", "w8", "model_w8.mlpackage")]
-    for artifact in manifest["artifacts"]:
-        assert artifact["sha256"] == sha256_of(root / artifact["path"])
-        assert artifact["bytes"] > 10_000
-        assert artifact["input"]["name"] and artifact["output"]["name"] == "logits"
+    for artifact in manifest.artifacts:
+        assert artifact.sha256 == sha256_of(root / artifact.path)
+        assert artifact.bytes > 10_000
+        assert artifact.input.name and artifact.output.name == "logits"
     assert (root / "labels.txt").read_text().splitlines() == [f"class_{i}" for i in range(1000)]
-    assert manifest["weights"]["trained"] is False and "UNTRAINED" in manifest["weights"]["source"]
-    assert manifest["calibration"]["count"] == 16 and len(manifest["calibration"]["sha256"]) == 64
-    assert manifest["preprocessing"]["crop_fraction"] == 0.875
-    assert {"torch", "onnx", "onnxruntime", "litert-torch", "coremltools"} <= set(manifest["created_with"])
+    assert manifest.weights.trained is False and "UNTRAINED" in manifest.weights.source
+    assert manifest.calibration["count"] == 16 and len(manifest.calibration["sha256"]) == 64
+    assert manifest.preprocessing["crop_fraction"] == 0.875
+    assert {"torch", "onnx", "onnxruntime", "litert-torch", "coremltools"} <= set(manifest.created_with)
     assert not list(root.parent.glob(".*partial*"))
 
 
@@ -77,36 +81,36 @@ def test_onnx_is_checked_single_file_dynamic_batch_with_metadata(exported, refer
     assert meta["variant"] == SPEC.id and json.loads(meta["mean"]) == [0.485, 0.456, 0.406]
     assert len(json.loads(meta["labels"])) == 1000
     images, expected = reference
-    record = manifest["artifacts"][0]
+    record = manifest.artifacts[0]
     parity = compare(OnnxRunner(root / "model.onnx", record).run(images), expected)  # batch of 8 at once
     assert parity.max_rel_error < 1e-4 and parity.top1_agreement == 1.0
 
 
 def test_float_tflite_is_nhwc_and_matches_pytorch(exported, reference):
     root, manifest = exported
-    record = manifest["artifacts"][1]
-    assert record["input"]["shape"] == [1, 96, 96, 3] and record["input"]["layout"] == "NHWC"
+    record = manifest.artifacts[1]
+    assert record.input.shape == [1, 96, 96, 3] and record.input.layout == "NHWC"
     parity = compare(TfliteRunner(root / "model_fp32.tflite", record).run(reference[0]), reference[1])
     assert parity.max_rel_error < 1e-4 and parity.top1_agreement == 1.0
 
 
 def test_int8_tflite_is_pure_int8_end_to_end(exported, reference):
     root, manifest = exported
-    record = manifest["artifacts"][2]
+    record = manifest.artifacts[2]
     graph = inspect_graph(root / "model_int8.tflite")
     assert graph["input_dtype"] == graph["output_dtype"] == "int8"
     assert graph["float_operators"] == []
     assert "QUANTIZE" not in graph["operators"] and "DEQUANTIZE" not in graph["operators"]
-    assert record["xnnpack_partitions"] == graph["xnnpack_partitions"] == 1
-    assert record["input"]["quantization"] == graph["input_quantization"]
+    assert record.details["xnnpack_partitions"] == graph["xnnpack_partitions"] == 1
+    assert to_json(record.input.quantization) == graph["input_quantization"]
     # the input is the normalised image on the fixed grid an app reproduces with the recorded table
-    encoding = Int8InputEncoding.for_normalization(manifest["mean"], manifest["std"]).to_dict()
-    assert record["input"]["encoding"] == encoding
+    encoding = Int8InputEncoding.for_normalization(manifest.mean, manifest.std).to_dict()
+    assert record.input.encoding == encoding
     assert graph["input_quantization"] == {"scale": encoding["scale"], "zero_point": encoding["zero_point"]}
-    assert record["input"]["dtype"] == "int8" and record["output"]["dtype"] == "int8"
+    assert record.input.dtype == "int8" and record.output.dtype == "int8"
     parity = compare(TfliteRunner(root / "model_int8.tflite", record).run(reference[0]), reference[1])
     assert parity.mean_cosine > 0.5  # random weights: int8 noise is large; it still follows PyTorch
-    assert manifest["parity"]["model_int8.tflite"]["status"] == "reported (not gated: untrained weights)"
+    assert manifest.parity["model_int8.tflite"].status is CheckStatus.REPORTED  # untrained: not gated
 
 
 def test_coreml_packages_are_ml_programs_with_image_input_and_int8_weight_variant(exported):
@@ -123,14 +127,14 @@ def test_coreml_packages_are_ml_programs_with_image_input_and_int8_weight_varian
     ops = {op.type for f in w8.mlProgram.functions.values() for b in f.block_specializations.values()
            for op in b.operations}
     assert any(t.startswith("constexpr") for t in ops)
-    sizes = {a["path"]: a["bytes"] for a in manifest["artifacts"]}
+    sizes = {a.path: a.bytes for a in manifest.artifacts}
     assert sizes["model_w8.mlpackage"] < 0.6 * sizes["model.mlpackage"]
 
 
 def test_same_inputs_give_byte_identical_onnx_and_tflite(exported, tmp_path):
     _, first = exported
     _, second = export(tmp_path, formats=parse_formats("onnx,tflite"))
-    digests = lambda m: {a["path"]: a["sha256"] for a in m["artifacts"]}  # noqa: E731
+    digests = lambda m: {a.path: a.sha256 for a in m.artifacts}  # noqa: E731
     assert digests(second) == {k: v for k, v in digests(first).items() if not k.endswith(".mlpackage")}
 
 
@@ -143,7 +147,7 @@ def test_existing_export_is_kept_without_force_and_replaced_with_it(tmp_path):
     assert (target / "keep.txt").read_text() == "earlier work"
     export(tmp_path, formats=parse_formats("onnx"), count=4, force=True)
     assert not (target / "keep.txt").exists() and (target / "model.onnx").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [SPEC.id]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [SPEC.id]  # no partial folder, no lock left
 
 
 def test_loaded_weights_are_exported_as_given(tmp_path):
@@ -155,11 +159,11 @@ def test_loaded_weights_are_exported_as_given(tmp_path):
     spec = edgecnn.VariantSpec.create("mobilenet_v3_small", alpha=0.5, resolution=64, num_classes=7)
     root, manifest = export(tmp_path, spec=spec, formats=parse_formats("onnx"), count=4,
                             weights=tmp_path / "weights.pt")
-    assert manifest["weights"]["trained"] is True
+    assert manifest.weights.trained is True
     images = load_calibration(64, 4, progress=False).images
     with torch.no_grad():
         expected = wrapped(torch.from_numpy(images).permute(0, 3, 1, 2).float()).numpy()
-    got = OnnxRunner(root / "model.onnx", manifest["artifacts"][0]).run(images)
+    got = OnnxRunner(root / "model.onnx", manifest.artifacts[0]).run(images)
     assert compare(got, expected).max_rel_error < 1e-4
 
 
@@ -171,30 +175,30 @@ REPRESENTATIVE = ["mobilenet_v1", "mobilenet_v3_small", "efficientnet_b0", "effi
 def test_representative_models_through_every_format(name, tmp_path):
     spec = edgecnn.VariantSpec.create(name, alpha=0.5, resolution=64)
     root, manifest = export(tmp_path, spec=spec, count=8)
-    checks = manifest["parity"]
-    assert {a["path"] for a in manifest["artifacts"]} == set(checks)
-    for artifact in manifest["artifacts"]:
-        check = checks[artifact["path"]]
-        if artifact["precision"] in ("fp32", "fp16"):  # gated: a violation would have failed the export
-            assert check["status"] == "passed", (artifact["path"], check)
+    checks = manifest.parity
+    assert {a.path for a in manifest.artifacts} == set(checks)
+    for artifact in manifest.artifacts:
+        check = checks[artifact.path]
+        if artifact.precision in ("fp32", "fp16"):  # gated: a violation would have failed the export
+            assert check.status is CheckStatus.PASSED, (artifact.path, check)
         else:
-            assert check["status"] == "reported (not gated: untrained weights)"
-            assert check["mean_cosine"] > 0.3, (artifact["path"], check)
-        if artifact["precision"] == "fp32":  # the limit is widened only by PyTorch's own fp32 error
-            assert check["max_rel_error"] <= check["limits"]["max_rel_error"] < 1e-3
-            assert check["top1_agreement"] == 1.0
-        if artifact["precision"] == "fp16":
-            assert check["worst_cosine"] > 0.99
-    assert [a for a in manifest["artifacts"] if a["precision"] == "int8"][0]["xnnpack_partitions"] >= 1
+            assert check.status is CheckStatus.REPORTED
+            assert check.parity.mean_cosine > 0.3, (artifact.path, check)
+        if artifact.precision == "fp32":  # the limit is widened only by PyTorch's own fp32 error
+            assert check.parity.max_rel_error <= check.limits.max_rel_error < 1e-3
+            assert check.parity.top1_agreement == 1.0
+        if artifact.precision == "fp16":
+            assert check.parity.worst_cosine > 0.99
+    assert [a for a in manifest.artifacts if a.precision == "int8"][0].details["xnnpack_partitions"] >= 1
 
 
 def test_vgg_through_every_format(tmp_path):
     """VGG at its own 224 (below it, its 7x7 adaptive pool upsamples, which the int8 converter refuses)."""
     spec = edgecnn.VariantSpec.create("vgg16", alpha=0.25)
     _, manifest = export(tmp_path, spec=spec, count=8)
-    assert {a["precision"] for a in manifest["artifacts"]} == {"fp32", "int8", "fp16", "w8"}
-    assert all(c["status"] in ("passed", "reported (not gated: untrained weights)") for c in manifest["parity"].values())
-    assert manifest["parity"]["model_int8.tflite"]["worst_cosine"] > 0.9
+    assert {a.precision for a in manifest.artifacts} == {"fp32", "int8", "fp16", "w8"}
+    assert all(c.status in (CheckStatus.PASSED, CheckStatus.REPORTED) for c in manifest.parity.values())
+    assert manifest.parity["model_int8.tflite"].parity.worst_cosine > 0.9
 
 
 @pytest.mark.slow
@@ -202,7 +206,7 @@ def test_densenet_runs_in_onnx_and_core_ml_and_its_int8_refusal_is_one_clear_err
     """DenseNet's chained concatenations are beyond litert-torch's int8 quantizer: an ExportError, not a crash."""
     spec = edgecnn.VariantSpec.create("densenet121", alpha=0.25, resolution=64)
     _, manifest = export(tmp_path / "ok", spec=spec, formats=parse_formats("onnx,coreml"), count=8)
-    assert manifest["parity"]["model.onnx"]["status"] == manifest["parity"]["model.mlpackage"]["status"] == "passed"
+    assert manifest.parity["model.onnx"].status is manifest.parity["model.mlpackage"].status is CheckStatus.PASSED
     with pytest.raises(ExportError, match="the LiteRT converter cannot build the int8 TFLite model: "
                                           "'tfl.concatenation' op quantization parameters violate"):
         export(tmp_path / "int8", spec=spec, formats=parse_formats("tflite"), count=8)
@@ -223,13 +227,85 @@ def test_every_other_model_exports_to_onnx(name, tmp_path):
     # untrained deep net given a photo it has not seen can answer with logits of 1e5, where fp32 itself
     # is chaotic (the parity limits then widen, and say little)
     _, manifest = export(tmp_path, spec=spec, formats=parse_formats("onnx"), count=4)
-    check = manifest["parity"]["model.onnx"]
-    assert check["status"] == "passed"
-    assert check["max_rel_error"] <= check["limits"]["max_rel_error"] < 5e-3
-    assert check["top1_agreement"] == 1.0 and check["limits"]["min_cosine"] >= 0.999
+    check = manifest.parity["model.onnx"]
+    assert check.status is CheckStatus.PASSED
+    assert check.parity.max_rel_error <= check.limits.max_rel_error < 5e-3
+    assert check.parity.top1_agreement == 1.0 and check.limits.min_cosine >= 0.999
 
 
 def test_format_table_drives_the_choices():
     assert list(FORMATS) == ["onnx", "tflite", "coreml"]
     with pytest.raises(UsageError, match="unknown format 'pdf'; choose from onnx, tflite, coreml"):
         parse_formats("onnx,pdf")
+
+
+def test_the_pure_int8_check_refuses_a_graph_with_float_operators(exported):
+    """The guard fires on a real impure graph: the float TFLite of the same export."""
+    from edgecnn.formats.tflite import check_pure_int8
+
+    root, _ = exported
+    check_pure_int8(inspect_graph(root / "model_int8.tflite"))  # the real int8 graph passes
+    with pytest.raises(ExportError, match="int8 TFLite is not pure int8: input/output are float32/float32, not "
+                                          "int8/int8"):
+        check_pure_int8(inspect_graph(root / "model_fp32.tflite"))
+    # a float island inside an int8 graph, as inspect_graph reports one
+    island = {**inspect_graph(root / "model_int8.tflite"), "float_operators": ["MUL", "MUL", "LOGISTIC"]}
+    with pytest.raises(ExportError, match="operators on float tensors: MUL x2, LOGISTIC x1"):
+        check_pure_int8(island)
+
+
+def test_an_int8_graph_that_computes_in_training_mode_is_refused_and_an_eval_one_is_marked_eval():
+    """litert-torch's "converted in training mode" warning looked only at the GraphModule's flag, which
+    torch.export always sets; the check looks at the ops, and clears the flag only when they are eval."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from litert_torch.quantize import pt2e_quantizer
+
+    from edgecnn.formats.tflite import mark_inference_graph, training_mode_ops
+
+    def pt2e(model):
+        graph = torch.export.export(model, (torch.randn(1, 3, 16, 16),), strict=True).module()
+        quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+            pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
+        graph = prepare_pt2e(graph, quantizer)
+        graph(torch.randn(1, 3, 16, 16))
+        return convert_pt2e(graph, fold_quantize=False)
+
+    net = lambda: torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),  # noqa: E731
+                                      torch.nn.Dropout(0.5))
+    graph = pt2e(net().eval())
+    assert graph.training and training_mode_ops(graph) == []
+    mark_inference_graph(graph)
+    assert not graph.training
+    trained = torch.export.export(net().train(), (torch.randn(2, 3, 16, 16),), strict=True).module()
+    assert training_mode_ops(trained)
+    with pytest.raises(ExportError, match="the int8 graph computes in training mode"):
+        mark_inference_graph(trained)
+
+
+def test_every_format_in_the_table_implements_the_protocol():
+    import inspect
+
+    from edgecnn.formats.base import Format, Runner
+
+    for fmt in FORMATS.values():
+        assert isinstance(fmt, Format) and fmt.available(), fmt.name
+        module = fmt.load()
+        assert inspect.signature(module.export).parameters.keys() == {"job"}, fmt.name
+        assert set(inspect.signature(module.Runner).parameters) == {"path", "record", "threads"}, fmt.name
+        assert fmt.artifacts and fmt.tools and fmt.platform
+        assert fmt.timed_here or fmt.not_timed_reason, f"{fmt.name}: say why it is not timed here"
+        __import__(fmt.runtime)  # what the probe imports before timing a load
+        for tool in fmt.tools:
+            from importlib import metadata
+
+            metadata.version(tool)  # a distribution that exists
+
+
+def test_a_format_runner_satisfies_the_runner_protocol(exported):
+    from edgecnn.formats import format_of
+    from edgecnn.formats.base import Runner
+
+    root, manifest = exported
+    for record in manifest.artifacts:
+        runner = format_of(record).runner(root / record.path, record)
+        assert isinstance(runner, Runner) and runner.engine, record.path

@@ -13,7 +13,8 @@ from edgecnn.harness.device import Adb, REMOTE_DIR, connect, parse_benchmark_out
 from edgecnn.util.errors import DeviceError, UsageError
 from edgecnn.export.pipeline import ExportRequest, run_export
 from edgecnn.formats import parse_formats
-from edgecnn.harness.latency import LatencyOptions, parse_threads
+from edgecnn.export.manifest import to_json
+from edgecnn.harness.latency import LatencyOptions, LoadAndMemory, parse_threads
 
 SPEC = edgecnn.VariantSpec.create("mobilenet_v3_small", alpha=0.5, resolution=96)
 
@@ -67,21 +68,20 @@ def exported(tmp_path_factory):
 
 
 def test_local_bench_times_every_artifact_and_pytorch_interleaved(exported, tmp_path):
-    report = run_bench(exported, threads=(1, 2), runs=20, out=tmp_path / "bench")
-    assert report["schema"] == LATENCY_SCHEMA and report["device"] == "local"
-    latency = report["latency"]
-    assert set(latency["threads"]) == {"1", "2"}
-    for timings in latency["threads"].values():
+    latency = run_bench(exported, threads=(1, 2), runs=20, out=tmp_path / "bench")
+    assert set(latency.threads) == {"1", "2"}
+    for timings in latency.threads.values():
         assert list(timings) == ["pytorch eager (fp32)", "model.onnx", "model_fp32.tflite", "model_int8.tflite"]
         for t in timings.values():
-            assert t["runs"] == 20 and 0 < t["min_ms"] <= t["median_ms"] <= t["p90_ms"]
+            assert t.runs == 20 and 0 < t.min_ms <= t.median_ms <= t.p90_ms
     for name in ("model.onnx", "model_fp32.tflite", "model_int8.tflite"):
-        memory = latency["load_and_memory"][name]
-        assert memory["load_ms"] > 0 and memory["first_run_ms"] > 0 and memory["added_peak_rss_mib"] >= 0
-        assert memory["peak_measured"] == "while loading and running"
-    assert latency["machine"]["cores"] == os.cpu_count() and latency["machine"]["cpu"]
+        memory = latency.load_and_memory[name]
+        assert memory.load_ms > 0 and memory.first_run_ms > 0 and memory.added_peak_rss_mib >= 0
+        assert memory.peak_measured == "while loading and running"
+    assert latency.machine["cores"] == os.cpu_count() and latency.machine["cpu"]
     written = json.loads((tmp_path / "bench" / "latency.json").read_text())
-    assert written == json.loads(json.dumps(report))
+    assert written["schema"] == LATENCY_SCHEMA and written["device"] == "local"
+    assert written["latency"] == to_json(latency)
     assert "## Latency" not in (tmp_path / "bench" / "latency.md").read_text()  # its own document
     assert "| model_int8.tflite |" in (tmp_path / "bench" / "latency.md").read_text()
     assert (tmp_path / "bench" / "latency.png").read_bytes()[:4] == b"\x89PNG"
@@ -153,11 +153,11 @@ def test_phone_results_join_the_report_in_the_local_shape():
               "threads": {"4": {"model_int8.tflite": parse_benchmark_output(NEW_OUTPUT),
                                 "model_fp32.tflite": parse_benchmark_output(OLD_OUTPUT)}}}
     latency = on_device_as_latency(result)
-    int8, fp32 = latency["threads"]["4"]["model_int8.tflite"], latency["threads"]["4"]["model_fp32.tflite"]
-    assert int8["median_ms"] == 3.391 and not int8["median_is_mean"]
-    assert fp32["median_ms"] == 1250.34 and fp32["median_is_mean"]  # no median printed: the mean, flagged
-    assert latency["load_and_memory"]["model_int8.tflite"] == {"load_ms": 41.205, "first_run_ms": 9.12,
-                                                               "added_peak_rss_mib": 11.5}
+    int8, fp32 = latency.threads["4"]["model_int8.tflite"], latency.threads["4"]["model_fp32.tflite"]
+    assert int8.median_ms == 3.391 and not int8.median_is_mean
+    assert fp32.median_ms == 1250.34 and fp32.median_is_mean  # no median printed: the mean, flagged
+    assert latency.load_and_memory["model_int8.tflite"] == LoadAndMemory(load_ms=41.205, first_run_ms=9.12,
+                                                                         added_peak_rss_mib=11.5)
     table = latency_table(latency)
     assert "median / p95 / min" in table and "Pixel 7 (arm64-v8a), serial R58M" in table
 

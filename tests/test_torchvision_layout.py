@@ -61,6 +61,18 @@ def test_a_checkpoint_in_torchvision_layout_loads_strictly_and_drives_the_output
     model.load_state_dict(torch.load(buffer, weights_only=True), strict=True)
     for key, value in model.state_dict().items():
         assert torch.equal(value, checkpoint[key]), key
+    # the outputs follow the file: not the initialisation's, and its classifier bias shifts every logit
+    x = torch.rand(2, 3, 64, 64, generator=generator)
+    with torch.no_grad():
+        out = model(x)
+        fresh = edgecnn.create_model(name)(x)
+        head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        bias = head.bias.clone()
+        head.bias.zero_()
+        unbiased = model(x)
+    assert out.shape == (2, 1000) and torch.isfinite(out).all()
+    assert not torch.allclose(out, fresh, atol=1e-3)
+    assert torch.allclose(out - unbiased, bias.expand_as(out), atol=1e-5)
 
 
 def test_mobilenet_v2_width_resolution_table():

@@ -19,7 +19,11 @@ from edgecnn.export.pipeline import ExportRequest, run_export
 from edgecnn.formats import parse_formats, sha256_of
 from edgecnn.harness.latency import LatencyOptions
 from edgecnn.data.preprocess import preprocess
-from edgecnn.harness.validate import REPORT_SCHEMA, reference_model, run_validation
+from edgecnn.export.manifest import MANIFEST_SCHEMA, open_export
+from edgecnn.export.reference import reference_model
+from edgecnn.harness.parity import CheckStatus
+from edgecnn.harness.records import REPORT_SCHEMA
+from edgecnn.harness.validate import run_validation
 
 SPEC = edgecnn.VariantSpec.create("mobilenet_v2", alpha=0.35, resolution=96)
 
@@ -54,7 +58,7 @@ def test_export_writes_the_validation_report_of_every_artifact(exported):
     by_path = {a["path"]: a for a in report["artifacts"]}
     assert by_path["model.onnx"]["status"] == "passed" and by_path["model.onnx"]["parity"]["max_rel_error"] < 1e-4
     assert by_path["model.mlpackage"]["status"] == "passed"  # the MIL executor ran the saved program
-    assert by_path["model_int8.tflite"]["status"] == "reported (not gated: untrained weights)"
+    assert by_path["model_int8.tflite"]["status"] == "reported"  # measured, not gated: untrained weights
     markdown = (exported / "validation" / "report.md").read_text()
     assert all(f"| {a['path']} |" in markdown for a in manifest["artifacts"])
     assert (exported / "validation" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -78,12 +82,12 @@ def test_export_validation_includes_latency_at_each_thread_count(exported):
 
 def test_the_rebuilt_reference_is_the_exported_model(exported):
     """An untrained export's reference is rebuilt from seed and calibration images: it must be the same net."""
-    manifest = json.loads((exported / "manifest.json").read_text())
+    manifest = open_export(exported)
     model = reference_model(manifest)
     images = load_calibration(SPEC.resolution, 4, progress=False).images
     from edgecnn.formats.onnx import Runner
 
-    onnx_out = Runner(exported / "model.onnx", manifest["artifacts"][0]).run(images)
+    onnx_out = Runner(exported / "model.onnx", manifest.artifacts[0]).run(images)
     with torch.no_grad():
         ours = model(torch.from_numpy(images).permute(0, 3, 1, 2).float()).numpy()
     assert np.abs(onnx_out - ours).max() < 1e-4 * np.abs(ours).max()
@@ -92,7 +96,7 @@ def test_the_rebuilt_reference_is_the_exported_model(exported):
 def test_accuracy_on_labelled_folders_and_parity_on_the_users_photos(exported, copy_of, tmp_path):
     """Labels chosen as PyTorch's own top-1: PyTorch scores 100%, fp32 artifacts too, int8 loses its disagreements."""
     images = load_calibration(SPEC.resolution, 12, progress=False).images
-    manifest = json.loads((copy_of / "manifest.json").read_text())
+    manifest = open_export(copy_of)
     seen = np.stack([preprocess(Image.fromarray(image), SPEC.resolution) for image in images])  # as validate sees them
     with torch.no_grad():
         predicted = reference_model(manifest)(torch.from_numpy(seen).permute(0, 3, 1, 2).float()).argmax(1)
@@ -107,13 +111,13 @@ def test_accuracy_on_labelled_folders_and_parity_on_the_users_photos(exported, c
         Image.fromarray(image).save(photos / f"p{i}.jpg", quality=95)
 
     report = run_validation(copy_of, images=photos, count=5, labels_dir=labelled, latency=None)
-    assert report["parity_images"]["count"] == 5 and report["parity_images"]["source"] == str(photos)
-    assert report["labelled"]["pytorch_fp32"]["top1"] == 1.0
-    assert report["labelled"]["images"] == 12
-    by_path = {a["path"]: a for a in report["artifacts"]}
-    assert by_path["model.onnx"]["accuracy"]["top1"] == 1.0 and by_path["model.onnx"]["accuracy"]["top1_drop"] == 0
-    int8 = by_path["model_int8.tflite"]["accuracy"]
-    assert int8["top1_drop"] == pytest.approx(1.0 - int8["top1"])
+    assert report.parity_images.count == 5 and report.parity_images.source == str(photos)
+    assert report.labelled.pytorch_fp32.top1 == 1.0
+    assert report.labelled.images == 12
+    by_path = {a.path: a for a in report.artifacts}
+    assert by_path["model.onnx"].accuracy.top1 == 1.0 and by_path["model.onnx"].accuracy.top1_drop == 0
+    int8 = by_path["model_int8.tflite"].accuracy
+    assert int8.top1_drop == pytest.approx(1.0 - int8.top1)
     written = json.loads((copy_of / "validation" / "report.json").read_text())
     assert written["labelled"]["classes"] == {f"class_{c}": c for c in set(predicted.tolist())}
     assert "## Accuracy on 12 labelled images" in (copy_of / "validation" / "report.md").read_text()
@@ -148,7 +152,7 @@ def test_trained_weights_are_reloaded_from_the_recorded_file(tmp_path):
     run_export(ExportRequest(spec, parse_formats("onnx"), weights=weights, calib_count=4, out=root, validate=False))
     assert not (root / "validation").exists()  # --no-validate: the self-check only
     report = run_validation(root, count=4, latency=None)
-    assert report["weights"]["trained"] and report["artifacts"][0]["status"] == "passed"
+    assert report.weights.trained and report.artifacts[0].status is CheckStatus.PASSED
     torch.save({k: v + 1 for k, v in model.state_dict().items()}, weights)
     with pytest.raises(UsageError, match="has changed since export"):
         run_validation(root, count=4, latency=None)
@@ -165,7 +169,9 @@ def _edit_manifest(root, change):
     ("missing_folder", "export folder not found"),
     ("no_manifest", "is not an edgecnn export: it has no manifest.json"),
     ("broken_manifest", "is not valid JSON"),
-    ("other_schema", "has schema 'edgecnn.manifest/0'; this edgecnn reads 'edgecnn.manifest/1'"),
+    ("other_schema", f"has schema 'edgecnn.manifest/0'; this edgecnn reads '{MANIFEST_SCHEMA}'"),
+    ("missing_field", "does not follow edgecnn.manifest/2: artifacts.0.sha256: Field required"),
+    ("wrong_type", "does not follow edgecnn.manifest/2: resolution: Input should be a valid integer"),
     ("changed_artifact", "model_int8.tflite has changed since export: its sha256 no longer matches"),
     ("empty_images", "no images"),
     ("unreadable_images", "cannot read image"),
@@ -183,6 +189,10 @@ def test_bad_input_gets_one_line_and_no_traceback(copy_of, tmp_path, case, messa
         (copy_of / "manifest.json").write_text("{ half")
     elif case == "other_schema":
         _edit_manifest(copy_of, lambda m: m.update(schema="edgecnn.manifest/0"))
+    elif case == "missing_field":
+        _edit_manifest(copy_of, lambda m: m["artifacts"][0].pop("sha256"))
+    elif case == "wrong_type":
+        _edit_manifest(copy_of, lambda m: m.update(resolution="96"))
     elif case == "changed_artifact":
         data = bytearray((copy_of / "model_int8.tflite").read_bytes())
         data[-100] ^= 0xFF
@@ -209,15 +219,95 @@ def test_bad_input_gets_one_line_and_no_traceback(copy_of, tmp_path, case, messa
 
 
 def test_fp32_limits_widen_only_by_pytorchs_own_fp32_error():
-    from edgecnn.harness.parity import Parity, limits, violations
+    from edgecnn.harness.parity import Limits, Parity, limits, violations
 
     exact = Parity(4, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0)
     chaotic = Parity(4, 1.0, 0.05, 0.99, 0.98, 0.75, 0.75)
-    assert limits("fp32", exact) == limits("fp32") == {"max_rel_error": 1e-4, "min_cosine": 0.9999,
-                                                         "min_top1_agreement": 1.0}
+    assert limits("fp32", exact) == limits("fp32") == Limits(max_rel_error=1e-4, min_cosine=0.9999,
+                                                             min_top1_agreement=1.0)
     wide = limits("fp32", chaotic)
-    assert wide["max_rel_error"] == pytest.approx(0.2) and wide["min_cosine"] == pytest.approx(0.92)
-    assert wide["min_top1_agreement"] == pytest.approx(0.0)
+    assert wide.max_rel_error == pytest.approx(0.2) and wide.min_cosine == pytest.approx(0.92)
+    assert wide.min_top1_agreement == pytest.approx(0.0)
     artifact = Parity(4, 0.5, 0.01, 0.99, 0.97, 0.75, 0.75)
     assert violations(artifact, "fp32", fp32_noise=exact) != [] and violations(artifact, "fp32", fp32_noise=chaotic) == []
     assert limits("int8", chaotic) == limits("int8")  # quantized limits do not move
+
+
+# --- the manifest gate: an export folder is untrusted input -------------------------------------------------
+
+OUTSIDE = "outside.tflite"
+
+
+def _point_at_outside(root, tmp_path, how):
+    """Make the manifest name a valid int8 model outside the folder, with its correct sha256."""
+    outside = tmp_path / OUTSIDE
+    shutil.copyfile(root / "model_int8.tflite", outside)
+    digest = sha256_of(outside)
+    if how == "parent":
+        path = f"../{OUTSIDE}"
+    elif how == "absolute":
+        path = str(outside)
+    else:  # a symlink inside the folder that leads out
+        (root / "link.tflite").symlink_to(outside)
+        path = "link.tflite"
+
+    def change(m):
+        entry = next(a for a in m["artifacts"] if a["path"] == "model_int8.tflite")
+        entry.update(path=path, sha256=digest)
+    _edit_manifest(root, change)
+
+
+@pytest.mark.parametrize("command", ["validate", "bench", "classify", "android-assets"])
+@pytest.mark.parametrize("how, message", [
+    ("parent", "leads out of the export folder"),
+    ("absolute", "is not a relative path inside the export"),
+    ("symlink", "is a symlink that leads out of the export folder"),
+])
+def test_every_reader_refuses_paths_that_leave_the_export_before_any_work(copy_of, tmp_path, command, how,
+                                                                           message):
+    """Even when the file outside is a valid artifact whose sha256 matches the manifest."""
+    _point_at_outside(copy_of, tmp_path, how)
+    assets = tmp_path / "assets"
+    args = {"validate": ["validate", copy_of, "--no-latency"], "bench": ["bench", copy_of],
+            "classify": ["classify", copy_of, "--bundled-photos"],
+            "android-assets": ["android-assets", "--variants", f"{SPEC.model}:0.35:96", "--assets", assets,
+                               "--export-root", copy_of.parent]}[command]
+    if command == "android-assets":  # the app's exports are found by variant id under --export-root
+        copy_of.rename(copy_of.parent / SPEC.id)
+        copy_of = copy_of.parent / SPEC.id
+    before = sorted(str(p) for p in copy_of.rglob("*"))
+    result = subprocess.run([sys.executable, "-m", "edgecnn", *map(str, args)], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("edgecnn: error:"), result.stderr[-2000:]
+    assert sorted(str(p) for p in copy_of.rglob("*")) == before and not assets.exists()
+
+
+@pytest.mark.parametrize("variant", ["../escape", "a/b", ".hidden", "", "x" * 200])
+def test_an_unsafe_variant_id_is_refused(copy_of, variant):
+    _edit_manifest(copy_of, lambda m: m.update(variant=variant))
+    with pytest.raises(UsageError, match="is not a safe file name"):
+        open_export(copy_of)
+
+
+def test_labels_outside_the_folder_are_refused(copy_of, tmp_path):
+    (tmp_path / "labels.txt").write_text("x\n")
+    _edit_manifest(copy_of, lambda m: m.update(labels="../labels.txt"))
+    with pytest.raises(UsageError, match="labels file '../labels.txt' leads out of the export folder"):
+        open_export(copy_of)
+
+
+def test_a_symlink_inside_a_core_ml_package_that_leads_out_is_refused(copy_of, tmp_path):
+    (tmp_path / "secret").write_text("not yours")
+    (copy_of / "model.mlpackage" / "Data" / "secret").symlink_to(tmp_path / "secret")
+    with pytest.raises(UsageError, match="holds a symlink that leads out"):
+        open_export(copy_of)
+
+
+def test_the_gate_accepts_the_export_as_written(exported):
+    manifest = open_export(exported)
+    assert manifest.schema == MANIFEST_SCHEMA and manifest.variant == SPEC.id
+    assert [a.path for a in manifest.artifacts] == ["model.onnx", "model_fp32.tflite", "model_int8.tflite",
+                                                    "model.mlpackage", "model_w8.mlpackage"]
+    assert manifest.parity["model.onnx"].status is CheckStatus.PASSED

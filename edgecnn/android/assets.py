@@ -122,6 +122,7 @@ def _tensor_spec(tensor: TensorSpec) -> dict:
 def build_assets(variants: list[AppVariant], assets: Path, export_root: Path = Path("export")) -> dict:
     check_writable(assets.parent)
     folders = [ensure_export(v, export_root) for v in variants]  # export first: nothing written on failure
+    manifests = [open_export(folder) for folder in folders]  # the gate, before anything is copied
     photo = SKIMAGE.paths()[SKIMAGE.files.index(GOLDEN_PHOTO)]
     image = load_image(photo)
     with atomic_folder(assets, replace=True) as work:
@@ -129,8 +130,7 @@ def build_assets(variants: list[AppVariant], assets: Path, export_root: Path = P
         shutil.copyfile(photo, work / "golden" / "golden.png")
         catalog = {"schema": CATALOG_SCHEMA, "variants": [],
                    "golden": {"image": "golden/golden.png", "source": f"scikit-image {GOLDEN_PHOTO}", "results": []}}
-        for folder in folders:
-            manifest = open_export(folder)  # the gate: safe names, paths inside, every file the one listed
+        for folder, manifest in zip(folders, manifests):
             variant = manifest.variant
             (work / "models" / variant).mkdir(parents=True)
             labels = f"models/{variant}/labels.txt"

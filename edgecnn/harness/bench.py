@@ -9,7 +9,7 @@ from edgecnn.data.calibration import load_calibration
 from edgecnn.export.manifest import open_export
 from edgecnn.export.reference import reference_model
 from edgecnn.harness.latency import Latency, LatencyOptions, LatencyReport, LoadAndMemory, measure_artifacts
-from edgecnn.harness.report import latency_table, write_latency_report
+from edgecnn.harness.report import write_latency_report
 from edgecnn.util import console
 from edgecnn.util.atomic import check_writable
 from edgecnn.util.errors import UsageError
@@ -46,8 +46,6 @@ def run_bench(export_dir: Path, threads: tuple[int, ...], runs: Optional[int] = 
             image = load_calibration(manifest.resolution, 1, progress=False).images[0]
             latency = measure_artifacts(model, manifest, export_dir, image, options)
         write_latency_report(report, latency, out)
-    print(latency_table(latency))
-    print(f"report: {out / 'latency.md'} (.json, .png)")
     return latency
 
 

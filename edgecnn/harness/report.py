@@ -250,8 +250,6 @@ def write_sweep_report(summary: dict, folder: Path) -> None:
     replace_file(folder / "sweep.json", lambda p: p.write_text(json.dumps(summary, indent=1) + "\n"))
     replace_file(folder / "sweep.md", lambda p: p.write_text(sweep_markdown(summary)))
     replace_file(folder / "sweep.png", lambda p: plot_sweep(summary, p))
-    print(sweep_markdown(summary))
-    print(f"sweep: {folder / 'sweep.md'} (.json, .png)")
 
 
 def sweep_markdown(summary: dict) -> str:

@@ -68,11 +68,15 @@ def run_validation(export_dir: Path, images: Optional[Path] = None, count: int =
                 report.latency = measure_artifacts(model, manifest, export_dir, photos[0], latency)
         checkpoint()
         write_report(report, out)
-    print(console_table(report))
-    if report.latency is not None:
-        print(latency_table(report.latency))
-    print(f"report: {out / 'report.md'} (.json, .png)")
     failed = report.failures()
     if failed:
-        raise ValidationFailed(f"{failed[0].failure_line()} (report: {out / 'report.md'})")
+        raise ValidationFailed(f"{failed[0].failure_line()} (report: {out / 'report.md'})", report)
     return report
+
+
+def summary(report: ValidationReport, out: Path) -> str:
+    """What `edgecnn validate` prints: the parity table, the latency table, where the report is."""
+    parts = [console_table(report)]
+    if report.latency is not None:
+        parts.append(latency_table(report.latency))
+    return "\n".join(parts + [f"report: {out / 'report.md'} (.json, .png)"])

@@ -107,12 +107,27 @@ def atomic_folder(target: Path, replace: bool = False) -> Iterator[Path]:
     `replace`: an existing `target` is swapped out (and removed) once the new one is in place; without it
     an existing `target` is refused. A full disk becomes one `DiskFull` line.
     """
+    if target.name in ("", ".", ".."):
+        raise UsageError(f"{target} names no folder")
+    created = [p for p in [target.parent, *target.parent.parents] if not p.exists()]  # removed again on failure
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UsageError(f"cannot write to {target.parent}: {err.strerror or err}") from None
-    if target.name in ("", ".", ".."):
-        raise UsageError(f"{target} names no folder")
+    try:
+        with _locked_swap(target, replace) as work:
+            yield work
+    except BaseException:
+        for folder in created:  # innermost first; a folder something else has written into stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
+@contextmanager
+def _locked_swap(target: Path, replace: bool) -> Iterator[Path]:
     with folder_lock(target):
         if target.exists() and not replace:
             raise UsageError(f"{target} already exists; pass --force to replace it")

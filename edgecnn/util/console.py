@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -126,3 +127,28 @@ def third_party_to(log: Optional[Path], verbose: bool = False) -> Iterator[None]
             os.close(fd)
         _stream = None
         console.close()
+
+
+@contextmanager
+def third_party_into(folder: Path, name: str, verbose: bool = False) -> Iterator[Path]:
+    """`third_party_to` a hidden file beside `folder`, moved in as `folder/name` once the command has made
+    `folder` anew (a report folder is written whole at the end); removed if it did not. Yields the final path."""
+    final = folder / name
+    if verbose:
+        yield final
+        return
+    # nothing is created for it: a folder that is not there yet (or not a folder) gets the log in the temp dir
+    beside = folder.parent if folder.parent.is_dir() else Path(tempfile.gettempdir())
+    pending = beside / f".{folder.name}.{name}.{os.getpid()}"
+    def identity():
+        return folder.stat().st_ino if folder.is_dir() else None
+
+    earlier = identity()  # a folder written whole is a new folder: an earlier one is never touched
+    try:
+        with third_party_to(pending):
+            yield final
+    finally:
+        if identity() not in (None, earlier) and pending.exists():
+            os.replace(pending, final)
+        else:
+            pending.unlink(missing_ok=True)

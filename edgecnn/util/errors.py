@@ -12,6 +12,10 @@ class ExportError(Exception):
 class ValidationFailed(Exception):
     """Artifacts ran, and at least one broke its parity limits. The report is written; the CLI exits 1."""
 
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report  # the ValidationReport that was written, for the caller to show
+
 
 class DeviceError(Exception):
     """A phone-side step (adb, benchmark_model) failed. The CLI prints it and exits 1."""

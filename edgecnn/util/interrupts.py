@@ -10,10 +10,11 @@ who would rather not wait for the current conversion step.
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 from contextlib import contextmanager
 from typing import Iterator, Optional
+
+from edgecnn.util import console
 
 _received: Optional[int] = None
 
@@ -23,8 +24,8 @@ def _handle(signum: int, frame) -> None:
     if _received is not None:
         raise KeyboardInterrupt
     _received = signum
-    print("edgecnn: interrupt received; stopping at the next safe point (press Ctrl-C again to stop at once)",
-          file=sys.stderr, flush=True)
+    # through the console: while converters' output goes to a log, stderr is that log
+    console.say("edgecnn: interrupt received; stopping at the next safe point (press Ctrl-C again to stop at once)")
 
 
 def checkpoint() -> None:

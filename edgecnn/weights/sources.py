@@ -24,30 +24,7 @@ import torch
 
 from edgecnn.util.errors import UsageError
 from edgecnn.weights.loading import load_state_dict
-
-_TV = "https://download.pytorch.org/models/"
-# torchvision 0.29's IMAGENET1K_V1 weights; the 8 hex digits before .pth are the sha256 prefix.
-TORCHVISION_URLS = {
-    "resnet18": _TV + "resnet18-f37072fd.pth", "resnet34": _TV + "resnet34-b627a593.pth",
-    "resnet50": _TV + "resnet50-0676ba61.pth", "resnet101": _TV + "resnet101-63fe2227.pth",
-    "resnet152": _TV + "resnet152-394f9c45.pth", "resnext50_32x4d": _TV + "resnext50_32x4d-7cdf4587.pth",
-    "resnext101_32x8d": _TV + "resnext101_32x8d-8ba56ff5.pth",
-    "wide_resnet50_2": _TV + "wide_resnet50_2-95faca4d.pth", "wide_resnet101_2": _TV + "wide_resnet101_2-32ee1156.pth",
-    "densenet121": _TV + "densenet121-a639ec97.pth", "googlenet": _TV + "googlenet-1378be20.pth",
-    "inception_v3": _TV + "inception_v3_google-0cc3c7bd.pth", "vgg16": _TV + "vgg16-397923af.pth",
-    "vgg16_bn": _TV + "vgg16_bn-6c64b313.pth", "mobilenet_v2": _TV + "mobilenet_v2-b0353104.pth",
-    "mobilenet_v3_large": _TV + "mobilenet_v3_large-8738ca79.pth",
-    "mobilenet_v3_small": _TV + "mobilenet_v3_small-047dcff4.pth",
-    "efficientnet_b0": _TV + "efficientnet_b0_rwightman-7f5810bc.pth",
-    "efficientnet_b1": _TV + "efficientnet_b1_rwightman-bac287d4.pth",
-    "efficientnet_b2": _TV + "efficientnet_b2_rwightman-c35c1473.pth",
-    "efficientnet_b3": _TV + "efficientnet_b3_rwightman-b3899882.pth",
-    "efficientnet_b4": _TV + "efficientnet_b4_rwightman-23ab8bcd.pth",
-    "efficientnet_b5": _TV + "efficientnet_b5_lukemelas-1a07897c.pth",
-    "efficientnet_b6": _TV + "efficientnet_b6_lukemelas-24a108a5.pth",
-    "efficientnet_b7": _TV + "efficientnet_b7_lukemelas-c5b4e57e.pth",
-}
-
+from edgecnn.zoo.registry import get_model_info, list_models
 
 @dataclass(frozen=True)
 class WeightsSource:
@@ -126,7 +103,7 @@ PACKAGED = {
                                       "models/efficientnet-lite0-57934424.pth", "imagenet"),
 }
 
-PROJECT_MODELS = Path(__file__).resolve().parent.parent / "models"
+PROJECT_MODELS = Path(__file__).resolve().parents[2] / "models"  # the repository's models/
 # checkpoints this project trains and commits in models/
 PROJECT = {
     "fashion-mnist-demo": (TrainedVariant("mobilenet_v2", 0.5, 10, 32, "fashion-mnist"),
@@ -159,20 +136,27 @@ def torch_cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def torchvision_published() -> list[str]:
+    """The models whose registry entry names a torchvision checkpoint."""
+    return [n for n in list_models() if get_model_info(n).torchvision_weights is not None]
+
+
 def _torchvision(model: str, download: bool) -> WeightsSource:
-    if model not in TORCHVISION_URLS:
+    published = get_model_info(model).torchvision_weights
+    if published is None:
         raise UsageError(f"torchvision publishes no checkpoint for {model}; torchvision has: "
-                         + ", ".join(sorted(TORCHVISION_URLS)))
-    url = TORCHVISION_URLS[model]
-    cached = torch_cache_dir() / url.rsplit("/", 1)[1]
-    prefix = re.search(r"-([0-9a-f]{8})\.pth$", url).group(1)
+                         + ", ".join(sorted(torchvision_published())))
+    url = published.url
+    cached = torch_cache_dir() / published.file
+    prefix = re.search(r"-([0-9a-f]{8})\.pth$", published.file).group(1)
     if not cached.is_file():  # a file already there is used as it is, as torchvision itself does
         if not download:
             raise UsageError(f"torchvision's {model} checkpoint is not in the cache ({cached})")
         _download(url, cached, prefix)
-    options = {"transform_input": True} if model in ("googlenet", "inception_v3") else {}
-    return WeightsSource("torchvision", "torchvision", cached, url, imagenet_classes=True, builder_options=options,
-                         key_map=_torchvision_layout)
+    keys = published.checkpoint_keys
+    return WeightsSource("torchvision", "torchvision", cached, url, imagenet_classes=True,
+                         builder_options=dict(published.builder_options),
+                         key_map=None if keys is None else lambda state, _model: keys(state))
 
 
 def _download(url: str, target: Path, prefix: str) -> None:
@@ -185,17 +169,6 @@ def _download(url: str, target: Path, prefix: str) -> None:
                          f"--weights PATH, or put it at {target}") from None
     except RuntimeError as err:  # the hash prefix did not match
         raise UsageError(f"{url} did not match its published hash: {err}") from None
-
-
-def _torchvision_layout(state: dict, model_name: str) -> dict:
-    """torchvision's checkpoint files are not quite its models' state_dicts: DenseNet's predate a rename
-    (`norm.1` -> `norm1`), and GoogLeNet/Inception-v3 carry the auxiliary heads edgecnn builds without."""
-    if model_name.startswith("densenet"):
-        pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
-        state = {(pattern.sub(lambda m: m.group(1) + m.group(2), k)): v for k, v in state.items()}
-    if model_name in ("googlenet", "inception_v3"):
-        state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2.", "AuxLogits."))}
-    return state
 
 
 def _packaged(name: str, model: str) -> WeightsSource:

@@ -25,6 +25,26 @@ class Reference:
     source: str = ""
 
 
+TORCHVISION_DOWNLOADS = "https://download.pytorch.org/models/"
+
+
+@dataclass(frozen=True)
+class TorchvisionWeights:
+    """torchvision's published ImageNet checkpoint of a model (0.29's IMAGENET1K_V1), and what loading it takes.
+
+    The 8 hex digits before `.pth` in the file name are the prefix of its sha256, checked on download.
+    """
+
+    file: str
+    builder_options: dict[str, Any] = field(default_factory=dict)  # what torchvision built the network with
+    # the file's keys onto the model's state_dict, where the published file predates the model's layout
+    checkpoint_keys: Optional[Callable[[dict], dict]] = None
+
+    @property
+    def url(self) -> str:
+        return TORCHVISION_DOWNLOADS + self.file
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
@@ -38,6 +58,7 @@ class ModelInfo:
     reference: Reference = Reference()
     # state_dict keys and shapes are exactly torchvision's model of the same name.
     torchvision_compatible: bool = False
+    torchvision_weights: Optional[TorchvisionWeights] = None
 
 
 _REGISTRY: dict[str, ModelInfo] = {}

@@ -1,13 +1,15 @@
 """DenseNet-121 in torchvision's state_dict layout: dense blocks that concatenate, and transitions."""
 from __future__ import annotations
 
+import re
+
 from collections import OrderedDict
 from functools import partial
 
 import torch
 from torch import nn
 
-from ..registry import ModelInfo, Reference, register
+from ..registry import ModelInfo, Reference, TorchvisionWeights, register
 from .layers import init_weights, make_divisible
 
 
@@ -77,8 +79,18 @@ def build_densenet(block_config: tuple[int, ...], *, alpha: float = 1.0, num_cla
     return model
 
 
+_OLD_LAYER_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|"
+                            r"num_batches_tracked))$")
+
+
+def torchvision_checkpoint_keys(state: dict) -> dict:
+    """torchvision's published DenseNet files predate a rename of its layers (`norm.1` -> `norm1`)."""
+    return {_OLD_LAYER_KEY.sub(lambda m: m.group(1) + m.group(2), k): v for k, v in state.items()}
+
+
 register(ModelInfo(
     "densenet121", "densenet", partial(build_densenet, (6, 12, 24, 16)), torchvision_compatible=True,
+    torchvision_weights=TorchvisionWeights("densenet121-a639ec97.pth", checkpoint_keys=torchvision_checkpoint_keys),
     reference=Reference(params=7_978_856, macs=2_834_161_664, top1=74.434,
                         source="torchvision weights documentation (IMAGENET1K_V1)"),
 ))

@@ -12,7 +12,7 @@ from typing import Optional
 
 from torch import nn
 
-from ..registry import ModelInfo, Reference, register
+from ..registry import ModelInfo, Reference, TorchvisionWeights, register
 from .inverted_residual import BlockArgs, BlockSetting, MBConv, build_stages
 from .layers import ConvNormActivation, PooledClassifier, SiLU, SqueezeExcitation, init_weights, make_divisible
 
@@ -118,6 +118,14 @@ LITE_PUBLISHED = {  # TensorFlow TPU repository's EfficientNet-Lite README (para
 LITE_MEAN = (127.0 / 255,) * 3
 LITE_STD = (128.0 / 255,) * 3
 
+# B0-B4 are Ross Wightman's ports, B5-B7 Luke Melas-Kyriazi's, as torchvision publishes them
+TORCHVISION_CHECKPOINTS = {
+    "efficientnet_b0": "efficientnet_b0_rwightman-7f5810bc.pth", "efficientnet_b1": "efficientnet_b1_rwightman-bac287d4.pth",
+    "efficientnet_b2": "efficientnet_b2_rwightman-c35c1473.pth", "efficientnet_b3": "efficientnet_b3_rwightman-b3899882.pth",
+    "efficientnet_b4": "efficientnet_b4_rwightman-23ab8bcd.pth", "efficientnet_b5": "efficientnet_b5_lukemelas-1a07897c.pth",
+    "efficientnet_b6": "efficientnet_b6_lukemelas-24a108a5.pth", "efficientnet_b7": "efficientnet_b7_lukemelas-c5b4e57e.pth",
+}
+
 for _name, _variant in VARIANTS.items():
     if _variant.lite:
         _params, _top1 = LITE_PUBLISHED[_name]
@@ -132,6 +140,7 @@ for _name, _variant in VARIANTS.items():
         register(ModelInfo(
             _name, "efficientnet", partial(build_efficientnet, _variant),
             default_resolution=_variant.resolution, torchvision_compatible=True,
+            torchvision_weights=TorchvisionWeights(TORCHVISION_CHECKPOINTS[_name]),
             reference=Reference(params=_params, macs=_macs, top1=_top1,
                                 source="torchvision weights documentation (IMAGENET1K_V1)"),
         ))

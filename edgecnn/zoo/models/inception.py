@@ -12,7 +12,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ..registry import ModelInfo, Reference, register
+from ..registry import ModelInfo, Reference, TorchvisionWeights, register
 from .layers import init_weights, make_divisible
 
 Kernel = Union[int, tuple[int, int]]
@@ -298,12 +298,23 @@ def inception_v3(*, alpha: float = 1.0, num_classes: int = 1000, dropout: float 
 
 
 _SOURCE = "torchvision weights documentation (IMAGENET1K_V1)"
+
+
+def without_auxiliary_heads(state: dict) -> dict:
+    """torchvision's published files carry the auxiliary classifiers, which edgecnn builds without."""
+    return {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2.", "AuxLogits."))}
+
+
+# torchvision's checkpoints were trained on inputs re-normalised inside the network
+_TRANSFORM = {"transform_input": True}
 register(ModelInfo(
     "googlenet", "inception", googlenet, torchvision_compatible=True,
+    torchvision_weights=TorchvisionWeights("googlenet-1378be20.pth", _TRANSFORM, without_auxiliary_heads),
     reference=Reference(params=6_624_904, macs=1_498_376_192, top1=69.778, source=_SOURCE),
 ))
 register(ModelInfo(
     "inception_v3", "inception", inception_v3, default_resolution=299, min_resolution=75,
     torchvision_compatible=True,
+    torchvision_weights=TorchvisionWeights("inception_v3_google-0cc3c7bd.pth", _TRANSFORM, without_auxiliary_heads),
     reference=Reference(params=23_834_568, macs=5_713_216_096, top1=77.294, source=_SOURCE),
 ))

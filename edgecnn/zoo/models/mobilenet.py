@@ -9,7 +9,7 @@ from functools import partial
 
 from torch import nn
 
-from ..registry import ModelInfo, Reference, register
+from ..registry import ModelInfo, Reference, TorchvisionWeights, register
 from .inverted_residual import BlockArgs, BlockSetting, InvertedResidual, MBConv, build_stages
 from .layers import (
     ConvNormActivation,
@@ -144,13 +144,16 @@ register(ModelInfo(
 ))
 register(ModelInfo(
     "mobilenet_v2", "mobilenet", mobilenet_v2, torchvision_compatible=True,
+    torchvision_weights=TorchvisionWeights("mobilenet_v2-b0353104.pth"),
     reference=Reference(params=3_504_872, macs=300_774_272, top1=71.878, source=TORCHVISION_DOCS),
 ))
 register(ModelInfo(
     "mobilenet_v3_large", "mobilenet", mobilenet_v3_large, torchvision_compatible=True,
+    torchvision_weights=TorchvisionWeights("mobilenet_v3_large-8738ca79.pth"),
     reference=Reference(params=5_483_032, macs=216_589_760, top1=74.042, source=TORCHVISION_DOCS),
 ))
 register(ModelInfo(
     "mobilenet_v3_small", "mobilenet", mobilenet_v3_small, torchvision_compatible=True,
+    torchvision_weights=TorchvisionWeights("mobilenet_v3_small-047dcff4.pth"),
     reference=Reference(params=2_542_856, macs=56_510_400, top1=67.668, source=TORCHVISION_DOCS),
 ))

@@ -13,7 +13,7 @@ from typing import Optional, Type, Union
 import torch
 from torch import nn
 
-from ..registry import ModelInfo, Reference, register
+from ..registry import ModelInfo, Reference, TorchvisionWeights, register
 from .layers import init_weights, make_divisible
 
 
@@ -152,10 +152,18 @@ REFERENCES = {  # torchvision weights documentation, IMAGENET1K_V1: parameters, 
     "wide_resnet101_2": (126_886_696, 22_753_050_624, 78.848),
 }
 
+TORCHVISION_CHECKPOINTS = {
+    "resnet18": "resnet18-f37072fd.pth", "resnet34": "resnet34-b627a593.pth", "resnet50": "resnet50-0676ba61.pth",
+    "resnet101": "resnet101-63fe2227.pth", "resnet152": "resnet152-394f9c45.pth",
+    "resnext50_32x4d": "resnext50_32x4d-7cdf4587.pth", "resnext101_32x8d": "resnext101_32x8d-8ba56ff5.pth",
+    "wide_resnet50_2": "wide_resnet50_2-95faca4d.pth", "wide_resnet101_2": "wide_resnet101_2-32ee1156.pth",
+}
+
 for _name, _variant in VARIANTS.items():
     _params, _macs, _top1 = REFERENCES[_name]
     register(ModelInfo(
         _name, "resnet", partial(build_resnet, _variant), torchvision_compatible=True,
+        torchvision_weights=TorchvisionWeights(TORCHVISION_CHECKPOINTS[_name]),
         reference=Reference(params=_params, macs=_macs, top1=_top1,
                             source="torchvision weights documentation (IMAGENET1K_V1)"),
     ))

@@ -6,7 +6,7 @@ from typing import Union
 
 from torch import nn
 
-from ..registry import ModelInfo, Reference, register
+from ..registry import ModelInfo, Reference, TorchvisionWeights, register
 from .layers import init_weights, make_divisible
 
 # Configuration D of the paper: conv widths, "M" for a 2x2 max-pool.
@@ -44,6 +44,8 @@ def build_vgg(config: list[Union[int, str]], *, alpha: float = 1.0, num_classes:
 
 _SOURCE = "torchvision weights documentation (IMAGENET1K_V1)"
 register(ModelInfo("vgg16", "vgg", partial(build_vgg, VGG16), torchvision_compatible=True,
+                   torchvision_weights=TorchvisionWeights("vgg16-397923af.pth"),
                    reference=Reference(params=138_357_544, macs=15_470_264_320, top1=71.592, source=_SOURCE)))
 register(ModelInfo("vgg16_bn", "vgg", partial(build_vgg, VGG16, batch_norm=True), torchvision_compatible=True,
+                   torchvision_weights=TorchvisionWeights("vgg16_bn-6c64b313.pth"),
                    reference=Reference(params=138_365_992, macs=15_470_264_320, top1=73.360, source=_SOURCE)))

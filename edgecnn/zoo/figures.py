@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Optional, Sequence
+
+from edgecnn.util.atomic import replace_file
+from edgecnn.util.tables import format_table
 
 FIGURES_FILE = Path(__file__).with_name("figures.json")
 SCHEMA = "edgecnn.zoo-figures/1"
@@ -78,30 +79,11 @@ def write(figures: Sequence[ModelFigures], path: Optional[Path] = None) -> None:
     """Write `figures` as JSON atomically (temp file in the same folder, then os.replace)."""
     path = Path(path or FIGURES_FILE)
     data = {"schema": SCHEMA, "models": [asdict(f) for f in sorted(figures, key=lambda f: f.name)]}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_file(path, lambda temporary: temporary.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8"))
 
 
 def _millions(n: Optional[int]) -> str:
     return "-" if n is None else f"{n / 1e6:,.2f} M"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]], right: Sequence[int] = ()) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-
-    def fmt(row: Sequence[object]) -> str:
-        return "  ".join(
-            str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths))
-        ).rstrip()
-
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
 
 
 def list_table(figures: Optional[Sequence[ModelFigures]] = None) -> str:
@@ -110,7 +92,7 @@ def list_table(figures: Optional[Sequence[ModelFigures]] = None) -> str:
              "-" if f.published_top1 is None else f"{f.published_top1:.1f}",
              "yes" if f.torchvision_compatible else ""]
             for f in (recorded() if figures is None else figures)]
-    table = _table(["model", "family", "resolution", "params", "MACs", "top-1 %", "torchvision keys"], rows,
+    table = format_table(["model", "family", "resolution", "params", "MACs", "top-1 %", "torchvision keys"], rows,
                    right=(2, 3, 4, 5))
     return f"{table}\n\n{FOOTNOTE}"
 

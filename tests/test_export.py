@@ -309,3 +309,17 @@ def test_a_format_runner_satisfies_the_runner_protocol(exported):
     for record in manifest.artifacts:
         runner = format_of(record).runner(root / record.path, record)
         assert isinstance(runner, Runner) and runner.engine, record.path
+
+
+def test_an_int8_refusal_keeps_the_float_model_and_is_recorded(tmp_path):
+    """VGG below its own 224: its 7x7 adaptive pool upsamples, which int8 cannot express as pure int8. The
+    float TFLite is still written; the int8 refusal is one recorded line, not a lost format."""
+    spec = edgecnn.VariantSpec.create("vgg16", alpha=0.25, resolution=64)
+    root, manifest = export(tmp_path, spec=spec, formats=parse_formats("tflite"), count=4)
+    assert [a.path for a in manifest.artifacts] == ["model_fp32.tflite"]
+    assert manifest.parity["model_fp32.tflite"].status is CheckStatus.PASSED
+    [refusal] = manifest.refused
+    assert (refusal.format, refusal.precision, refusal.path) == ("tflite", "int8", "model_int8.tflite")
+    assert refusal.reason.startswith("int8 TFLite is not pure int8: operators on float tensors:")
+    assert not (root / "model_int8.tflite").exists()
+    assert open_export(root).refused == [refusal]  # the gate reads it back

@@ -22,7 +22,7 @@ from edgecnn.data.datasets import get_dataset
 from edgecnn.data.preprocess import CROP_FRACTION, Preprocessing
 from edgecnn.export.manifest import LABELS_FILE, MANIFEST_SCHEMA, Manifest, ParityRecord, write_manifest
 from edgecnn.export.reference import prepare_model
-from edgecnn.formats import Artifact, ExportJob, Format, sha256_of, tool_versions
+from edgecnn.formats import Artifact, ExportJob, Format, Refusal, sha256_of, tool_versions
 from edgecnn.harness.checks import check_artifacts
 from edgecnn.harness.images import DEFAULT_IMAGE_COUNT, parity_images
 from edgecnn.harness.latency import LatencyOptions, measure_artifacts
@@ -118,14 +118,14 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
                 "preprocessing": json.dumps(preprocessing.to_dict()), "weights": weights.source}
     job = ExportJob(spec.id, spec.resolution, spec.num_classes, wrapped, wrapped.model, info.mean, info.std,
                     calibration.images, labels, embedded, work)
-    artifacts = convert_formats(request, job)
+    artifacts, refused = convert_formats(request, job)
     (work / LABELS_FILE).write_text("\n".join(labels) + "\n")
     manifest = Manifest(
         schema=MANIFEST_SCHEMA, variant=spec.id, model=spec.model, family=info.family, alpha=spec.alpha,
         resolution=spec.resolution, num_classes=spec.num_classes, mean=list(info.mean), std=list(info.std),
         normalization=NORMALIZATION, preprocessing=preprocessing.to_dict(), weights=weights, labels=LABELS_FILE,
         artifacts=[a.record(work) for a in artifacts], calibration=calibration.provenance(),
-        created_with=tool_versions(request.formats), dataset=dataset)
+        created_with=tool_versions(request.formats), dataset=dataset, refused=refused)
     report, images = check_against_pytorch(request, wrapped, manifest, work)
     manifest = Manifest(**{**manifest.__dict__, "parity": {
         a.path: ParityRecord(a.status, a.parity, a.limits, a.reason) for a in report.artifacts}})
@@ -146,15 +146,24 @@ def calibration_images(request: ExportRequest, dataset: Optional[str], fraction:
     return load_calibration(request.spec.resolution, request.calib_count, request.calib_dir, crop_fraction=fraction)
 
 
-def convert_formats(request: ExportRequest, job: ExportJob) -> list[Artifact]:
+def convert_formats(request: ExportRequest, job: ExportJob) -> tuple[list[Artifact], list[Refusal]]:
+    """Every format's artifacts, and the precisions refused (each said in one line; the others kept)."""
     artifacts: list[Artifact] = []
+    refused: list[Refusal] = []
     for fmt in request.formats:
         t = time.perf_counter()
         with console.step(f"{job.variant}: {fmt.name} exported"):
-            artifacts += fmt.load().export(job)
+            for written in fmt.load().export(job):
+                if isinstance(written, Refusal):
+                    console.say(f"[edgecnn] {written.line()}")
+                    refused.append(written)
+                else:
+                    artifacts.append(written)
         request.timings[fmt.name] = time.perf_counter() - t
         checkpoint()
-    return artifacts
+    if not artifacts:
+        raise ExportError("no artifact could be made: " + "; ".join(r.line() for r in refused))
+    return artifacts, refused
 
 
 def check_against_pytorch(request: ExportRequest, model: torch.nn.Module, manifest: Manifest,
@@ -186,5 +195,7 @@ def summary_table(manifest: Manifest) -> str:
         else:
             quality = ("-", "-", "-", check.status.display(check.reason) if check else "not run")
         rows.append([artifact.format, artifact.precision, artifact.path, f"{artifact.bytes / 2**20:.2f} MiB", *quality])
+    for refusal in manifest.refused:
+        rows.append([refusal.format, refusal.precision, "-", "-", "-", "-", "-", f"refused: {refusal.reason}"])
     return format_table(["format", "precision", "file", "size", "max abs err", "worst cosine", "top-1 agree",
                          "check"], rows)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-from edgecnn.formats.base import (Artifact, ArtifactRecord, ExportJob, Format, Quantization, Runner, TensorSpec,
+from edgecnn.formats.base import (Artifact, ArtifactRecord, ExportJob, Format, Quantization, Refusal, Runner, TensorSpec,
                                   image_input, int8_image_input, logits_output, sha256_of, size_of)
 from edgecnn.util.errors import UsageError
 
@@ -58,6 +58,7 @@ def tool_versions(formats: "list[Format] | None" = None) -> dict[str, str]:
     return versions
 
 
-__all__ = ["FORMATS", "Format", "Artifact", "ArtifactRecord", "ExportJob", "Quantization", "Runner", "TensorSpec",
+__all__ = ["FORMATS", "Format", "Artifact", "ArtifactRecord", "ExportJob", "Quantization", "Refusal", "Runner",
+           "TensorSpec",
            "image_input", "int8_image_input", "logits_output", "sha256_of", "size_of", "parse_formats",
            "format_of", "tool_versions"]

@@ -3,7 +3,8 @@
 A format is one module (`edgecnn.formats.<name>`) and one `Format` entry in the table of
 `edgecnn.formats`. The module provides:
 
-- `export(job: ExportJob) -> list[Artifact]`, writing files only inside `job.work_dir`;
+- `export(job: ExportJob) -> list[Artifact | Refusal]`, writing files only inside `job.work_dir`
+  (a `Refusal` is a precision it could not produce, recorded while the others are kept);
 - `Runner(path, record, threads=0)`, with `.run(images_uint8_nhwc) -> logits` and the `engine` it runs on.
 
 Everything else a consumer needs to know about the format (its files, platform, the converter it needs,
@@ -62,6 +63,19 @@ class Artifact:
         target = root / self.path
         return ArtifactRecord(self.format, self.precision, self.path, sha256_of(target), size_of(target),
                               self.input, self.output, self.details)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A precision a format could not produce for this model, and why; its other precisions are kept."""
+
+    format: str
+    precision: str
+    path: str  # the file it would have been
+    reason: str
+
+    def line(self) -> str:
+        return f"{self.format} {self.precision} ({self.path}) refused: {self.reason}"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import torch
@@ -22,8 +23,8 @@ from edgecnn.util import console
 from edgecnn.util.errors import ExportError
 from edgecnn.util.interrupts import checkpoint
 from edgecnn.data.preprocess import Int8InputEncoding
-from edgecnn.formats.base import (Artifact, ArtifactRecord, ExportJob, Quantization, image_input, int8_image_input,
-                                  logits_output)
+from edgecnn.formats.base import (Artifact, ArtifactRecord, ExportJob, Quantization, Refusal, image_input,
+                                  int8_image_input, logits_output)
 
 FP32_FILE = "model_fp32.tflite"
 INT8_FILE = "model_int8.tflite"
@@ -46,20 +47,40 @@ def _converter_errors(precision: str):
         raise ExportError(f"the LiteRT converter cannot build the {precision} TFLite model: {detail[:300]}") from None
 
 
-def export(job: ExportJob) -> list[Artifact]:
+def export(job: ExportJob) -> list[Union[Artifact, Refusal]]:
+    """The float model, then the int8 one. An int8 graph the converter cannot build, or one that is not
+    pure int8, is refused on its own: the float model is still written (DenseNet-121 was one such case)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the converter's C++ info lines
+    written: list[Union[Artifact, Refusal]] = [export_fp32(job)]
+    try:
+        written.append(export_int8(job))
+    except ExportError as err:
+        (job.work_dir / INT8_FILE).unlink(missing_ok=True)  # a refused graph is not left as if it were one
+        written.append(Refusal("tflite", "int8", INT8_FILE, str(err)))
+    return written
+
+
+def export_fp32(job: ExportJob) -> Artifact:
+    import litert_torch
+
+    model = litert_torch.to_channel_last_io(job.model, args=[0]).eval()
+    sample = (torch.from_numpy(job.calibration[:1]).float(),)
+    with console.step("tflite fp32: converted"), _quiet(), _converter_errors("fp32"):
+        litert_torch.convert(model, sample).export(str(job.work_dir / FP32_FILE))
+    graph = inspect_graph(job.work_dir / FP32_FILE)
+    return Artifact("tflite", "fp32", FP32_FILE, image_input("image", _shape(job), "NHWC"),
+                    logits_output("logits", [1, job.num_classes]), _graph_details(graph))
+
+
+def _shape(job: ExportJob) -> list[int]:
+    return [1, job.resolution, job.resolution, 3]
+
+
+def export_int8(job: ExportJob) -> Artifact:
     import litert_torch
     from litert_torch.quantize import pt2e_quantizer
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e import quantize_pt2e
-
-    model = litert_torch.to_channel_last_io(job.model, args=[0]).eval()
-    sample = (torch.from_numpy(job.calibration[:1]).float(),)
-    shape = [1, job.resolution, job.resolution, 3]
-
-    with console.step("tflite fp32: converted"), _quiet(), _converter_errors("fp32"):
-        litert_torch.convert(model, sample).export(str(job.work_dir / FP32_FILE))
-    fp32_graph = inspect_graph(job.work_dir / FP32_FILE)
 
     encoding = Int8InputEncoding.for_normalization(job.mean, job.std)
     int8_model = litert_torch.to_channel_last_io(job.backbone, args=[0]).eval()
@@ -84,16 +105,11 @@ def export(job: ExportJob) -> list[Artifact]:
     if int8_graph["input_quantization"] != {"scale": encoding.scale, "zero_point": encoding.zero_point}:
         raise ExportError(f"int8 TFLite input quantization {int8_graph['input_quantization']} is not the fixed "
                           f"input encoding (scale {encoding.scale}, zero point {encoding.zero_point})")
-
-    return [
-        Artifact("tflite", "fp32", FP32_FILE, image_input("image", shape, "NHWC"),
-                 logits_output("logits", [1, job.num_classes]), _graph_details(fp32_graph)),
-        Artifact("tflite", "int8", INT8_FILE,
-                 int8_image_input("image", shape, "NHWC", encoding.to_dict()),
-                 logits_output("logits", [1, job.num_classes], "int8", Quantization(**int8_graph["output_quantization"])),
-                 {**_graph_details(int8_graph), "weights": "int8 symmetric per-channel",
-                  "activations": "int8 static, calibrated"}),
-    ]
+    return Artifact("tflite", "int8", INT8_FILE, int8_image_input("image", _shape(job), "NHWC", encoding.to_dict()),
+                    logits_output("logits", [1, job.num_classes], "int8",
+                                  Quantization(**int8_graph["output_quantization"])),
+                    {**_graph_details(int8_graph), "weights": "int8 symmetric per-channel",
+                     "activations": "int8 static, calibrated"})
 
 
 # aten ops whose last argument says whether they compute in training mode

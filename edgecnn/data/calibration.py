@@ -8,7 +8,6 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import hashlib
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional

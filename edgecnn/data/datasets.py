@@ -12,7 +12,6 @@ from contextlib import nullcontext
 import gzip
 import os
 import struct
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence

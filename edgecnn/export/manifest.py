@@ -16,7 +16,6 @@ gets.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from enum import Enum
@@ -195,4 +194,4 @@ def manifest_sha256(root: Path) -> Optional[str]:
 
 
 __all__ = ["MANIFEST_SCHEMA", "Manifest", "WeightsRecord", "ParityRecord", "open_export", "write_manifest",
-           "read_labels", "to_json", "inside", os.name and "manifest_sha256"]
+           "read_labels", "to_json", "inside", "manifest_sha256"]

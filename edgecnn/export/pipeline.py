@@ -135,7 +135,7 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
             with console.step(f"{spec.id}: latency"):
                 report.latency = measure_artifacts(wrapped, manifest, work, images[0], request.latency)
         report.export = str(request.target)
-        report.manifest_sha256 = _sha256(work / "manifest.json")
+        report.manifest_sha256 = sha256_of(work / "manifest.json")
         write_report(report, work / VALIDATION_FOLDER)
     return ExportResult(manifest, request.target, report if request.validate else None)
 
@@ -178,10 +178,6 @@ def check_against_pytorch(request: ExportRequest, model: torch.nn.Module, manife
     if failed:
         raise ExportError(f"{failed[0].failure_line()} (checked against PyTorch before anything was written)")
     return report, images
-
-
-def _sha256(path: Path) -> str:
-    return sha256_of(path)
 
 
 def summary_table(manifest: Manifest) -> str:

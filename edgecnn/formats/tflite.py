@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Union

@@ -1,7 +1,6 @@
 """`edgecnn bench EXPORT_DIR`: latency only, on this machine or on an Android phone over adb."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 

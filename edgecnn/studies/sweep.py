@@ -8,7 +8,6 @@ both at least as fast (int8 TFLite, 1 thread) and at least as large in MACs (or 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pickle
-import sys
 import zipfile
 from pathlib import Path
 

@@ -73,3 +73,14 @@ def test_runner_uses_the_executor_off_macos(tmp_path):
     runner = coreml_format.Runner(path, {})
     assert runner.native == (platform.system() == "Darwin")
     assert compare(runner.run(images), expected).worst_cosine > 0.99
+
+
+def test_slice_by_index_follows_mils_masks_and_keeps_the_batch():
+    x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
+    args = {"x": x, "begin": [0, 1, 0, 2], "end": [1, 3, 4, 0], "stride": [1, 1, 2, 1],
+            "begin_mask": [False, False, True, False], "end_mask": [False, False, False, True],
+            "squeeze_mask": [False, False, False, False]}
+    torch.testing.assert_close(OPS["slice_by_index"](args), x[:, 1:3, 0:4:2, 2:])
+    args["squeeze_mask"] = [False, True, False, False]
+    args["end"] = [1, 2, 4, 0]
+    torch.testing.assert_close(OPS["slice_by_index"](args), x[:, 1, 0:4:2, 2:])

@@ -97,6 +97,25 @@ def _matmul(a: dict) -> torch.Tensor:
     return torch.matmul(x, y)
 
 
+def _slice_by_index(a: dict) -> torch.Tensor:
+    """MIL's strided slice: per axis begin/end/stride, a mask that ignores begin or end, and axes to squeeze."""
+    x = a["x"]
+    rank = x.dim()
+    begin, end = _ints(a["begin"]), _ints(a["end"])
+    stride = _ints(a["stride"]) if a.get("stride") is not None else [1] * rank
+    masks = {name: [bool(v) for v in np.asarray(a[name]).ravel()] if a.get(name) is not None else [False] * rank
+             for name in ("begin_mask", "end_mask", "squeeze_mask")}
+    if any(step < 1 for step in stride):
+        raise NotImplementedError("slice_by_index with a negative stride")
+    index = [slice(None if masks["begin_mask"][i] else begin[i], None if masks["end_mask"][i] else end[i],
+                   stride[i]) for i in range(rank)]
+    if x.shape[0] > 1 and (begin[0], end[0], stride[0]) == (0, 1, 1) and not masks["squeeze_mask"][0]:
+        index[0] = slice(None)  # the whole batch of a program saved for batch 1 (as `_batched_shape`)
+    y = x[tuple(index)]
+    squeeze = [i for i in range(rank) if masks["squeeze_mask"][i]]
+    return y.squeeze(tuple(squeeze)) if squeeze else y
+
+
 CAST = {"fp16": torch.float32, "fp32": torch.float32, "int32": torch.int64, "int64": torch.int64,
         "bool": torch.bool}
 
@@ -132,6 +151,7 @@ OPS: dict[str, Callable[[dict], Any]] = {
     "squeeze": lambda a: a["x"].squeeze(tuple(_ints(a["axes"]))) if a.get("axes") is not None else a["x"].squeeze(),
     "expand_dims": lambda a: a["x"].reshape(_expand_shape(a["x"].shape, _ints(a["axes"]))),
     "transpose": lambda a: a["x"].permute(_ints(a["perm"])),
+    "slice_by_index": _slice_by_index,
     "pad": lambda a: F.pad(a["x"], _torch_pad(_ints(a["pad"])), mode=str(a.get("mode", "constant")),
                            value=float(a.get("constant_val", 0.0))),
     "constexpr_affine_dequantize": _dequantize,

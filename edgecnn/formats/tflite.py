@@ -22,6 +22,7 @@ from edgecnn.util import console
 from edgecnn.util.errors import ExportError
 from edgecnn.util.interrupts import checkpoint
 from edgecnn.data.preprocess import Int8InputEncoding
+from edgecnn.formats.rewrites import for_xnnpack
 from edgecnn.formats.base import (Artifact, ArtifactRecord, ExportJob, Quantization, Refusal, image_input,
                                   int8_image_input, logits_output)
 
@@ -37,7 +38,8 @@ def _quiet():
 @contextlib.contextmanager
 def _converter_errors(precision: str):
     """The LiteRT converter reports a graph it cannot lower as a ValueError with MLIR diagnostics: one
-    line of it, as an export failure (DenseNet's chained concatenations in int8 are one such graph)."""
+    line of it, as an export failure (DenseNet-121's int8 graph was one, before its concatenations shared
+    one scale)."""
     try:
         yield
     except ValueError as err:
@@ -48,7 +50,7 @@ def _converter_errors(precision: str):
 
 def export(job: ExportJob) -> list[Union[Artifact, Refusal]]:
     """The float model, then the int8 one. An int8 graph the converter cannot build, or one that is not
-    pure int8, is refused on its own: the float model is still written (DenseNet-121 was one such case)."""
+    pure int8, is refused on its own: the float model is still written."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the converter's C++ info lines
     written: list[Union[Artifact, Refusal]] = [export_fp32(job)]
     try:
@@ -62,8 +64,9 @@ def export(job: ExportJob) -> list[Union[Artifact, Refusal]]:
 def export_fp32(job: ExportJob) -> Artifact:
     import litert_torch
 
-    model = litert_torch.to_channel_last_io(job.model, args=[0]).eval()
     sample = (torch.from_numpy(job.calibration[:1]).float(),)
+    model = litert_torch.to_channel_last_io(for_xnnpack(job.model, sample[0].permute(0, 3, 1, 2), int8=False),
+                                            args=[0]).eval()
     with console.step("tflite fp32: converted"), _quiet(), _converter_errors("fp32"):
         litert_torch.convert(model, sample).export(str(job.work_dir / FP32_FILE))
     graph = inspect_graph(job.work_dir / FP32_FILE)
@@ -82,8 +85,9 @@ def export_int8(job: ExportJob) -> Artifact:
     from torchao.quantization.pt2e import quantize_pt2e
 
     encoding = Int8InputEncoding.for_normalization(job.mean, job.std)
-    int8_model = litert_torch.to_channel_last_io(job.backbone, args=[0]).eval()
     normalized = [torch.from_numpy(encoding.decode(encoding.encode(image[None]))) for image in job.calibration]
+    backbone = for_xnnpack(job.backbone, normalized[0].permute(0, 3, 1, 2), int8=True)
+    int8_model = litert_torch.to_channel_last_io(backbone, args=[0]).eval()
 
     quantizer = _edge_quantizer(encoding).set_global(
         pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
@@ -161,7 +165,8 @@ def _edge_quantizer(encoding: Int8InputEncoding):
     """
     from litert_torch.quantize import pt2e_quantizer
     from litert_torch.quantize import pt2e_quantizer_utils as utils
-    from torchao.quantization.pt2e.quantizer import FixedQParamsQuantizationSpec, QuantizationAnnotation
+    from torchao.quantization.pt2e.quantizer import (FixedQParamsQuantizationSpec, QuantizationAnnotation,
+                                                     SharedQuantizationSpec)
 
     fixed = FixedQParamsQuantizationSpec(dtype=torch.int8, scale=encoding.scale, zero_point=encoding.zero_point,
                                          quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine)
@@ -189,10 +194,36 @@ def _edge_quantizer(encoding: Int8InputEncoding):
                 output_qspec=utils.get_output_act_qspec(config), _annotated=True)
             utils._mark_nodes_as_annotated(partition)
 
+    def share_scale_through_value_preserving_ops(model: torch.fx.GraphModule) -> None:
+        # An op that only moves or selects values (eval-mode dropout, a copy, a max or average pool, a zero
+        # padding) left
+        # unannotated gives its input's producer a scale of its own, and a concat after it cannot share
+        # one scale across its inputs: DenseNet-121's int8 conversion failed on exactly that ('same
+        # scale constraint'), and GoogLeNet's concats needed 8 requantize ops. Such an op takes its
+        # input's quantization instead.
+        for node in model.graph.nodes:
+            if node.op != "call_function" or node.target not in passthrough or node.meta.get(
+                    "quantization_annotation") is not None:
+                continue
+            if node.target == torch.ops.aten.dropout.default and (len(node.args) < 3 or node.args[2]):
+                continue  # a training-mode dropout changes values
+            source = node.args[0]
+            annotation = source.meta.get("quantization_annotation") if isinstance(source, torch.fx.Node) else None
+            if annotation is None or annotation.output_qspec is None:
+                continue
+            shared = SharedQuantizationSpec(source)
+            node.meta["quantization_annotation"] = QuantizationAnnotation(
+                input_qspec_map={source: shared}, output_qspec=shared, _annotated=True)
+
+    passthrough = {torch.ops.aten.dropout.default, torch.ops.aten.clone.default, torch.ops.aten.alias.default,
+                   torch.ops.aten.max_pool2d.default, torch.ops.aten.avg_pool2d.default,
+                   torch.ops.aten.constant_pad_nd.default, torch.ops.aten.pad.default}
+
     class EdgeQuantizer(pt2e_quantizer.PT2EQuantizer):
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
             annotate_conv_relu6(model, self.global_config)  # first, so the plain conv rule leaves these
             model = super().annotate(model)
+            share_scale_through_value_preserving_ops(model)
             inputs = {n for n in model.graph.nodes if n.op == "placeholder"}
             for node in model.graph.nodes:  # the NHWC->NCHW permute in front is the same values
                 if node.target == torch.ops.aten.permute.default and node.args[0] in inputs:

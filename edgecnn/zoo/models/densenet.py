@@ -14,7 +14,7 @@ from .layers import init_weights, make_divisible
 
 
 class DenseLayer(nn.Module):
-    """BN-ReLU-1x1 conv (to bn_size x growth) then BN-ReLU-3x3 conv (to growth), on the concat so far."""
+    """BN-ReLU-1x1 conv (to bn_size x growth) then BN-ReLU-3x3 conv (to growth), on the features so far."""
 
     def __init__(self, in_channels: int, growth_rate: int, bn_size: int, dropout: float) -> None:
         super().__init__()
@@ -26,8 +26,8 @@ class DenseLayer(nn.Module):
         self.conv2 = nn.Conv2d(bn_size * growth_rate, growth_rate, 3, padding=1, bias=False)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        x = self.conv1(self.relu1(self.norm1(torch.cat(features, 1))))
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(self.relu1(self.norm1(features)))
         return self.dropout(self.conv2(self.relu2(self.norm2(x))))
 
 
@@ -41,10 +41,13 @@ class DenseBlock(nn.ModuleDict):
         })
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = [x]
+        # Growing the concatenation by one layer's output at a time computes what torchvision's
+        # cat(block input, every earlier output) computes, with two inputs per concat instead of up to 25.
+        # XNNPACK takes no concat of more than 5 inputs: the one wide concat per layer split int8
+        # DenseNet-121 (alpha 0.25, 64 px) into 47 XNNPACK pieces, 0.48 ms; chained it is 5 pieces, 0.36 ms.
         for layer in self.values():
-            features.append(layer(features))
-        return torch.cat(features, 1)
+            x = torch.cat([x, layer(x)], 1)
+        return x
 
 
 class Transition(nn.Sequential):

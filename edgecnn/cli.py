@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also every natural photo that ships in scikit-image, matplotlib and scikit-learn")
     classify.add_argument("--top", type=int, default=5)
 
+    inspect = sub.add_parser("inspect-int8", help="per-layer int8 error of an export's int8 TFLite, by PyTorch module")
+    inspect.add_argument("export_dir", type=Path, help="an export folder (holding manifest.json)")
+    inspect.add_argument("--images", type=Path, help="a folder of images (default: the export's own photos or test set)")
+    inspect.add_argument("--count", type=int, default=8, help="how many images (default 8)")
+
     assets = sub.add_parser("android-assets", help="the Android demo's assets: models, catalog, golden files")
     assets.add_argument("--variants", required=True,
                         help='space-separated model:alpha:resolution[:weights], e.g. "mobilenet_v2:0.35:128"')
@@ -123,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--label-map", type=Path)
     _add_latency_arguments(sweep)
     sweep.add_argument("--out", type=Path, help="sweep folder (default: export/sweep-MODEL)")
-    _add_verbose(validate, bench, classify, assets, sweep)
+    _add_verbose(validate, bench, classify, inspect, assets, sweep)
     return parser
 
 
@@ -317,6 +322,17 @@ def cmd_classify(args: argparse.Namespace) -> None:
     print(format_results(results))
 
 
+def cmd_inspect_int8(args: argparse.Namespace) -> None:
+    from edgecnn.harness.inspect_int8 import run_inspection, table
+
+    with console.third_party_into(args.export_dir / "inspect-int8", "inspect-int8.log", args.verbose):
+        inspection, out = run_inspection(args.export_dir, args.images, args.count)
+    print(f"{inspection.variant}: {len(inspection.layers)} int8 operators of {inspection.artifact} on "
+          f"{inspection.images} images ({inspection.images_source}); the worst by their own error:")
+    print(table(inspection))
+    print(f"inspection: {out / 'layers.md'} (.json, .png)")
+
+
 def cmd_android_assets(args: argparse.Namespace) -> None:
     from edgecnn.android.assets import build_assets, parse_variants
 
@@ -340,7 +356,7 @@ def cmd_app_report(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"list": cmd_list, "summary": cmd_summary, "export": cmd_export, "validate": cmd_validate,
-            "bench": cmd_bench, "sweep": cmd_sweep, "classify": cmd_classify,
+            "bench": cmd_bench, "sweep": cmd_sweep, "classify": cmd_classify, "inspect-int8": cmd_inspect_int8,
             "android-assets": cmd_android_assets, "app-report": cmd_app_report}
 
 

@@ -39,6 +39,7 @@ from edgecnn.zoo.spec import VariantSpec
 
 SELF_CHECK_IMAGES = 4
 LOG_FILE = "export.log"
+REJECTED_FOLDER = "rejected"  # artifacts made but failing their check, kept for diagnosis, never loaded
 NORMALIZATION = ("folded into the float graphs (raw RGB 0..255 in); the int8 TFLite takes int8 codes of the "
                  "normalised image (its input.encoding has the lookup table)")
 
@@ -68,6 +69,8 @@ class ExportResult:
     manifest: Manifest
     target: Path
     report: Optional[ValidationReport]  # the validation report, when the export validated
+    rejected: list[Refusal] = field(default_factory=list)  # artifacts that failed their check (the export fails)
+    rejected_lines: list[str] = field(default_factory=list)  # what each rejection says to the user
 
 
 def check_request(request: ExportRequest) -> Optional[WeightsSource]:
@@ -100,6 +103,8 @@ def run_export(request: ExportRequest) -> ExportResult:
                 result = _export_into(request, source, work)
             checkpoint()
         request.timings["total"] = time.perf_counter() - started
+        if result.rejected:  # what passed is written; the export still fails
+            raise ExportError("; ".join(result.rejected_lines))
         return result
 
 
@@ -127,8 +132,11 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
         artifacts=[a.record(work) for a in artifacts], calibration=calibration.provenance(),
         created_with=tool_versions(request.formats), dataset=dataset, refused=refused)
     report, images = check_against_pytorch(request, wrapped, manifest, work)
-    manifest = Manifest(**{**manifest.__dict__, "parity": {
-        a.path: ParityRecord(a.status, a.parity, a.limits, a.reason) for a in report.artifacts}})
+    rejected, lines = keep_rejected(request, wrapped.model, manifest, report, images, work)
+    kept = {r.path for r in rejected}
+    manifest = Manifest(**{**manifest.__dict__, "artifacts": [a for a in manifest.artifacts if a.path not in kept],
+                           "refused": manifest.refused + rejected, "parity": {
+        a.path: ParityRecord(a.status, a.parity, a.limits, a.reason) for a in report.artifacts if a.path not in kept}})
     write_manifest(manifest, work)
     if request.validate:
         if request.latency is not None:
@@ -137,7 +145,7 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
         report.export = str(request.target)
         report.manifest_sha256 = sha256_of(work / "manifest.json")
         write_report(report, work / VALIDATION_FOLDER)
-    return ExportResult(manifest, request.target, report if request.validate else None)
+    return ExportResult(manifest, request.target, report if request.validate else None, rejected, lines)
 
 
 def calibration_images(request: ExportRequest, dataset: Optional[str], fraction: float) -> CalibrationSet:
@@ -168,16 +176,46 @@ def convert_formats(request: ExportRequest, job: ExportJob) -> tuple[list[Artifa
 
 def check_against_pytorch(request: ExportRequest, model: torch.nn.Module, manifest: Manifest,
                           work: Path) -> tuple[ValidationReport, np.ndarray]:
-    """Every artifact against PyTorch before anything is written; a broken limit fails the export."""
+    """Every artifact against PyTorch before anything is written. If none passes the export fails here;
+    otherwise the failing ones are `keep_rejected`'s."""
     count = request.validate_count if request.validate else SELF_CHECK_IMAGES
     images, origin = parity_images(manifest, count)
     verb = "validated" if request.validate else "self-checked"
     with console.step(f"{manifest.variant}: every artifact {verb} against PyTorch on {origin}"):
         report = check_artifacts(model, manifest, work, images, images_source=origin)
     failed = report.failures()
-    if failed:
+    if failed and len(failed) == len(report.artifacts):
         raise ExportError(f"{failed[0].failure_line()} (checked against PyTorch before anything was written)")
     return report, images
+
+
+def keep_rejected(request: ExportRequest, backbone: torch.nn.Module, manifest: Manifest, report: ValidationReport,
+                  images: np.ndarray, work: Path) -> tuple[list[Refusal], list[str]]:
+    """Each artifact that failed its check moves to rejected/, out of the manifest's artifacts, and is
+    recorded under `refused` with where it is kept. A failing int8 TFLite is inspected layer by layer
+    first (rejected/inspect-int8/): a user needs that most when int8 fails."""
+    from edgecnn.harness.inspect_int8 import FOLDER, inspect, worst_line, write_inspection
+
+    rejected, lines = [], []
+    records = {a.path: a for a in manifest.artifacts}
+    for check in report.failures():
+        record = records[check.path]
+        line = f"{check.failure_line()}; kept as {REJECTED_FOLDER}/{record.path}"
+        inspection = None
+        if record.format == "tflite" and record.precision == "int8":
+            with console.step(f"{manifest.variant}: the rejected {record.path} inspected layer by layer"):
+                inspection = inspect(work, manifest, record, images, report.parity_images.source, backbone)
+        (work / REJECTED_FOLDER).mkdir(exist_ok=True)
+        (work / record.path).rename(work / REJECTED_FOLDER / record.path)
+        if inspection is not None:
+            write_inspection(inspection, work / REJECTED_FOLDER / FOLDER)
+            line += (f"; {worst_line(inspection)}; per-layer inspection: "
+                     f"{request.target / REJECTED_FOLDER / FOLDER / 'layers.md'}")
+        rejected.append(Refusal(record.format, record.precision, record.path, check.failure_line(),
+                                kept=f"{REJECTED_FOLDER}/{record.path}"))
+        lines.append(line)
+        console.say(f"[edgecnn] {record.path} rejected: {line}")
+    return rejected, lines
 
 
 def summary_table(manifest: Manifest) -> str:

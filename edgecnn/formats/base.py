@@ -73,9 +73,11 @@ class Refusal:
     precision: str
     path: str  # the file it would have been
     reason: str
+    kept: Optional[str] = None  # where a file made but failing its check is kept, as rejected (inside the export)
 
     def line(self) -> str:
-        return f"{self.format} {self.precision} ({self.path}) refused: {self.reason}"
+        kept = f"; kept as {self.kept}" if self.kept else ""
+        return f"{self.format} {self.precision} ({self.path}) refused: {self.reason}{kept}"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 LiteRT hands XNNPACK the longest runs of operators it supports; each unsupported operator ends a piece,
 and every piece boundary costs a copy and a trip through the interpreter. Measured (int8, 1 thread):
-DenseNet-121 alpha 0.25 at 64 px went from 5 pieces to 1, Inception-v3 from 12 to 1. Each rewrite
+DenseNet-121 alpha 0.25 at 64 px went from 5 pieces to 1, Inception-v3 from 12 to 3. Each rewrite
 computes exactly what it replaces (tests/test_rewrites.py compares outputs); the PyTorch reference
 and the state_dict are not touched, only the copy that is converted.
 

@@ -22,6 +22,7 @@ from typing import Callable, Optional
 
 import torch
 
+from edgecnn.weights.recipes import RECIPES
 from edgecnn.util.errors import UsageError
 from edgecnn.weights.loading import load_state_dict
 from edgecnn.zoo.registry import get_model_info, list_models
@@ -105,10 +106,8 @@ PACKAGED = {
 
 PROJECT_MODELS = Path(__file__).resolve().parents[2] / "models"  # the repository's models/
 # checkpoints this project trains and commits in models/
-PROJECT = {
-    "fashion-mnist-demo": (TrainedVariant("mobilenet_v2", 0.5, 10, 32, "fashion-mnist"),
-                           "mobilenet_v2_a0.5_r32_fashion_mnist.pth"),
-}
+PROJECT = {name: (TrainedVariant(r.model, r.alpha, r.num_classes, r.resolution, r.dataset), r.checkpoint)
+           for name, r in RECIPES.items()}
 
 NAMED = sorted([*PACKAGED, *PROJECT, "torchvision"])
 

@@ -1,9 +1,9 @@
-"""`make train-demo`: the project's own trained model, a small MobileNetV2 on Fashion-MNIST.
+"""`make train-demo` / `make train-zoo`: the project's own trained models, one per family, on Fashion-MNIST.
 
-It gives the harness a real trained network whose int8 cost can be measured on 10,000 labelled test
-images. The recipe is data below; the run writes the checkpoint (torchvision layout, fp32 state_dict)
-and a record of the run (recipe, seed, per-epoch accuracy, machine, time) into `models/`, each file
-written under a temporary name and renamed when complete.
+They give the harness real trained networks whose int8 cost can be measured on 10,000 labelled test
+images. The recipes are data (`edgecnn.weights.recipes`); a run writes the checkpoint (torchvision
+layout, fp32 state_dict) and a record of the run (recipe, seed, per-epoch accuracy, machine, time) into
+`models/`, each file written under a temporary name and renamed when complete.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import json
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,31 +23,9 @@ import torch.nn.functional as F
 from edgecnn.util.atomic import replace_file
 from edgecnn.data.datasets import FASHION_MNIST
 from edgecnn.util.errors import UsageError
+from edgecnn.weights.recipes import RECIPES, Recipe
 from edgecnn.zoo.models.layers import RawRGBInput
 from edgecnn.zoo.registry import create_model, get_model_info
-
-
-@dataclass(frozen=True)
-class Recipe:
-    model: str = "mobilenet_v2"
-    alpha: float = 0.5
-    resolution: int = 32
-    dataset: str = FASHION_MNIST.name
-    epochs: int = 12
-    batch_size: int = 128
-    optimizer: str = "SGD, momentum 0.9, Nesterov"
-    peak_lr: float = 0.1
-    schedule: str = "one-cycle: linear warm-up over the first 15% of steps, then cosine to 0"
-    warmup_fraction: float = 0.15
-    weight_decay: float = 4e-5
-    label_smoothing: float = 0.1
-    augmentation: str = "random crop of the image zero-padded by 2 (black, the background), horizontal flip"
-    pad: int = 2
-    seed: int = 0
-
-    @property
-    def stem(self) -> str:
-        return f"{self.model}_a{self.alpha:g}_r{self.resolution}_fashion_mnist"
 
 
 def augment(batch: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
@@ -93,7 +71,7 @@ def train(recipe: Recipe, out_dir: Path) -> dict:
     train_x, test_x = as_nchw(train_x), as_nchw(test_x)
     train_y, test_y = torch.from_numpy(train_y), torch.from_numpy(test_y)
 
-    net = create_model(recipe.model, alpha=recipe.alpha, num_classes=len(FASHION_MNIST.classes))
+    net = create_model(recipe.model, alpha=recipe.alpha, num_classes=recipe.num_classes)
     model = RawRGBInput(net, info.mean, info.std)  # trained on raw 0..255 pixels, as every export takes them
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]  # no weight decay on BatchNorm and biases
@@ -128,7 +106,7 @@ def train(recipe: Recipe, out_dir: Path) -> dict:
         print(f"[edgecnn] epoch {epoch + 1}/{recipe.epochs}: test top-1 {accuracy:.2%}", file=sys.stderr, flush=True)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = out_dir / f"{recipe.stem}.pth"
+    checkpoint = out_dir / recipe.checkpoint
     replace_file(checkpoint, lambda path: torch.save(net.state_dict(), path))
     record = {
         "schema": "edgecnn.training/1",
@@ -153,14 +131,22 @@ def train(recipe: Recipe, out_dir: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgecnn.weights.training", description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default="fashion-mnist-demo", choices=sorted(RECIPES),
+                        help="the recipe, by the --weights name its checkpoint is exported with")
     parser.add_argument("--out", type=Path, default=Path("models"))
-    parser.add_argument("--epochs", type=int, default=Recipe.epochs)
+    parser.add_argument("--epochs", type=int, help="override the recipe's epochs (a shorter trial run)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's, every core)")
     args = parser.parse_args(argv)
-    if args.epochs < 1:
-        print("edgecnn: error: --epochs must be at least 1", file=sys.stderr)
+    if args.epochs is not None and args.epochs < 1 or args.threads is not None and args.threads < 1:
+        print("edgecnn: error: --epochs and --threads must be at least 1", file=sys.stderr)
         return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recipe = RECIPES[args.weights]
+    if args.epochs is not None:
+        recipe = replace(recipe, epochs=args.epochs)
     try:
-        record = train(Recipe(epochs=args.epochs), args.out)
+        record = train(recipe, args.out)
     except UsageError as err:
         print(f"edgecnn: error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,292 @@
+"""`edgecnn inspect-int8 EXPORT_DIR`: where int8 loses accuracy, operator by operator, named by PyTorch module.
+
+The int8 values come from LiteRT's own execution: the interpreter keeps every intermediate tensor
+(`experimental_preserve_all_tensors`). The float values come from replaying the same graph in float with
+the PyTorch weights (`int8_replay`). Per int8 operator, on the same images:
+- local error: the operator's int8 output against its float function fed the same dequantized int8
+  inputs (what TFLite's QuantizationDebugger calls layer-wise error);
+- accumulated error: the int8 network against the float network at that tensor, as SQNR and cosine;
+- the output's scale, rmse / scale of the accumulated error, and the fraction of float values outside
+  the int8 range of the tensor (clipped).
+A conv is named by its conv module (`layer2.0.conv1`: the BatchNorm and activation fused into it are
+part of it), other operators by the module whose forward computes them (`layer2.0` for a residual add).
+SQNR is 10 log10(signal power / noise power), in dB; the local one per channel, averaged over channels
+(`_Errors.channel_sqnr_db` says why).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgecnn.data.preprocess import Int8InputEncoding
+from edgecnn.export.manifest import Manifest, open_export, to_json
+from edgecnn.export.reference import reference_model
+from edgecnn.formats import ArtifactRecord
+from edgecnn.formats.rewrites import for_xnnpack
+from edgecnn.harness.images import parity_images
+from edgecnn.harness.int8_replay import DATA_MOVEMENT, FloatReplay, GraphOp, module_path, read_graph
+from edgecnn.util import console
+from edgecnn.util.atomic import atomic_folder, check_writable
+from edgecnn.util.errors import UsageError
+from edgecnn.util.interrupts import checkpoint, deferred_interrupts
+from edgecnn.util.tables import format_table
+
+SCHEMA = "edgecnn.int8-layers/1"
+FOLDER = "inspect-int8"
+WORST = 10
+REPLAY_MIN_COSINE = 0.9999  # the float replay must be PyTorch's network; measured 0.999999+ on the zoo
+# modules whose name litert-torch gives to an operator that is really their parent's (ResNet's residual add
+# carries the name of the ReLU that follows it)
+_NAMING_LEAVES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.BatchNorm2d, nn.Identity, nn.Dropout)
+_ACTIVATION_OPS = {"RELU", "RELU6", "HARD_SWISH", "LOGISTIC", "TANH"}
+
+
+@dataclass(frozen=True)
+class LayerError:
+    index: int  # network order
+    module: str  # named_modules() path in the network (without the normalising input wrapper)
+    op: str  # the int8 operator
+    local_sqnr_db: float
+    local_cosine: float
+    sqnr_db: float
+    cosine: float
+    scale: float
+    zero_point: int
+    rmse_over_scale: float
+    clipped_fraction: float
+
+
+@dataclass
+class Int8Inspection:
+    variant: str
+    artifact: str
+    images: int
+    images_source: str
+    replay_cosine: float  # the float replay's logits against PyTorch's: how far the float side is PyTorch
+    layers: list[LayerError] = field(default_factory=list)
+    schema: str = SCHEMA
+
+    def worst(self, count: int = WORST) -> list[LayerError]:
+        return sorted(self.layers, key=lambda layer: layer.local_sqnr_db)[:count]
+
+
+class _Errors:
+    """Running sums over images of a reference tensor against a noisy one, per channel (the last axis)."""
+
+    def __init__(self) -> None:
+        self.power = self.noise = None
+        self.dot = self.norm_ref = self.norm_noisy = 0.0
+        self.clipped = self.count = 0
+
+    def add(self, reference: np.ndarray, noisy: np.ndarray) -> None:
+        channels = reference.shape[-1] if reference.ndim > 1 else 1
+        r = reference.reshape(-1, channels).astype(np.float64)
+        n = noisy.reshape(-1, channels).astype(np.float64)
+        power, noise = (r ** 2).sum(0), ((r - n) ** 2).sum(0)
+        self.power = power if self.power is None else self.power + power
+        self.noise = noise if self.noise is None else self.noise + noise
+        self.dot += float((r * n).sum())
+        self.norm_ref += float((r ** 2).sum())
+        self.norm_noisy += float((n ** 2).sum())
+
+    def sqnr_db(self) -> float:
+        return _db(float(self.power.sum()), float(self.noise.sum()))
+
+    def channel_sqnr_db(self) -> float:
+        """SQNR per channel, averaged in dB over the channels that carry a signal.
+
+        A whole-tensor SQNR is dominated by the largest channels: a unit whose few wide channels squeeze
+        the others onto a handful of int8 levels keeps a high total SQNR while those channels are lost,
+        and the damage shows only in the next layer. Per channel it shows where it happens.
+        """
+        live = self.power > 1e-12 * max(float(self.power.max()), 1e-30)
+        if not live.any():
+            return _finite(float("inf"))
+        return round(float(np.mean([_db(p, n) for p, n in zip(self.power[live], self.noise[live])])), 3)
+
+    def cosine(self) -> float:
+        norms = np.sqrt(self.norm_ref * self.norm_noisy)
+        return float(self.dot / norms) if norms > 0 else 0.0
+
+    def rmse(self) -> float:
+        return float(np.sqrt(self.noise.sum() / max(self.count, 1)))
+
+
+def _db(power: float, noise: float) -> float:
+    if noise <= 0:
+        return _finite(float("inf"))
+    return round(10.0 * float(np.log10(max(power, 1e-30) / noise)), 3)
+
+
+def _finite(value: float) -> float:
+    return 999.0 if value == float("inf") else value  # JSON has no infinity: 999 dB stands for exact
+
+
+def _module_name(op: GraphOp, replay: FloatReplay, modules: dict[str, nn.Module]) -> str:
+    if op.index in replay.module_of:
+        return replay.module_of[op.index]
+    path = module_path(replay.tensors[op.outputs[0]]["name"])
+    if path is None or path not in modules:
+        return f"(operator {op.index})"
+    if isinstance(modules[path], _NAMING_LEAVES) and op.kind not in _ACTIVATION_OPS and "." in path:
+        return path.rsplit(".", 1)[0]
+    return path
+
+
+def inspect(root: Path, manifest: Manifest, record: ArtifactRecord, images: np.ndarray, source: str,
+            backbone: nn.Module) -> Int8Inspection:
+    """Per operator of the int8 TFLite `record`, its error against the PyTorch `backbone` on `images`."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    if record.input.encoding is None:
+        raise UsageError(f"{record.path} takes no int8 codes: not a full-integer model")
+    encoding = Int8InputEncoding.from_dict(record.input.encoding)
+    interpreter = Interpreter(model_path=str(root / record.path), experimental_preserve_all_tensors=True,
+                              num_threads=1)
+    interpreter.allocate_tensors()
+    ops = read_graph(root / record.path)
+    sample = torch.from_numpy(encoding.decode(encoding.encode(images[:1]))).permute(0, 3, 1, 2)
+    network = for_xnnpack(backbone, sample, int8=True)  # the network the int8 file was converted from
+    replay = FloatReplay(interpreter, ops, network)
+    modules = dict(network.named_modules())
+    produced = {i for op in ops for i in op.outputs}
+    input_index = interpreter.get_input_details()[0]["index"]
+    output_index = interpreter.get_output_details()[0]["index"]
+    reported = [op for op in ops if op.kind not in DATA_MOVEMENT]
+    local = {op.index: _Errors() for op in reported}
+    accumulated = {op.index: _Errors() for op in reported}
+    replay_check = _Errors()
+
+    def dequantized(index: int) -> torch.Tensor:
+        q = np.asarray(interpreter.get_tensor(index))
+        scale, zero_point = replay.tensors[index]["quantization"]
+        return torch.from_numpy((q.astype(np.float32) - zero_point) * scale if scale else q.astype(np.float32))
+
+    for image in console.track(images, f"{record.path}: every operator on {len(images)} images"):
+        checkpoint()
+        codes = encoding.encode(image[None])
+        interpreter.set_tensor(input_index, codes)
+        interpreter.invoke()
+        decoded = torch.from_numpy(encoding.decode(codes))
+        floats: dict[int, torch.Tensor] = {input_index: decoded}
+        with torch.no_grad():
+            for op in ops:
+                data = op.inputs[:1] if op.index in replay.weights else op.inputs
+                float_in = [floats[i] if i in produced or i == input_index else dequantized(i) if i >= 0 else None
+                            for i in data]
+                out = op.outputs[0]
+                floats[out] = replay.run(op, float_in)
+                if op.kind in DATA_MOVEMENT:
+                    continue
+                y_local = replay.run(op, [dequantized(i) if i >= 0 else None for i in data])
+                y_q, y_float = dequantized(out).numpy(), floats[out].numpy()
+                local[op.index].add(y_local.numpy(), y_q)
+                acc = accumulated[op.index]
+                acc.add(y_float, y_q)
+                acc.count += y_float.size
+                scale, zero_point = replay.tensors[out]["quantization"]
+                if scale:
+                    low, high = (-128 - zero_point) * scale, (127 - zero_point) * scale
+                    acc.clipped += int(np.sum((y_float < low) | (y_float > high)))
+            pytorch = network(decoded.permute(0, 3, 1, 2)).numpy()
+        replay_check.add(pytorch, floats[output_index].numpy())
+    if replay_check.cosine() < REPLAY_MIN_COSINE:
+        raise UsageError(f"the float replay of {record.path} does not reproduce PyTorch (logits cosine "
+                         f"{replay_check.cosine():.6f}): this export's graph is not the network it names")
+    layers = []
+    for op in reported:
+        acc = accumulated[op.index]
+        scale, zero_point = replay.tensors[op.outputs[0]]["quantization"]
+        layers.append(LayerError(
+            index=len(layers), module=_module_name(op, replay, modules), op=op.kind,
+            local_sqnr_db=local[op.index].channel_sqnr_db(), local_cosine=round(local[op.index].cosine(), 6),
+            sqnr_db=acc.sqnr_db(), cosine=round(acc.cosine(), 6), scale=float(scale), zero_point=int(zero_point),
+            rmse_over_scale=round(acc.rmse() / scale, 4) if scale else 0.0,
+            clipped_fraction=round(acc.clipped / max(acc.count, 1), 6)))
+    return Int8Inspection(manifest.variant, record.path, int(len(images)), source,
+                          round(replay_check.cosine(), 6), layers)
+
+
+def write_inspection(inspection: Int8Inspection, folder: Path) -> None:
+    with atomic_folder(folder, replace=True) as work:
+        (work / "layers.json").write_text(json.dumps(to_json(inspection), indent=1) + "\n")
+        (work / "layers.md").write_text(markdown(inspection))
+        plot(inspection, work / "layers.png")
+
+
+def table(inspection: Int8Inspection, count: int = WORST) -> str:
+    rows = [[layer.module, layer.op, f"{layer.local_sqnr_db:.1f}", f"{layer.sqnr_db:.1f}", f"{layer.cosine:.4f}",
+             f"{layer.scale:.4g}", f"{layer.rmse_over_scale:.2f}", f"{layer.clipped_fraction:.2%}"]
+            for layer in inspection.worst(count)]
+    return format_table(["module", "int8 op", "local SQNR dB", "SQNR dB", "cosine", "scale", "rmse/scale",
+                         "clipped"], rows, right=(2, 3, 4, 5, 6, 7))
+
+
+def worst_line(inspection: Int8Inspection, count: int = 3) -> str:
+    """The layers to look at first, in one line."""
+    return "worst layers by their own error: " + ", ".join(
+        f"{layer.module} ({layer.op}, local SQNR {layer.local_sqnr_db:.1f} dB)" for layer in inspection.worst(count))
+
+
+def markdown(inspection: Int8Inspection) -> str:
+    lines = [f"# int8 layers of {inspection.variant} ({inspection.artifact})", "",
+             f"{len(inspection.layers)} int8 operators on {inspection.images} images ({inspection.images_source}). "
+             "Local SQNR: the operator's int8 output against its float function (PyTorch's weights) fed the "
+             "same dequantized int8 inputs, per channel. SQNR and cosine: the int8 network against the float "
+             "network at that tensor. Clipped: float values outside the tensor's int8 range. The float "
+             f"replay of the graph gives PyTorch's logits to cosine {inspection.replay_cosine:.6f}.", "",
+             f"## The worst {min(WORST, len(inspection.layers))} by local error", "", "```",
+             table(inspection), "```", "", "![SQNR along the depth](layers.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(inspection: Int8Inspection, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = inspection.layers
+    fig, ax = plt.subplots(figsize=(max(8, 0.12 * len(layers)), 4.5))
+    x = [layer.index for layer in layers]
+    ax.plot(x, [layer.sqnr_db for layer in layers], "-o", markersize=3, label="accumulated SQNR (network)")
+    local = [(layer.index, layer.local_sqnr_db) for layer in layers]
+    ax.plot([i for i, _ in local], [v for _, v in local], "s", markersize=4, label="local SQNR (layer alone)")
+    for layer in inspection.worst(3):
+        ax.annotate(layer.module, (layer.index, layer.local_sqnr_db), fontsize=7, xytext=(3, -10),
+                    textcoords="offset points")
+    ax.set_xlabel("int8 operator (network order)")
+    ax.set_ylabel("SQNR (dB, higher is better)")
+    ax.set_ylim(bottom=min([0.0] + [v for _, v in local] + [layer.sqnr_db for layer in layers]) - 2,
+                top=min(80, max([layer.sqnr_db for layer in layers] + [v for _, v in local]) + 5))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{inspection.variant}: int8 error along the depth ({inspection.artifact})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_inspection(export_dir: Path, images: Optional[Path] = None, count: int = 8) -> tuple[Int8Inspection, Path]:
+    """`edgecnn inspect-int8`: inspect the export's int8 TFLite and write EXPORT_DIR/inspect-int8/."""
+    if count < 1:
+        raise UsageError(f"--count must be at least 1, got {count}")
+    with deferred_interrupts():
+        manifest = open_export(export_dir)
+        record = next((a for a in manifest.artifacts if a.format == "tflite" and a.precision == "int8"), None)
+        if record is None:
+            raise UsageError(f"{export_dir} has no int8 TFLite model to inspect")
+        out = export_dir / FOLDER
+        check_writable(out.parent)
+        with console.step(f"{manifest.variant}: PyTorch reference rebuilt"):
+            model = reference_model(manifest)
+        photos, source = parity_images(manifest, count, images)
+        inspection = inspect(export_dir, manifest, record, photos, source, model.model.eval())
+        write_inspection(inspection, out)
+    return inspection, out

@@ -1,0 +1,112 @@
+"""`edgecnn inspect-int8` and the rejected int8 of a failing export, on a ResNet whose int8 is broken on
+purpose while its float function is kept: output channels of one conv+BN unit scaled by s, the matching
+input channels of the next conv by 1/s, a ReLU between (relu(s y) = s relu(y))."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import edgecnn
+from edgecnn.cli import main
+from edgecnn.data.calibration import load_calibration
+from edgecnn.export.manifest import open_export
+from edgecnn.export.pipeline import ExportRequest, run_export
+from edgecnn.export.reference import prepare_model
+from edgecnn.formats import parse_formats
+from edgecnn.harness.inspect_int8 import SCHEMA
+from edgecnn.util.errors import ExportError
+
+SPEC = edgecnn.VariantSpec.create("resnet18", alpha=0.5, resolution=64)
+BROKEN_UNIT, NEXT_CONV, SCALE, CHANNELS = "layer2.0.conv1", "layer2.0.conv2", 50.0, 8
+
+
+def break_int8(net: torch.nn.Module) -> None:
+    block = net.layer2[0]
+    with torch.no_grad():
+        block.bn1.weight[:CHANNELS] *= SCALE
+        block.bn1.bias[:CHANNELS] *= SCALE
+        block.conv2.weight[:, :CHANNELS] /= SCALE
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """The same random ResNet (BatchNorm statistics re-estimated on photos), intact and broken."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    model, _ = prepare_model(SPEC, None, load_calibration(SPEC.resolution, 100, progress=False).images)
+    torch.save(model.model.state_dict(), folder / "intact.pth")
+    x = torch.from_numpy(load_calibration(SPEC.resolution, 8, progress=False).images).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        before = model(x)
+        break_int8(model.model)
+        after = model(x)
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4 * float(before.abs().max()))  # same function
+    torch.save(model.model.state_dict(), folder / "broken.pth")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def rejected_export(checkpoints, tmp_path_factory):
+    request = ExportRequest(SPEC, parse_formats("tflite"), weights=str(checkpoints / "broken.pth"),
+                            out=tmp_path_factory.mktemp("export") / SPEC.id, validate=False)
+    with pytest.raises(ExportError) as failure:
+        run_export(request)
+    return request.target, str(failure.value)
+
+
+def test_a_failing_int8_is_kept_as_rejected_with_its_inspection_and_what_passed_is_written(rejected_export):
+    root, message = rejected_export
+    manifest = open_export(root)  # a complete export: the gate reads it
+    assert [a.path for a in manifest.artifacts] == ["model_fp32.tflite"]
+    [refusal] = manifest.refused
+    assert (refusal.precision, refusal.kept) == ("int8", "rejected/model_int8.tflite")
+    assert refusal.reason.startswith("model_int8.tflite (int8): ")
+    assert (root / "rejected" / "model_int8.tflite").is_file() and not (root / "model_int8.tflite").exists()
+    for name in ("layers.json", "layers.md", "layers.png"):
+        assert (root / "rejected" / "inspect-int8" / name).stat().st_size > 0
+    # the error line points at the worst layer and at the inspection
+    assert f"worst layers by their own error: {BROKEN_UNIT} (CONV_2D" in message
+    assert str(root / "rejected" / "inspect-int8" / "layers.md") in message
+
+
+def test_the_inspector_ranks_the_broken_unit_worst_by_its_own_error(rejected_export):
+    root, _ = rejected_export
+    layers = json.loads((root / "rejected" / "inspect-int8" / "layers.json").read_text())
+    assert layers["schema"] == SCHEMA and layers["replay_cosine"] > 0.9999
+    rows = layers["layers"]
+    assert [r["index"] for r in rows] == list(range(len(rows)))  # network order
+    worst = min(rows, key=lambda r: r["local_sqnr_db"])
+    assert worst["module"] == BROKEN_UNIT and worst["op"] == "CONV_2D"
+    # by a margin, not by noise: only the next conv comes close (its weights on the shrunk input channels,
+    # divided by s, round away in int8: its own error too)
+    close = {r["module"] for r in rows if r["local_sqnr_db"] < worst["local_sqnr_db"] + 6}
+    assert close == {BROKEN_UNIT, NEXT_CONV}
+    # every conv of the network is there, by its named_modules() path
+    convs = {n for n, m in edgecnn.create_model("resnet18", alpha=0.5).named_modules()
+             if isinstance(m, torch.nn.Conv2d)}
+    assert convs <= {r["module"] for r in rows}
+    md = (root / "rejected" / "inspect-int8" / "layers.md").read_text()
+    table = md.split("```")[1].strip().splitlines()
+    assert table[2].split()[0] == BROKEN_UNIT  # the worst-10 table starts with it
+
+
+def test_inspect_int8_cli_on_an_export_writes_the_three_files(checkpoints, tmp_path, capsys):
+    request = ExportRequest(SPEC, parse_formats("tflite"), weights=str(checkpoints / "intact.pth"),
+                            out=tmp_path / SPEC.id, validate=False)
+    run_export(request)
+    capsys.readouterr()
+    assert main(["inspect-int8", str(request.target), "--count", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "the worst by their own error" in out and "inspection: " in out
+    layers = json.loads((request.target / "inspect-int8" / "layers.json").read_text())
+    assert layers["images"] == 4 and len(layers["layers"]) > 20
+    assert all(np.isfinite([r["local_sqnr_db"], r["sqnr_db"], r["cosine"]]).all() for r in layers["layers"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--count", "0"], "--count must be at least 1"),
+])
+def test_inspect_int8_refuses_bad_input_in_one_line(checkpoints, tmp_path, capsys, args, message):
+    assert main(["inspect-int8", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err

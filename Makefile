@@ -20,14 +20,15 @@ SIZE_ARGS := $(if $(RES),--resolution $(RES)) $(if $(RHO),--rho $(RHO))
 EXPORT_ARGS := --model $(MODEL) $(if $(ALPHA),--alpha $(ALPHA)) $(SIZE_ARGS) $(if $(NUM_CLASSES),--num-classes $(NUM_CLASSES)) $(if $(FORMATS),--formats $(FORMATS)) \
 	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(CALIB),--calib $(CALIB)) \
 	$(if $(CALIB_COUNT),--calib-count $(CALIB_COUNT)) $(if $(OUT),--out $(OUT)) \
-	$(if $(filter 0,$(VALIDATE)),--no-validate) $(if $(VERBOSE),--verbose) --force
+	$(if $(filter 0,$(VALIDATE)),--no-validate) $(if $(VERBOSE),--verbose) \
+	$(if $(INT8_REPAIR),--int8-repair $(INT8_REPAIR)) $(if $(INT8_TARGET),--int8-target $(INT8_TARGET)) --force
 # make validate VARIANT=mobilenet_v2_a0.75_r224 [IMAGES=dir] [LABELS_DIR=dir] [LABEL_MAP=file] [COUNT=n]
 VALIDATE_ARGS := $(or $(EXPORT_DIR),export/$(VARIANT)) $(if $(IMAGES),--images $(IMAGES)) \
 	$(if $(LABELS_DIR),--labels-dir $(LABELS_DIR)) $(if $(LABEL_MAP),--label-map $(LABEL_MAP)) \
 	$(if $(COUNT),--count $(COUNT)) $(if $(DATASET),--dataset $(DATASET)) $(if $(DATASET_COUNT),--dataset-count $(DATASET_COUNT))
 
 .PHONY: setup test test-slow test-full test-torchvision list summary export validate sweep bench clean \
-	train-demo demo-card android-assets android-check android-test
+	train-demo train-zoo inspect-int8 demo-card android-assets android-check android-test
 
 setup: $(STAMP) $(VENV)/.installed-apt
 
@@ -89,6 +90,11 @@ validate: setup
 	@test -n "$(VARIANT)$(EXPORT_DIR)" || { echo "make validate: give VARIANT=<variant id> (a folder in export/) or EXPORT_DIR=<folder>" >&2; exit 2; }
 	$(BIN)/edgecnn validate $(VALIDATE_ARGS)
 
+# make inspect-int8 VARIANT=resnet18_a0.5_r64 [IMAGES=dir] [COUNT=n]: per-layer int8 error, by PyTorch module
+inspect-int8: setup
+	@test -n "$(VARIANT)$(EXPORT_DIR)" || { echo "make inspect-int8: give VARIANT=<variant id> (a folder in export/) or EXPORT_DIR=<folder>" >&2; exit 2; }
+	$(BIN)/edgecnn inspect-int8 $(or $(EXPORT_DIR),export/$(VARIANT)) $(if $(IMAGES),--images $(IMAGES)) $(if $(COUNT),--count $(COUNT))
+
 # make sweep [MODEL=mobilenet_v2] [ALPHAS=0.35,0.5,0.75,1.0] [RESOLUTIONS=96,128,160,192,224] [LABELS_DIR=dir]
 ALPHAS ?= 0.35,0.5,0.75,1.0
 RESOLUTIONS ?= 96,128,160,192,224
@@ -103,6 +109,12 @@ DEMO_EXPORT := export/fashion-mnist-demo
 train-demo: setup
 	$(BIN)/python -m edgecnn.weights.training --out models
 	$(MAKE) demo-card
+
+# one small model per family on Fashion-MNIST (edgecnn/weights/recipes.py): each 5-30 min on 2 cores
+ZOO_RECIPES := fashion-mnist-resnet18 fashion-mnist-googlenet fashion-mnist-vgg16 fashion-mnist-densenet121 \
+	fashion-mnist-mobilenet-v3-small fashion-mnist-efficientnet-b0
+train-zoo: setup
+	@for w in $(ZOO_RECIPES); do $(BIN)/python -m edgecnn.weights.training --weights $$w --out models || exit 1; done
 
 demo-card: setup
 	$(BIN)/edgecnn export --model mobilenet_v2 --weights fashion-mnist-demo --out $(DEMO_EXPORT) --force --no-validate

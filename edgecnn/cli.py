@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--calib-count", type=int, default=100, help="calibration images (default 100)")
     export.add_argument("--out", type=Path, help="output folder (default: export/<variant-id>)")
     export.add_argument("--force", action="store_true", help="replace an existing export folder")
+    export.add_argument("--int8-repair", choices=("auto", "none"), default="auto",
+                        help="auto (default): where int8 misses its target, try cross-layer equalisation and bias "
+                             "correction, kept only if they measure better; none: never")
+    export.add_argument("--int8-target", help="the bound int8 must meet against PyTorch, cosine=V (default: the "
+                                              "int8 gate's cosine=0.95 for trained weights; untrained: none)")
     export.add_argument("--no-validate", dest="validate", action="store_false",
                         help="skip the validation report (a 4-photo self-check still gates the export)")
     _add_verbose(export)
@@ -218,6 +223,7 @@ def _beside(value: int, reference: Optional[int], comparable: bool) -> str:
 
 def cmd_export(args: argparse.Namespace) -> None:
     from edgecnn.export.pipeline import LOG_FILE, ExportRequest, run_export, summary_table
+    from edgecnn.formats.int8_repair import Int8Target
     from edgecnn.harness.report import VALIDATION_FOLDER, latency_table
     from edgecnn.weights.sources import trained_variant
     from edgecnn.zoo.spec import VariantSpec
@@ -231,9 +237,13 @@ def cmd_export(args: argparse.Namespace) -> None:
             args.resolution = trained.resolution
     spec = VariantSpec.create(args.model, alpha=alpha, resolution=args.resolution, rho=args.rho,
                               num_classes=num_classes, weights=args.weights)
+    try:
+        target = Int8Target.parse(args.int8_target) if args.int8_target is not None else None
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     request = ExportRequest(spec, parse_formats(args.formats), weights=args.weights, calib_dir=args.calib,
                             calib_count=args.calib_count, out=args.out, force=args.force, validate=args.validate,
-                            verbose=args.verbose)
+                            verbose=args.verbose, int8_repair=args.int8_repair, int8_target=target)
     result = run_export(request)
     print(f"{request.target}: {spec.id}, weights: {result.manifest.weights.source}")
     print(summary_table(result.manifest))

@@ -48,7 +48,7 @@ def checkpoints(tmp_path_factory):
 @pytest.fixture(scope="module")
 def rejected_export(checkpoints, tmp_path_factory):
     request = ExportRequest(SPEC, parse_formats("tflite"), weights=str(checkpoints / "broken.pth"),
-                            out=tmp_path_factory.mktemp("export") / SPEC.id, validate=False)
+                            out=tmp_path_factory.mktemp("export") / SPEC.id, validate=False, int8_repair="none")
     with pytest.raises(ExportError) as failure:
         run_export(request)
     return request.target, str(failure.value)
@@ -110,3 +110,42 @@ def test_inspect_int8_refuses_bad_input_in_one_line(checkpoints, tmp_path, capsy
     assert main(["inspect-int8", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def _int8_worst_cosine(root):
+    manifest = open_export(root)
+    return manifest.parity["model_int8.tflite"].parity.worst_cosine, manifest
+
+
+def test_repair_brings_the_broken_int8_back_to_the_intact_models_cosine(checkpoints, tmp_path):
+    intact = ExportRequest(SPEC, parse_formats("tflite"), weights=str(checkpoints / "intact.pth"),
+                           out=tmp_path / "intact", validate=False, int8_repair="none")
+    run_export(intact)
+    repaired = ExportRequest(SPEC, parse_formats("tflite"), weights=str(checkpoints / "broken.pth"),
+                             out=tmp_path / "repaired", validate=False)  # --int8-repair auto is the default
+    run_export(repaired)
+    intact_cosine, _ = _int8_worst_cosine(intact.target)
+    repaired_cosine, manifest = _int8_worst_cosine(repaired.target)
+    assert repaired_cosine >= intact_cosine - 0.002
+    repair = next(a for a in manifest.artifacts if a.precision == "int8").details["repair"]
+    assert repair["applied"] and repair["applied"][0].startswith("cross-layer equalisation")
+    plain, candidate = repair["candidates"]
+    assert plain["remedies"] == [] and plain["worst_cosine"] < 0.95 < candidate["worst_cosine"]
+
+
+def test_a_target_that_cannot_be_met_is_one_line_naming_the_layers_in_the_way(checkpoints, tmp_path, capsys):
+    out = tmp_path / "strict"
+    code = main(["export", "--model", "resnet18", "--alpha", "0.5", "--resolution", "64", "--formats", "tflite",
+                 "--weights", str(checkpoints / "intact.pth"), "--out", str(out), "--no-validate",
+                 "--int8-target", "cosine=0.99999"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert "misses --int8-target cosine=0.99999" in err[0] and "worst layers by their own error: " in err[0]
+    assert (out / "rejected" / "inspect-int8" / "layers.md").is_file()
+
+
+@pytest.mark.parametrize("target", ["cosine", "cosine=2", "top5=0.9", "cosine=x"])
+def test_a_bad_int8_target_is_one_line(target, tmp_path, capsys):
+    code = main(["export", "--model", "resnet18", "--int8-target", target, "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--int8-target" in err and not (tmp_path / "x").exists()

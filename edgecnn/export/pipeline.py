@@ -20,11 +20,14 @@ import torch
 from edgecnn.data.calibration import CalibrationSet, find_images, load_calibration, load_dataset_calibration
 from edgecnn.data.datasets import get_dataset
 from edgecnn.data.preprocess import CROP_FRACTION, Preprocessing
-from edgecnn.export.manifest import LABELS_FILE, MANIFEST_SCHEMA, Manifest, ParityRecord, write_manifest
+from edgecnn.export.manifest import (LABELS_FILE, MANIFEST_SCHEMA, Manifest, ParityRecord, WeightsRecord,
+                                     write_manifest)
 from edgecnn.export.reference import prepare_model
 from edgecnn.formats import Artifact, ExportJob, Format, Refusal, sha256_of, tool_versions
+from edgecnn.formats.int8_repair import Int8Target
 from edgecnn.harness.checks import check_artifacts
 from edgecnn.harness.images import DEFAULT_IMAGE_COUNT, parity_images
+from edgecnn.harness.parity import THRESHOLDS, CheckStatus
 from edgecnn.harness.latency import LatencyOptions, measure_artifacts
 from edgecnn.harness.records import ValidationReport
 from edgecnn.harness.report import VALIDATION_FOLDER, write_report
@@ -57,6 +60,8 @@ class ExportRequest:
     validate_count: int = DEFAULT_IMAGE_COUNT
     latency: Optional[LatencyOptions] = LatencyOptions()  # timed during validation; None: not timed
     verbose: bool = False  # third-party output live instead of into export.log
+    int8_repair: str = "auto"  # "auto": remedies tried where int8 misses its target; "none": never
+    int8_target: Optional[Int8Target] = None  # None: the int8 gate's bound when the weights are trained
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -122,7 +127,7 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
     embedded = {"variant": spec.id, "mean": json.dumps(list(info.mean)), "std": json.dumps(list(info.std)),
                 "preprocessing": json.dumps(preprocessing.to_dict()), "weights": weights.source}
     job = ExportJob(spec.id, spec.resolution, spec.num_classes, wrapped, wrapped.model, info.mean, info.std,
-                    calibration.images, labels, embedded, work)
+                    calibration.images, labels, embedded, work, request.int8_repair, int8_target(request, weights))
     artifacts, refused = convert_formats(request, job)
     (work / LABELS_FILE).write_text("\n".join(labels) + "\n")
     manifest = Manifest(
@@ -132,6 +137,8 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
         artifacts=[a.record(work) for a in artifacts], calibration=calibration.provenance(),
         created_with=tool_versions(request.formats), dataset=dataset, refused=refused)
     report, images = check_against_pytorch(request, wrapped, manifest, work)
+    if request.int8_target is not None:
+        hold_to_target(report, request.int8_target)
     rejected, lines = keep_rejected(request, wrapped.model, manifest, report, images, work)
     kept = {r.path for r in rejected}
     manifest = Manifest(**{**manifest.__dict__, "artifacts": [a for a in manifest.artifacts if a.path not in kept],
@@ -146,6 +153,13 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
         report.manifest_sha256 = sha256_of(work / "manifest.json")
         write_report(report, work / VALIDATION_FOLDER)
     return ExportResult(manifest, request.target, report if request.validate else None, rejected, lines)
+
+
+def int8_target(request: ExportRequest, weights: WeightsRecord) -> Optional[Int8Target]:
+    """The user's bound, or the int8 gate's for trained weights; untrained int8 is not gated, nor repaired."""
+    if request.int8_target is not None:
+        return request.int8_target
+    return Int8Target("cosine", THRESHOLDS["int8"]["min_cosine"]) if weights.trained else None
 
 
 def calibration_images(request: ExportRequest, dataset: Optional[str], fraction: float) -> CalibrationSet:
@@ -187,6 +201,14 @@ def check_against_pytorch(request: ExportRequest, model: torch.nn.Module, manife
     if failed and len(failed) == len(report.artifacts):
         raise ExportError(f"{failed[0].failure_line()} (checked against PyTorch before anything was written)")
     return report, images
+
+
+def hold_to_target(report: ValidationReport, target: Int8Target) -> None:
+    """An int8 check that misses the user's stated bound fails, whatever the weights (repair came first)."""
+    for check in report.artifacts:
+        if check.precision == "int8" and check.parity is not None and check.parity.worst_cosine < target.value:
+            check.status = CheckStatus.FAILED
+            check.problems.append(f"worst cosine {check.parity.worst_cosine:.4f} misses --int8-target {target}")
 
 
 def keep_rejected(request: ExportRequest, backbone: torch.nn.Module, manifest: Manifest, report: ValidationReport,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, Union, runtime_checka
 from edgecnn.util.errors import UsageError
 
 if TYPE_CHECKING:
+    from edgecnn.formats.int8_repair import Int8Target
     import numpy as np
     import torch
 
@@ -109,6 +110,8 @@ class ExportJob:
     labels: list[str]
     metadata: dict[str, str]  # variant, normalisation, preprocessing: embedded where a format allows
     work_dir: Path
+    int8_repair: str = "auto"  # "auto": remedies tried when int8 misses `int8_target`; "none": never
+    int8_target: Optional["Int8Target"] = None  # the bound int8 must meet; None: no bound (nothing to repair)
 
 
 @runtime_checkable

@@ -137,3 +137,16 @@ def for_xnnpack(model: nn.Module, sample: torch.Tensor, *, int8: bool) -> nn.Mod
                     module, modules[linear.target], shape[1], (shape[2], shape[3])))
                 _replace(model, target, nn.Identity())
     return replace_unfused_batchnorms(model) if int8 else model
+
+
+def following_batchnorms(model: nn.Module) -> dict[str, nn.BatchNorm2d]:
+    """conv path -> the BatchNorm that is its only user (the converter folds the two into one operator)."""
+    graph = fx.symbolic_trace(model).graph
+    modules = dict(model.named_modules())
+    folded = {}
+    for node in graph.nodes:
+        if node.op == "call_module" and isinstance(modules[node.target], nn.Conv2d) and len(node.users) == 1:
+            user = next(iter(node.users))
+            if user.op == "call_module" and isinstance(modules[user.target], nn.BatchNorm2d):
+                folded[node.target] = modules[user.target]
+    return folded

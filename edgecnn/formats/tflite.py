@@ -9,6 +9,7 @@ pieces XNNPACK splits each graph into is recorded: a fragmented graph is slow ev
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 from collections import Counter
@@ -54,9 +55,10 @@ def export(job: ExportJob) -> list[Union[Artifact, Refusal]]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the converter's C++ info lines
     written: list[Union[Artifact, Refusal]] = [export_fp32(job)]
     try:
-        written.append(export_int8(job))
+        written.append(export_int8_to_target(job))
     except ExportError as err:
-        (job.work_dir / INT8_FILE).unlink(missing_ok=True)  # a refused graph is not left as if it were one
+        for name in (INT8_FILE, REPAIR_CANDIDATE):  # a refused graph is not left as if it were one
+            (job.work_dir / name).unlink(missing_ok=True)
         written.append(Refusal("tflite", "int8", INT8_FILE, str(err)))
     return written
 
@@ -78,7 +80,71 @@ def _shape(job: ExportJob) -> list[int]:
     return [1, job.resolution, job.resolution, 3]
 
 
-def export_int8(job: ExportJob) -> Artifact:
+REPAIR_CANDIDATE = ".model_int8_repaired.tflite"
+HELD_OUT = 16  # calibration images the candidates are measured on (the export's check uses other photos)
+
+
+def worst_cosine(job: ExportJob, path: Path, images: np.ndarray) -> float:
+    """The int8 file's worst per-image logits cosine against the PyTorch model, on uint8 NHWC `images`."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    encoding = Int8InputEncoding.for_normalization(job.mean, job.std)
+    scale, zero_point = out["quantization"]
+    with torch.no_grad():
+        reference = job.model(torch.from_numpy(images).permute(0, 3, 1, 2).float()).numpy().astype(np.float64)
+    worst = 1.0
+    for image, expected in zip(images, reference):
+        interpreter.set_tensor(inp["index"], encoding.encode(image[None]))
+        interpreter.invoke()
+        got = (interpreter.get_tensor(out["index"])[0].astype(np.float64) - zero_point) * scale
+        norms = np.linalg.norm(got) * np.linalg.norm(expected)
+        worst = min(worst, float(got @ expected / norms) if norms > 0 else 0.0)
+    return worst
+
+
+def export_int8_to_target(job: ExportJob) -> Artifact:
+    """The int8 model; where it misses `job.int8_target` (and repair is "auto"), the remedies of
+    `int8_repair` on a copy of the network, kept only if they measure better on held-out calibration
+    images. The artifact's details record every candidate measured and what was applied."""
+    from edgecnn.formats.int8_repair import correct_bias, equalize_cross_layer
+
+    artifact = export_int8(job)
+    held_out = job.calibration[-min(HELD_OUT, len(job.calibration)):]
+    target = job.int8_target
+    repair = {"mode": job.int8_repair, "target": str(target) if target else None, "applied": [],
+              "measured_on": f"{len(held_out)} calibration images, worst logits cosine against PyTorch"}
+    if job.int8_repair == "none" or target is None:
+        return _with_repair(artifact, repair)
+    plain = worst_cosine(job, job.work_dir / INT8_FILE, held_out)
+    repair["candidates"] = [{"remedies": [], "worst_cosine": round(plain, 6)}]
+    if plain >= target.value:
+        return _with_repair(artifact, repair)
+    equalized, pairs = equalize_cross_layer(job.backbone)
+    encoding = Int8InputEncoding.for_normalization(job.mean, job.std)
+    batch = torch.from_numpy(encoding.decode(encoding.encode(job.calibration))).permute(0, 3, 1, 2)
+    corrected, layers = correct_bias(equalized, [batch[i:i + 32] for i in range(0, len(batch), 32)])
+    remedies = [f"cross-layer equalisation ({pairs} conv pairs)", f"bias correction ({layers} layers)"]
+    with console.step(f"tflite int8: worst cosine {plain:.4f} < {target.value:g}: repairing ({', '.join(remedies)})"):
+        candidate = export_int8(job, corrected, REPAIR_CANDIDATE)
+        repaired = worst_cosine(job, job.work_dir / REPAIR_CANDIDATE, held_out)
+    repair["candidates"].append({"remedies": remedies, "worst_cosine": round(repaired, 6)})
+    if repaired > plain:
+        os.replace(job.work_dir / REPAIR_CANDIDATE, job.work_dir / INT8_FILE)
+        artifact = dataclasses.replace(candidate, path=INT8_FILE)
+        repair["applied"] = remedies
+    else:
+        (job.work_dir / REPAIR_CANDIDATE).unlink()
+    return _with_repair(artifact, repair)
+
+
+def _with_repair(artifact: Artifact, repair: dict) -> Artifact:
+    return dataclasses.replace(artifact, details={**artifact.details, "repair": repair})
+
+
+def export_int8(job: ExportJob, backbone: "torch.nn.Module | None" = None, file: str = INT8_FILE) -> Artifact:
     import litert_torch
     from litert_torch.quantize import pt2e_quantizer
     from litert_torch.quantize.quant_config import QuantConfig
@@ -86,7 +152,7 @@ def export_int8(job: ExportJob) -> Artifact:
 
     encoding = Int8InputEncoding.for_normalization(job.mean, job.std)
     normalized = [torch.from_numpy(encoding.decode(encoding.encode(image[None]))) for image in job.calibration]
-    backbone = for_xnnpack(job.backbone, normalized[0].permute(0, 3, 1, 2), int8=True)
+    backbone = for_xnnpack(job.backbone if backbone is None else backbone, normalized[0].permute(0, 3, 1, 2), int8=True)
     int8_model = litert_torch.to_channel_last_io(backbone, args=[0]).eval()
 
     quantizer = _edge_quantizer(encoding).set_global(
@@ -102,13 +168,13 @@ def export_int8(job: ExportJob) -> Artifact:
     mark_inference_graph(graph)
     with console.step("tflite int8: converted"), _quiet(), _converter_errors("int8"):
         litert_torch.convert(graph, (normalized[0],), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(
-            str(job.work_dir / INT8_FILE))
-    int8_graph = inspect_graph(job.work_dir / INT8_FILE)
+            str(job.work_dir / file))
+    int8_graph = inspect_graph(job.work_dir / file)
     check_pure_int8(int8_graph)
     if int8_graph["input_quantization"] != {"scale": encoding.scale, "zero_point": encoding.zero_point}:
         raise ExportError(f"int8 TFLite input quantization {int8_graph['input_quantization']} is not the fixed "
                           f"input encoding (scale {encoding.scale}, zero point {encoding.zero_point})")
-    return Artifact("tflite", "int8", INT8_FILE, int8_image_input("image", _shape(job), "NHWC", encoding.to_dict()),
+    return Artifact("tflite", "int8", file, int8_image_input("image", _shape(job), "NHWC", encoding.to_dict()),
                     logits_output("logits", [1, job.num_classes], "int8",
                                   Quantization(**int8_graph["output_quantization"])),
                     {**_graph_details(int8_graph), "weights": "int8 symmetric per-channel",

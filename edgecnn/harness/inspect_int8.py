@@ -166,7 +166,7 @@ def inspect(root: Path, manifest: Manifest, record: ArtifactRecord, images: np.n
     def dequantized(index: int) -> torch.Tensor:
         q = np.asarray(interpreter.get_tensor(index))
         scale, zero_point = replay.tensors[index]["quantization"]
-        return torch.from_numpy((q.astype(np.float32) - zero_point) * scale if scale else q.astype(np.float32))
+        return torch.from_numpy(np.asarray((q.astype(np.float32) - zero_point) * scale if scale else q, np.float32))
 
     for image in console.track(images, f"{record.path}: every operator on {len(images)} images"):
         checkpoint()

@@ -20,8 +20,9 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import fx, nn
+from torch import nn
 
+from edgecnn.formats.rewrites import following_batchnorms
 from edgecnn.util.errors import UsageError
 
 # operators that move or copy values: exact in int8, so never a layer of their own in the report
@@ -102,7 +103,7 @@ class FloatReplay:
         self.ops = ops
         self.tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
         self.modules = dict(backbone.named_modules())
-        self._folded_norm = _following_batchnorms(backbone)
+        self._folded_norm = following_batchnorms(backbone)
         self.weights: dict[int, tuple[torch.Tensor, Optional[torch.Tensor]]] = {}
         self.module_of: dict[int, str] = {}
         self._map_weights()
@@ -158,19 +159,6 @@ class FloatReplay:
             raise UsageError(f"float replay of operator {op.index} ({op.kind}) gave shape {list(out.shape)}, the "
                              f"int8 graph has {list(shape)}")
         return out
-
-
-def _following_batchnorms(backbone: nn.Module) -> dict[str, nn.BatchNorm2d]:
-    """conv path -> the BatchNorm that is its only user (the converter folds the two into one operator)."""
-    graph = fx.symbolic_trace(backbone).graph
-    modules = dict(backbone.named_modules())
-    folded = {}
-    for node in graph.nodes:
-        if node.op == "call_module" and isinstance(modules[node.target], (nn.Conv2d, nn.Linear)) and len(node.users) == 1:
-            user = next(iter(node.users))
-            if user.op == "call_module" and isinstance(modules[user.target], nn.BatchNorm2d):
-                folded[node.target] = modules[user.target]
-    return folded
 
 
 def _act(op: GraphOp, y: torch.Tensor) -> torch.Tensor:

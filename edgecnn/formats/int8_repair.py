@@ -1,0 +1,182 @@
+"""Remedies for int8 error that keep the network's float function: applied to a copy before quantization.
+
+- Cross-layer range equalisation (Nagel et al. 2019, data-free quantization): for a conv -> (BatchNorm)
+  -> ReLU -> conv pair, scale output channel i of the first by 1/s_i and input channel i of the second by
+  s_i, with s_i = sqrt(r1_i / r2_i) from the two channels' weight ranges. ReLU is positively homogeneous
+  (relu(x / s) = relu(x) / s), so the function is exact; per-tensor activations and weights then spend
+  their 256 levels on channels of like range. ReLU6 and other clipping activations are not homogeneous
+  and are left alone.
+- Bias correction: int8 rounds every weight; the mean output shift this causes, (W_q - W) E[x], is
+  taken out of the bias, E[x] measured on the calibration images.
+
+Activation ranges are already chosen by error: the PT2E quantizer's histogram observer searches the
+range that minimises the L2 quantization error of each tensor, rather than taking min and max.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import fx, nn
+
+from edgecnn.formats.rewrites import following_batchnorms
+
+_HOMOGENEOUS = (nn.ReLU, nn.Identity, nn.Dropout)
+_HOMOGENEOUS_FUNCTIONS = {torch.relu, torch.nn.functional.relu}
+
+
+@dataclass(frozen=True)
+class Int8Target:
+    """What the int8 model must reach against PyTorch: the worst per-image cosine of its logits."""
+
+    metric: str  # "cosine"
+    value: float
+
+    @classmethod
+    def parse(cls, text: str) -> "Int8Target":
+        metric, _, value = text.partition("=")
+        if metric != "cosine" or not value:
+            raise ValueError(f"--int8-target takes cosine=V (V in (0, 1]), not {text!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"--int8-target takes cosine=V (V in (0, 1]), not {text!r}") from None
+        if not 0.0 < number <= 1.0:
+            raise ValueError(f"--int8-target {metric} must be in (0, 1], got {value}")
+        return cls(metric, number)
+
+    def __str__(self) -> str:
+        return f"{self.metric}={self.value:g}"
+
+
+def _conv_pairs(model: nn.Module) -> list[tuple[str, Optional[str], str]]:
+    """(first conv, its BatchNorm or None, second conv) joined by a ReLU and nothing else."""
+    graph = fx.symbolic_trace(model).graph
+    modules = dict(model.named_modules())
+
+    def module(node):
+        return modules[node.target] if isinstance(node, fx.Node) and node.op == "call_module" else None
+
+    def only_user(node):
+        return next(iter(node.users)) if len(node.users) == 1 else None
+
+    pairs = []
+    for node in graph.nodes:
+        first = module(node)
+        if not isinstance(first, nn.Conv2d) or first.groups != 1 and first.groups != first.out_channels:
+            continue
+        step, norm = only_user(node), None
+        if step is not None and isinstance(module(step), nn.BatchNorm2d):
+            norm, step = step.target, only_user(step)
+        relu = False
+        while step is not None and (isinstance(module(step), _HOMOGENEOUS) or
+                                    step.op == "call_function" and step.target in _HOMOGENEOUS_FUNCTIONS):
+            relu = relu or isinstance(module(step), nn.ReLU) or step.op == "call_function"
+            step = only_user(step)
+        second = module(step) if step is not None else None
+        if not relu or not isinstance(second, nn.Conv2d) or step.args[0] is None:
+            continue
+        depthwise = second.groups == second.in_channels == second.out_channels
+        if second.groups == 1 or depthwise:
+            pairs.append((node.target, norm, step.target))
+    return pairs
+
+
+def _output_ranges(conv: nn.Conv2d, norm: Optional[nn.BatchNorm2d]) -> torch.Tensor:
+    weight = conv.weight.detach().abs().flatten(1).amax(1)
+    if norm is not None:
+        weight = weight * (norm.weight.detach().abs() if norm.affine else 1.0) * torch.rsqrt(norm.running_var + norm.eps)
+    return weight
+
+
+def equalize_cross_layer(model: nn.Module, rounds: int = 3) -> tuple[nn.Module, int]:
+    """An equalised copy of `model` and the number of conv pairs equalised. Exact in float."""
+    model = copy.deepcopy(model).eval()
+    pairs = _conv_pairs(model)
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for _ in range(rounds):  # a conv in two pairs (as first and as second) settles over a few rounds
+            for first_name, norm_name, second_name in pairs:
+                first, second = modules[first_name], modules[second_name]
+                norm = modules[norm_name] if norm_name else None
+                r1 = _output_ranges(first, norm)
+                depthwise = second.groups > 1
+                r2 = second.weight.abs().flatten(1).amax(1) if depthwise else \
+                    second.weight.abs().transpose(0, 1).flatten(1).amax(1)
+                live = (r1 > 0) & (r2 > 0)
+                s = torch.where(live, torch.sqrt(r1 / r2.clamp_min(1e-12)), torch.ones_like(r1))
+                if norm is not None:  # the BatchNorm's output is what the ReLU and the next conv see
+                    norm.weight.div_(s)
+                    norm.bias.div_(s)
+                else:
+                    first.weight.div_(s.reshape(-1, 1, 1, 1))
+                    if first.bias is not None:
+                        first.bias.div_(s)
+                shape = (-1, 1, 1, 1) if depthwise else (1, -1, 1, 1)
+                second.weight.mul_(s.reshape(shape))
+    return model, len(pairs)
+
+
+def _int8_weights(weight: torch.Tensor) -> torch.Tensor:
+    """Symmetric per-output-channel int8 rounding, as the quantizer does it (levels -127..127)."""
+    scale = weight.abs().flatten(1).amax(1).clamp_min(1e-12) / 127.0
+    shape = (-1,) + (1,) * (weight.dim() - 1)
+    return torch.round(weight / scale.reshape(shape)).clamp(-127, 127) * scale.reshape(shape)
+
+
+def correct_bias(model: nn.Module, batches: list[torch.Tensor]) -> tuple[nn.Module, int]:
+    """`model` (changed in place) with each conv's and Linear's bias less its int8 weights' mean shift.
+
+    A conv followed by a BatchNorm is rounded as the two folded into one: the shift is measured on the
+    folded weights and taken out of the BatchNorm's bias.
+    """
+    norms = following_batchnorms(model)
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    means: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+
+    def hook(name):
+        def record(_module, inputs, _output):
+            x = inputs[0].detach()
+            dims = [0, 2, 3] if x.dim() == 4 else [0]
+            means[name] = means.get(name, 0) + x.mean(dims) * x.shape[0]
+            counts[name] = counts.get(name, 0) + x.shape[0]
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in layers.items()]
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                model(batch)
+    finally:
+        for h in handles:
+            h.remove()
+    with torch.no_grad():
+        for name, layer in layers.items():
+            if name not in means:
+                continue
+            mean = means[name] / counts[name]
+            norm = norms.get(name)
+            weight = layer.weight
+            if norm is not None:
+                if not norm.affine:
+                    continue
+                weight = weight * (norm.weight * torch.rsqrt(norm.running_var + norm.eps)).reshape(-1, 1, 1, 1)
+            error = _int8_weights(weight) - weight
+            if isinstance(layer, nn.Conv2d):
+                groups = layer.groups
+                per_group = layer.in_channels // groups
+                x = mean.reshape(groups, per_group)  # each output channel sees its group's inputs
+                summed = error.sum((2, 3)).reshape(groups, -1, per_group)
+                shift = (summed * x[:, None, :]).sum(-1).reshape(-1)
+            else:
+                shift = error @ mean
+            if norm is not None:
+                norm.bias.sub_(shift)
+                continue
+            if layer.bias is None:
+                layer.bias = nn.Parameter(torch.zeros(layer.weight.shape[0], dtype=layer.weight.dtype))
+            layer.bias.sub_(shift)
+    return model, len(means)

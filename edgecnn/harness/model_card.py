@@ -43,13 +43,14 @@ def render(record: dict, report: dict) -> str:
     machine = record["machine"]
     fastest = min(h["seconds"] for h in record["history"])
     tools = report.get("created_with", {})
+    weights = report["weights"].get("name") or record["checkpoint"]
     return f"""# Model card: {recipe['model']} alpha {recipe['alpha']:g}, {recipe['resolution']} px, Fashion-MNIST
 
-The model edgecnn trains itself (`make train-demo`), so that the cost of int8 can be measured on a real
-trained network. Export it with `make export MODEL=mobilenet_v2 WEIGHTS=fashion-mnist-demo` (width,
-resolution and classes come from the checkpoint).
+A model edgecnn trains itself (`python -m edgecnn.weights.training --weights {weights}`), so that the cost
+of int8 can be measured on a real trained network. Export it with `make export MODEL={recipe['model']}
+WEIGHTS={weights}` (width, resolution and classes come from the checkpoint).
 
-- Checkpoint: `models/{record['checkpoint']}` (fp32 state_dict in torchvision's MobileNetV2 layout,
+- Checkpoint: `models/{record['checkpoint']}` (fp32 state_dict in torchvision's {recipe['model']} layout,
   {record['parameters']:,} parameters), sha256 `{record['sha256']}`
 - Classes (index order): {', '.join(report.get('class_names', [])) or 'see labels.txt of an export'}
 

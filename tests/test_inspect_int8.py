@@ -90,15 +90,19 @@ def test_the_inspector_ranks_the_broken_unit_worst_by_its_own_error(rejected_exp
     assert table[2].split()[0] == BROKEN_UNIT  # the worst-10 table starts with it
 
 
-def test_inspect_int8_cli_on_an_export_writes_the_three_files(checkpoints, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def intact_export(checkpoints, tmp_path_factory):
     request = ExportRequest(SPEC, parse_formats("tflite"), weights=str(checkpoints / "intact.pth"),
-                            out=tmp_path / SPEC.id, validate=False)
+                            out=tmp_path_factory.mktemp("intact") / SPEC.id, validate=False, int8_repair="none")
     run_export(request)
-    capsys.readouterr()
-    assert main(["inspect-int8", str(request.target), "--count", "4"]) == 0
+    return request.target
+
+
+def test_inspect_int8_cli_on_an_export_writes_the_three_files(intact_export, capsys):
+    assert main(["inspect-int8", str(intact_export), "--count", "4"]) == 0
     out = capsys.readouterr().out
     assert "the worst by their own error" in out and "inspection: " in out
-    layers = json.loads((request.target / "inspect-int8" / "layers.json").read_text())
+    layers = json.loads((intact_export / "inspect-int8" / "layers.json").read_text())
     assert layers["images"] == 4 and len(layers["layers"]) > 20
     assert all(np.isfinite([r["local_sqnr_db"], r["sqnr_db"], r["cosine"]]).all() for r in layers["layers"])
 
@@ -117,14 +121,11 @@ def _int8_worst_cosine(root):
     return manifest.parity["model_int8.tflite"].parity.worst_cosine, manifest
 
 
-def test_repair_brings_the_broken_int8_back_to_the_intact_models_cosine(checkpoints, tmp_path):
-    intact = ExportRequest(SPEC, parse_formats("tflite"), weights=str(checkpoints / "intact.pth"),
-                           out=tmp_path / "intact", validate=False, int8_repair="none")
-    run_export(intact)
+def test_repair_brings_the_broken_int8_back_to_the_intact_models_cosine(checkpoints, intact_export, tmp_path):
     repaired = ExportRequest(SPEC, parse_formats("tflite"), weights=str(checkpoints / "broken.pth"),
                              out=tmp_path / "repaired", validate=False)  # --int8-repair auto is the default
     run_export(repaired)
-    intact_cosine, _ = _int8_worst_cosine(intact.target)
+    intact_cosine, _ = _int8_worst_cosine(intact_export)
     repaired_cosine, manifest = _int8_worst_cosine(repaired.target)
     assert repaired_cosine >= intact_cosine - 0.002
     repair = next(a for a in manifest.artifacts if a.precision == "int8").details["repair"]

@@ -46,3 +46,4 @@ def test_int8_keeps_top1_on_the_full_test_set(name, tmp_path):
     assert report["labelled"]["images"] == 10_000
     int8 = next(a for a in report["artifacts"] if a["path"] == "model_int8.tflite")
     assert int8["accuracy"]["top1_drop"] <= INT8_DROP_BOUND
+    assert int8["accuracy"]["top1_agreement"] >= 0.99  # the same answer as PyTorch fp32, right or wrong

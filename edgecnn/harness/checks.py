@@ -63,11 +63,14 @@ def top_k_accuracy(logits: np.ndarray, targets: np.ndarray, k: int) -> float:
     return float((top == targets[:, None]).any(axis=1).mean())
 
 
-def accuracy(logits: np.ndarray, targets: np.ndarray, reference: Optional[Accuracy] = None) -> Accuracy:
+def accuracy(logits: np.ndarray, targets: np.ndarray, reference: Optional[Accuracy] = None,
+             reference_logits: Optional[np.ndarray] = None) -> Accuracy:
     top1, top5 = round(top_k_accuracy(logits, targets, 1), 6), round(top_k_accuracy(logits, targets, 5), 6)
     if reference is None:
         return Accuracy(top1, top5)
-    return Accuracy(top1, top5, round(reference.top1 - top1, 6), round(reference.top5 - top5, 6))
+    agreement = None if reference_logits is None else \
+        round(float((logits.argmax(1) == reference_logits.argmax(1)).mean()), 6)
+    return Accuracy(top1, top5, round(reference.top1 - top1, 6), round(reference.top5 - top5, 6), agreement)
 
 
 def check_one(record: ArtifactRecord, logits: np.ndarray, expected: np.ndarray, trained: bool,
@@ -104,7 +107,7 @@ def check_artifacts(model: torch.nn.Module, manifest: Manifest, root: Path, imag
         if labelled is not None:
             labelled_logits = run_artifact(root, record, labelled.images, progress,
                                            labelled_batch(len(labelled.images)))
-            check.accuracy = accuracy(labelled_logits, labelled.targets, reference)
+            check.accuracy = accuracy(labelled_logits, labelled.targets, reference, reference_logits)
         checks.append(check)
     return ValidationReport(
         variant=manifest.variant, export=str(root), manifest_sha256=manifest_sha256(root), weights=manifest.weights,

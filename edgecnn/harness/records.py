@@ -16,6 +16,7 @@ class Accuracy:
     top5: float
     top1_drop: Optional[float] = None  # against PyTorch fp32 on the same images, in fractions
     top5_drop: Optional[float] = None
+    top1_agreement: Optional[float] = None  # images whose top-1 is PyTorch fp32's, right or wrong
 
 
 @dataclass

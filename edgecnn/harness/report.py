@@ -138,13 +138,14 @@ def markdown(report: ValidationReport) -> str:
         ref = labelled.pytorch_fp32
         lines += ["", f"## Accuracy on {labelled.images} labelled images ({len(labelled.classes)} classes, "
                       f"{labelled.folder})", "",
-                  _row(["model", "top-1", "top-5", "top-1 drop", "top-5 drop"]), _row(["---"] * 5),
-                  _row(["PyTorch fp32", f"{ref.top1:.2%}", f"{ref.top5:.2%}", "", ""])]
+                  _row(["model", "top-1", "top-5", "top-1 drop", "top-5 drop", "top-1 = PyTorch's"]),
+                  _row(["---"] * 6), _row(["PyTorch fp32", f"{ref.top1:.2%}", f"{ref.top5:.2%}", "", "", ""])]
         for a in report.artifacts:
             if a.accuracy is not None:
                 acc = a.accuracy
-                lines.append(_row([a.path, f"{acc.top1:.2%}", f"{acc.top5:.2%}",
-                                   f"{100 * acc.top1_drop:+.2f} pt", f"{100 * acc.top5_drop:+.2f} pt"]))
+                agreement = "-" if acc.top1_agreement is None else f"{acc.top1_agreement:.2%}"
+                lines.append(_row([a.path, f"{acc.top1:.2%}", f"{acc.top5:.2%}", f"{100 * acc.top1_drop:+.2f} pt",
+                                   f"{100 * acc.top5_drop:+.2f} pt", agreement]))
     if report.latency is not None:
         lines += [""] + latency_markdown(report.latency)
     lines += ["", "Limits per precision (edgecnn/harness/parity.py): " + "; ".join(

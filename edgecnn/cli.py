@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, help="output folder (default: export/<variant-id>)")
     export.add_argument("--force", action="store_true", help="replace an existing export folder")
     export.add_argument("--int8-repair", choices=("auto", "none"), default="auto",
-                        help="auto (default): where int8 misses its target, try cross-layer equalisation and bias "
-                             "correction, kept only if they measure better; none: never")
+                        help="auto (default): where int8 has a bound, also make it with cross-layer equalisation "
+                             "and bias correction, and keep whichever measures better; none: never")
     export.add_argument("--int8-target", help="the bound int8 must meet against PyTorch, cosine=V (default: the "
                                               "int8 gate's cosine=0.95 for trained weights; untrained: none)")
     export.add_argument("--no-validate", dest="validate", action="store_false",

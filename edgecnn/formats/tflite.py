@@ -106,9 +106,11 @@ def worst_cosine(job: ExportJob, path: Path, images: np.ndarray) -> float:
 
 
 def export_int8_to_target(job: ExportJob) -> Artifact:
-    """The int8 model; where it misses `job.int8_target` (and repair is "auto"), the remedies of
-    `int8_repair` on a copy of the network, kept only if they measure better on held-out calibration
-    images. The artifact's details record every candidate measured and what was applied."""
+    """The int8 model, and where it has a bound to meet (`job.int8_target`) and repair is "auto", the
+    remedies of `int8_repair` on a copy of the network: kept if they measure better on held-out
+    calibration images, whether or not the plain model met the bound (bias correction took trained
+    EfficientNet-Lite0 from worst cosine 0.971 to 0.994 there, and its int8 top-1 from PyTorch's on 17
+    of the 19 bundled photos to all 19). The artifact's details record every candidate and what was kept."""
     from edgecnn.formats.int8_repair import correct_bias, equalize_cross_layer
 
     artifact = export_int8(job)
@@ -120,14 +122,13 @@ def export_int8_to_target(job: ExportJob) -> Artifact:
         return _with_repair(artifact, repair)
     plain = worst_cosine(job, job.work_dir / INT8_FILE, held_out)
     repair["candidates"] = [{"remedies": [], "worst_cosine": round(plain, 6)}]
-    if plain >= target.value:
-        return _with_repair(artifact, repair)
     equalized, pairs = equalize_cross_layer(job.backbone)
     encoding = Int8InputEncoding.for_normalization(job.mean, job.std)
     batch = torch.from_numpy(encoding.decode(encoding.encode(job.calibration))).permute(0, 3, 1, 2)
     corrected, layers = correct_bias(equalized, [batch[i:i + 32] for i in range(0, len(batch), 32)])
-    remedies = [f"cross-layer equalisation ({pairs} conv pairs)", f"bias correction ({layers} layers)"]
-    with console.step(f"tflite int8: worst cosine {plain:.4f} < {target.value:g}: repairing ({', '.join(remedies)})"):
+    remedies = ([f"cross-layer equalisation ({pairs} conv pairs)"] if pairs else []) + \
+        [f"bias correction ({layers} layers)"]
+    with console.step(f"tflite int8 (worst cosine {plain:.4f}) remade with {', '.join(remedies)}"):
         candidate = export_int8(job, corrected, REPAIR_CANDIDATE)
         repaired = worst_cosine(job, job.work_dir / REPAIR_CANDIDATE, held_out)
     repair["candidates"].append({"remedies": remedies, "worst_cosine": round(repaired, 6)})

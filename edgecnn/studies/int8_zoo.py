@@ -76,9 +76,9 @@ def markdown(rows: list[Int8ZooRow]) -> str:
     return "\n".join([
         "# int8 on the project's trained models (Fashion-MNIST test set)", "",
         f"{rows[0].images if rows else 0} test images per row. Drop: fp32 top-1 minus int8 top-1. Agreement: images "
-        "whose int8 top-1 is PyTorch fp32's. `--int8-repair auto` repairs only where int8 misses its bound "
-        "(for trained weights the int8 gate's worst cosine 0.95 on held-out calibration images): where it "
-        "met it, the two rows are the same model. Reproduce a row with `edgecnn export --model M --weights W "
+        "whose int8 top-1 is PyTorch fp32's. `--int8-repair auto` also makes the int8 model with cross-layer "
+        "equalisation and bias correction and keeps it where it measures better on held-out calibration "
+        "images (remedies kept: - where the plain model was as good). Reproduce a row with `edgecnn export --model M --weights W "
         "--formats tflite --int8-repair R` then `edgecnn validate EXPORT --dataset fashion-mnist`; the whole "
         "table with `make int8-zoo`.", "", "```", table, "```", "", "![int8 top-1 drop per family](int8-zoo.png)", ""])
 

@@ -196,9 +196,12 @@ def _pool(kind: str) -> Callable:
     return run
 
 
-def _mean(replay: FloatReplay, op: GraphOp, xs) -> torch.Tensor:
-    axes = [int(a) for a in np.atleast_1d(replay.constant(op.inputs[1]))]
-    return xs[0].mean(dim=axes, keepdim=bool(op.options.get("keepDims", False)))
+def _reduce(kind: str) -> Callable:
+    def run(replay: FloatReplay, op: GraphOp, xs) -> torch.Tensor:
+        axes = [int(a) for a in np.atleast_1d(replay.constant(op.inputs[1]))]
+        keep = bool(op.options.get("keepDims", False))
+        return xs[0].mean(dim=axes, keepdim=keep) if kind == "mean" else xs[0].sum(dim=axes, keepdim=keep)
+    return run
 
 
 def _pad(replay: FloatReplay, op: GraphOp, xs) -> torch.Tensor:
@@ -221,7 +224,8 @@ _HANDLERS: dict[str, Callable] = {
     "FULLY_CONNECTED": _fully_connected,
     "MAX_POOL_2D": _pool("max"),
     "AVERAGE_POOL_2D": _pool("average"),
-    "MEAN": _mean,
+    "MEAN": _reduce("mean"),
+    "SUM": _reduce("sum"),  # a mean over a 1x1 grid (MobileNetV3's squeeze-excite at 32 px) lowers to SUM
     "PAD": _pad,
     "PADV2": _pad,
     "ADD": lambda r, op, xs: _act(op, xs[0] + xs[1]),

@@ -106,7 +106,7 @@ def _slice_by_index(a: dict) -> torch.Tensor:
     masks = {name: [bool(v) for v in np.asarray(a[name]).ravel()] if a.get(name) is not None else [False] * rank
              for name in ("begin_mask", "end_mask", "squeeze_mask")}
     if any(step < 1 for step in stride):
-        raise NotImplementedError("slice_by_index with a negative stride")
+        raise UnsupportedOperation("slice_by_index with a negative stride")
     index = [slice(None if masks["begin_mask"][i] else begin[i], None if masks["end_mask"][i] else end[i],
                    stride[i]) for i in range(rank)]
     if x.shape[0] > 1 and (begin[0], end[0], stride[0]) == (0, 1, 1) and not masks["squeeze_mask"][0]:

@@ -64,9 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--force", action="store_true", help="replace an existing export folder")
     export.add_argument("--int8-repair", choices=("auto", "none"), default="auto",
                         help="auto (default): where int8 has a bound, also make it with cross-layer equalisation "
-                             "and bias correction, and keep whichever measures better; none: never")
-    export.add_argument("--int8-target", help="the bound int8 must meet against PyTorch, cosine=V (default: the "
-                                              "int8 gate's cosine=0.95 for trained weights; untrained: none)")
+                             "and bias correction and keep whichever measures better; if the bound is still "
+                             "missed, also write model_int8_mixed.tflite with float for the fewest layers that "
+                             "meet it (not pure int8); none: never")
+    export.add_argument("--int8-target", help="the bound int8 must meet against PyTorch: cosine=V (worst logits "
+                                              "cosine), agreement=V (top-1 equal to PyTorch's on V of the images) "
+                                              "or top1=V (top-1 accuracy V x PyTorch's; needs a labelled dataset); "
+                                              "default: the int8 gate's cosine=0.95 for trained weights, "
+                                              "none for untrained")
     export.add_argument("--no-validate", dest="validate", action="store_false",
                         help="skip the validation report (a 4-photo self-check still gates the export)")
     _add_verbose(export)

@@ -131,7 +131,7 @@ def test_repair_brings_the_broken_int8_back_to_the_intact_models_cosine(checkpoi
     repair = next(a for a in manifest.artifacts if a.precision == "int8").details["repair"]
     assert repair["applied"] and repair["applied"][0].startswith("cross-layer equalisation")
     plain, candidate = repair["candidates"]
-    assert plain["remedies"] == [] and plain["worst_cosine"] < 0.95 < candidate["worst_cosine"]
+    assert plain["remedies"] == [] and plain["cosine"] < 0.95 < candidate["cosine"]
 
 
 def test_a_target_that_cannot_be_met_is_one_line_naming_the_layers_in_the_way(checkpoints, tmp_path, capsys):

@@ -102,3 +102,21 @@ def load_dataset_calibration(name: str, resolution: int, count: int) -> Calibrat
     images, _ = dataset.model_inputs("train", resolution, indices, label=f"calibration images ({count} of {name})")
     return CalibrationSet(images, dataset.describe("train"),
                           dataset={"name": name, "split": "train", "indices": indices.tolist()})
+
+
+REPAIR_IMAGES = 1000  # enough to hold top-1 agreement to 0.1%: one image in a thousand
+
+
+def load_repair_set(name: str, resolution: int, calibration_indices: list[int],
+                    count: int = REPAIR_IMAGES) -> tuple[np.ndarray, np.ndarray, str]:
+    """Labelled images of a dataset's train split that calibration did not see, for int8's repair to be
+    measured on: images, labels and what they are. The test split is left to validation."""
+    from edgecnn.data.datasets import get_dataset
+
+    dataset = get_dataset(name)
+    total = len(dataset.load("train")[1])
+    rest = np.setdiff1d(np.arange(total), np.asarray(calibration_indices, dtype=np.int64))
+    indices = np.sort(np.random.default_rng(SEED + 1).choice(rest, min(count, len(rest)), replace=False))
+    images, labels = dataset.model_inputs("train", resolution, indices,
+                                          label=f"int8 repair images ({len(indices)} of {name}, not calibration's)")
+    return images, labels, f"images of {name}'s train split that calibration did not use"

@@ -7,7 +7,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from edgecnn.data.calibration import load_calibration
+from edgecnn.data.calibration import load_calibration, load_dataset_calibration
 from edgecnn.export.manifest import Manifest, WeightsRecord
 from edgecnn.util import console
 from edgecnn.util.errors import UsageError
@@ -55,11 +55,22 @@ def reference_model(manifest: Manifest) -> torch.nn.Module:
             raise UsageError(f"{source.path} has changed since export: its sha256 no longer matches the manifest")
         model, _ = prepare_model(spec, source, np.empty((0,)))
         return model
-    recorded = manifest.calibration
-    folder = Path(recorded["folder"]) if recorded.get("folder") else None
-    calibration = load_calibration(manifest.resolution, recorded["count"], folder, progress=False)
-    if calibration.sha256 != recorded["sha256"]:
-        raise UsageError("the calibration images this untrained export re-estimated BatchNorm on have changed; "
-                         "its PyTorch reference cannot be rebuilt")
-    model, _ = prepare_model(spec, None, calibration.images)
+    model, _ = prepare_model(spec, None, calibration_images(
+        manifest, "the calibration images this untrained export re-estimated BatchNorm on have changed; "
+                  "its PyTorch reference cannot be rebuilt"))
     return model
+
+
+def calibration_images(manifest: Manifest, changed: str = "") -> np.ndarray:
+    """The uint8 calibration images an export was made with, loaded again and checked by their sha256."""
+    recorded = manifest.calibration
+    if recorded.get("dataset"):
+        calibration = load_dataset_calibration(recorded["dataset"]["name"], manifest.resolution, recorded["count"])
+    else:
+        folder = Path(recorded["folder"]) if recorded.get("folder") else None
+        fraction = manifest.preprocessing.get("crop_fraction") if manifest.preprocessing else None
+        calibration = load_calibration(manifest.resolution, recorded["count"], folder, progress=False,
+                                       **({"crop_fraction": fraction} if fraction is not None else {}))
+    if calibration.sha256 != recorded["sha256"]:
+        raise UsageError(changed or "the calibration images this export was made with have changed since")
+    return calibration.images

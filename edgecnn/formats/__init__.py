@@ -13,7 +13,9 @@ from edgecnn.util.errors import UsageError
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("onnx", (("fp32", "model.onnx"),), "any: ONNX Runtime (desktop, server, Android, iOS)",
            "edgecnn.formats.onnx", runtime="onnxruntime", tools=("onnx", "onnxscript", "onnxruntime")),
-    Format("tflite", (("fp32", "model_fp32.tflite"), ("int8", "model_int8.tflite")),
+    # int8-mixed: written only when int8 misses its bound and float for a few layers meets it
+    Format("tflite", (("fp32", "model_fp32.tflite"), ("int8", "model_int8.tflite"),
+                      ("int8-mixed", "model_int8_mixed.tflite")),
            "Android / embedded: LiteRT (TFLite), XNNPACK CPU delegate", "edgecnn.formats.tflite",
            runtime="ai_edge_litert.interpreter", tools=("litert-torch", "ai-edge-litert", "torchao"),
            needs="litert_torch", extra="tflite"),

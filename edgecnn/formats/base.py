@@ -112,6 +112,11 @@ class ExportJob:
     work_dir: Path
     int8_repair: str = "auto"  # "auto": remedies tried when int8 misses `int8_target`; "none": never
     int8_target: Optional["Int8Target"] = None  # the bound int8 must meet; None: no bound (nothing to repair)
+    int8_target_stated: bool = False  # the user stated the bound (the last remedy, float layers, only then)
+    # the images int8 candidates are measured on against the bound, uint8 (N, R, R, 3), their labels if known
+    repair_images: Optional["np.ndarray"] = None
+    repair_labels: Optional["np.ndarray"] = None
+    repair_source: str = ""
 
 
 @runtime_checkable

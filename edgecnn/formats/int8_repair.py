@@ -18,6 +18,7 @@ import copy
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import fx, nn
 
@@ -27,28 +28,64 @@ _HOMOGENEOUS = (nn.ReLU, nn.Identity, nn.Dropout)
 _HOMOGENEOUS_FUNCTIONS = {torch.relu, torch.nn.functional.relu}
 
 
+_METRICS = {
+    "cosine": "the worst per-image cosine of its logits against PyTorch's",
+    "agreement": "the fraction of images whose int8 top-1 is PyTorch's",
+    "top1": "its top-1 accuracy as a fraction of PyTorch's, on labelled images (MLPerf's '99% of fp32')",
+}
+
+
 @dataclass(frozen=True)
 class Int8Target:
-    """What the int8 model must reach against PyTorch: the worst per-image cosine of its logits."""
+    """What the int8 model must reach against PyTorch, as `metric=value` (value in (0, 1])."""
 
-    metric: str  # "cosine"
+    metric: str  # one of _METRICS
     value: float
 
     @classmethod
     def parse(cls, text: str) -> "Int8Target":
+        usage = f"--int8-target takes {'|'.join(_METRICS)}=V with V in (0, 1], not {text!r}"
         metric, _, value = text.partition("=")
-        if metric != "cosine" or not value:
-            raise ValueError(f"--int8-target takes cosine=V (V in (0, 1]), not {text!r}")
+        if metric not in _METRICS or not value:
+            raise ValueError(usage)
         try:
             number = float(value)
         except ValueError:
-            raise ValueError(f"--int8-target takes cosine=V (V in (0, 1]), not {text!r}") from None
+            raise ValueError(usage) from None
         if not 0.0 < number <= 1.0:
             raise ValueError(f"--int8-target {metric} must be in (0, 1], got {value}")
         return cls(metric, number)
 
+    @property
+    def needs_labels(self) -> bool:
+        return self.metric == "top1"
+
+    def describe(self) -> str:
+        return f"{self} ({_METRICS[self.metric]})"
+
+    def measure(self, logits: np.ndarray, reference: np.ndarray, labels: Optional[np.ndarray] = None) -> float:
+        """The metric of int8 `logits` against PyTorch's `reference` (and the `labels`, for top1)."""
+        if self.metric == "cosine":
+            return worst_cosine(logits, reference)
+        if self.metric == "agreement":
+            return float(np.mean(logits.argmax(1) == reference.argmax(1)))
+        if labels is None:
+            raise ValueError("a top1 target needs labelled images")
+        pytorch = float(np.mean(reference.argmax(1) == labels))
+        return float(np.mean(logits.argmax(1) == labels)) / pytorch if pytorch > 0 else 0.0
+
+    def met(self, value: float) -> bool:
+        return value >= self.value
+
     def __str__(self) -> str:
         return f"{self.metric}={self.value:g}"
+
+
+def worst_cosine(logits: np.ndarray, reference: np.ndarray) -> float:
+    a, b = logits.astype(np.float64), reference.astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    cosines = np.where(norms > 0, (a * b).sum(1) / np.where(norms > 0, norms, 1.0), 0.0)
+    return float(cosines.min())
 
 
 def _conv_pairs(model: nn.Module) -> list[tuple[str, Optional[str], str]]:
@@ -180,3 +217,19 @@ def correct_bias(model: nn.Module, batches: list[torch.Tensor]) -> tuple[nn.Modu
                 layer.bias = nn.Parameter(torch.zeros(layer.weight.shape[0], dtype=layer.weight.dtype))
             layer.bias.sub_(shift)
     return model, len(means)
+
+
+def apply_remedies(backbone: nn.Module, calibration: np.ndarray, mean: tuple[float, ...],
+                   std: tuple[float, ...]) -> tuple[nn.Module, list[str]]:
+    """A copy of `backbone` equalised and bias-corrected, and the remedies in words.
+
+    Deterministic in the network and the uint8 calibration images, so that what an export applied can be
+    applied again to replay the int8 file it made (`edgecnn inspect-int8`)."""
+    from edgecnn.data.preprocess import Int8InputEncoding
+
+    equalized, pairs = equalize_cross_layer(backbone)
+    encoding = Int8InputEncoding.for_normalization(mean, std)
+    batch = torch.from_numpy(encoding.decode(encoding.encode(calibration))).permute(0, 3, 1, 2)
+    corrected, layers = correct_bias(equalized, [batch[i:i + 32] for i in range(0, len(batch), 32)])
+    return corrected, ([f"cross-layer equalisation ({pairs} conv pairs)"] if pairs else []) + \
+        [f"bias correction ({layers} layers)"]

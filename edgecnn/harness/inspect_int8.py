@@ -26,8 +26,9 @@ from torch import nn
 
 from edgecnn.data.preprocess import Int8InputEncoding
 from edgecnn.export.manifest import Manifest, open_export, to_json
-from edgecnn.export.reference import reference_model
+from edgecnn.export.reference import calibration_images, reference_model
 from edgecnn.formats import ArtifactRecord
+from edgecnn.formats.int8_repair import apply_remedies
 from edgecnn.formats.rewrites import for_xnnpack
 from edgecnn.harness.images import parity_images
 from edgecnn.harness.int8_replay import DATA_MOVEMENT, FloatReplay, GraphOp, module_path, read_graph
@@ -152,6 +153,8 @@ def inspect(root: Path, manifest: Manifest, record: ArtifactRecord, images: np.n
     interpreter.allocate_tensors()
     ops = read_graph(root / record.path)
     sample = torch.from_numpy(encoding.decode(encoding.encode(images[:1]))).permute(0, 3, 1, 2)
+    if record.details.get("repair", {}).get("applied"):  # converted from the equalised, bias-corrected copy
+        backbone, _ = apply_remedies(backbone, calibration_images(manifest), tuple(manifest.mean), tuple(manifest.std))
     network = for_xnnpack(backbone, sample, int8=True)  # the network the int8 file was converted from
     replay = FloatReplay(interpreter, ops, network)
     modules = dict(network.named_modules())
@@ -290,3 +293,80 @@ def run_inspection(export_dir: Path, images: Optional[Path] = None, count: int =
         inspection = inspect(export_dir, manifest, record, photos, source, model.model.eval())
         write_inspection(inspection, out)
     return inspection, out
+
+
+REPAIR_SCHEMA = "edgecnn.int8-repair-layers/1"
+REPAIR_FOLDER = "int8-repair"  # inside the validation report's folder
+
+
+def repair_comparison(before: Int8Inspection, after: Int8Inspection, remedies: list[str]) -> dict:
+    """Per layer, its local and accumulated SQNR in the int8 file before repair and in the one kept.
+
+    Both files come from the same network (the remedies keep its float function), so their operators
+    are matched in network order by module and operator."""
+    unmatched = {}
+    for layer in after.layers:
+        unmatched.setdefault((layer.module, layer.op), []).append(layer)
+    layers = []
+    for old in before.layers:
+        candidates = unmatched.get((old.module, old.op))
+        if not candidates:
+            continue
+        new = candidates.pop(0)
+        layers.append({"index": old.index, "module": old.module, "op": old.op,
+                       "local_sqnr_db_before": old.local_sqnr_db, "local_sqnr_db_after": new.local_sqnr_db,
+                       "sqnr_db_before": old.sqnr_db, "sqnr_db_after": new.sqnr_db})
+    final = lambda inspection: inspection.layers[-1].sqnr_db if inspection.layers else None  # noqa: E731
+    worst = lambda inspection: min((l.local_sqnr_db for l in inspection.layers), default=None)  # noqa: E731
+    return {"schema": REPAIR_SCHEMA, "variant": after.variant, "remedies": remedies, "images": after.images,
+            "images_source": after.images_source,
+            "output_sqnr_db": {"before": final(before), "after": final(after)},
+            "worst_local_sqnr_db": {"before": worst(before), "after": worst(after)},
+            "layers": layers}
+
+
+def repair_markdown(comparison: dict, count: int = WORST) -> str:
+    changed = sorted(comparison["layers"], key=lambda l: -abs(l["local_sqnr_db_after"] - l["local_sqnr_db_before"]))
+    rows = [[l["module"], l["op"], f"{l['local_sqnr_db_before']:.1f}", f"{l['local_sqnr_db_after']:.1f}",
+             f"{l['sqnr_db_before']:.1f}", f"{l['sqnr_db_after']:.1f}"] for l in changed[:count]]
+    out, worst = comparison["output_sqnr_db"], comparison["worst_local_sqnr_db"]
+    return "\n".join([
+        f"# int8 layers of {comparison['variant']} before and after repair", "",
+        f"Remedies kept: {', '.join(comparison['remedies'])}. On {comparison['images']} images "
+        f"({comparison['images_source']}): output SQNR {out['before']:.1f} -> {out['after']:.1f} dB, worst local "
+        f"SQNR {worst['before']:.1f} -> {worst['after']:.1f} dB.", "",
+        f"## The {len(rows)} layers whose own error changed most", "", "```",
+        format_table(["module", "int8 op", "local before", "local after", "SQNR before", "SQNR after"], rows,
+                     right=(2, 3, 4, 5)), "```", "", "![SQNR before and after repair](layers.png)", ""])
+
+
+def plot_repair(comparison: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = comparison["layers"]
+    x = list(range(len(layers)))
+    fig, ax = plt.subplots(figsize=(max(8, 0.12 * len(layers)), 4.5))
+    for when, color in (("before", "tab:red"), ("after", "tab:blue")):
+        ax.plot(x, [l[f"sqnr_db_{when}"] for l in layers], "-", color=color, label=f"accumulated SQNR, {when} repair")
+        ax.plot(x, [l[f"local_sqnr_db_{when}"] for l in layers], ".", color=color, alpha=0.6,
+                label=f"local SQNR, {when} repair")
+    values = [v for l in layers for k, v in l.items() if "sqnr" in k]
+    ax.set_ylim(bottom=min([0.0] + values) - 2, top=min(80, max(values + [10.0]) + 5))
+    ax.set_xlabel("int8 operator (network order)")
+    ax.set_ylabel("SQNR (dB, higher is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{comparison['variant']}: int8 error before and after repair", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_repair_comparison(comparison: dict, folder: Path) -> None:
+    with atomic_folder(folder, replace=True) as work:
+        (work / "layers.json").write_text(json.dumps(comparison, indent=1) + "\n")
+        (work / "layers.md").write_text(repair_markdown(comparison))
+        plot_repair(comparison, work / "layers.png")

@@ -67,6 +67,9 @@ class ValidationReport:
     artifacts: list[ArtifactCheck]
     created_with: dict[str, str]
     latency: Optional[Any] = None  # edgecnn.harness.latency.LatencyReport
+    # int8 before and after repair, layer by layer (edgecnn.harness.inspect_int8.repair_comparison), without
+    # its per-layer rows: those are in the report folder's int8-repair/
+    int8_repair: Optional[dict] = None
     schema: str = REPORT_SCHEMA
 
     @property

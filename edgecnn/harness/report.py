@@ -146,6 +146,13 @@ def markdown(report: ValidationReport) -> str:
                 agreement = "-" if acc.top1_agreement is None else f"{acc.top1_agreement:.2%}"
                 lines.append(_row([a.path, f"{acc.top1:.2%}", f"{acc.top5:.2%}", f"{100 * acc.top1_drop:+.2f} pt",
                                    f"{100 * acc.top5_drop:+.2f} pt", agreement]))
+    if report.int8_repair is not None:
+        r = report.int8_repair
+        lines += ["", "## int8 before and after repair", "",
+                  f"Remedies kept: {', '.join(r['remedies'])}. Output SQNR {r['output_sqnr_db']['before']:.1f} -> "
+                  f"{r['output_sqnr_db']['after']:.1f} dB; worst local SQNR {r['worst_local_sqnr_db']['before']:.1f} "
+                  f"-> {r['worst_local_sqnr_db']['after']:.1f} dB, on {r['images']} images. Every layer: "
+                  f"[{r['folder']}/layers.md]({r['folder']}/layers.md)."]
     if report.latency is not None:
         lines += [""] + latency_markdown(report.latency)
     lines += ["", "Limits per precision (edgecnn/harness/parity.py): " + "; ".join(

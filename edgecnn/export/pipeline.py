@@ -275,10 +275,11 @@ def hold_to_target(report: ValidationReport, target: Int8Target, manifest: Manif
 
 
 def _measured_against_target(details: dict, target: Int8Target) -> Optional[float]:
+    """The artifact's own measurement against `target` (an int8-mixed file's), else its repair's final one."""
+    if details.get("target") == str(target):
+        return details.get(target.metric)
     final = details.get("repair", {}).get("final")
-    if final is not None and final["metric"] == target.metric:
-        return final["value"]
-    return details.get(target.metric) if details.get("target") == str(target) else None
+    return final["value"] if final is not None and final["metric"] == target.metric else None
 
 
 def keep_rejected(request: ExportRequest, backbone: torch.nn.Module, manifest: Manifest, report: ValidationReport,

@@ -181,7 +181,9 @@ def export_int8_to_target(job: ExportJob) -> list[Artifact]:
     return written
 
 
-def _repair_set_description(job: ExportJob) -> str:
+def _repair_set_description(job: ExportJob) -> Optional[str]:
+    if job.repair_images is None:
+        return None
     labelled = "labelled " if job.repair_labels is not None else ""
     return f"{len(job.repair_images)} {labelled}{job.repair_source}"
 

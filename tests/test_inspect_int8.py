@@ -93,7 +93,7 @@ def test_the_inspector_ranks_the_broken_unit_worst_by_its_own_error(rejected_exp
 @pytest.fixture(scope="module")
 def intact_export(checkpoints, tmp_path_factory):
     request = ExportRequest(SPEC, parse_formats("tflite"), weights=str(checkpoints / "intact.pth"),
-                            out=tmp_path_factory.mktemp("intact") / SPEC.id, validate=False, int8_repair="none")
+                            out=tmp_path_factory.mktemp("intact") / SPEC.id, latency=None, int8_repair="none")
     run_export(request)
     return request.target
 
@@ -123,7 +123,7 @@ def _int8_worst_cosine(root):
 
 def test_repair_brings_the_broken_int8_back_to_the_intact_models_cosine(checkpoints, intact_export, tmp_path):
     repaired = ExportRequest(SPEC, parse_formats("tflite"), weights=str(checkpoints / "broken.pth"),
-                             out=tmp_path / "repaired", validate=False)  # --int8-repair auto is the default
+                             out=tmp_path / "repaired", latency=None)  # --int8-repair auto is the default
     run_export(repaired)
     intact_cosine, _ = _int8_worst_cosine(intact_export)
     repaired_cosine, manifest = _int8_worst_cosine(repaired.target)
@@ -132,6 +132,16 @@ def test_repair_brings_the_broken_int8_back_to_the_intact_models_cosine(checkpoi
     assert repair["applied"] and repair["applied"][0].startswith("cross-layer equalisation")
     plain, candidate = repair["candidates"]
     assert plain["remedies"] == [] and plain["cosine"] < 0.95 < candidate["cosine"]
+    # the validation report shows every layer before and after: the broken unit's own error is repaired
+    comparison = json.loads((repaired.target / "validation" / "int8-repair" / "layers.json").read_text())
+    assert comparison["schema"] == "edgecnn.int8-repair-layers/1" and comparison["remedies"] == repair["applied"]
+    broken = next(l for l in comparison["layers"] if l["module"] == BROKEN_UNIT)
+    assert broken["local_sqnr_db_after"] > broken["local_sqnr_db_before"] + 10
+    assert comparison["output_sqnr_db"]["after"] > comparison["output_sqnr_db"]["before"]
+    report = (repaired.target / "validation" / "report.md").read_text()
+    assert "## int8 before and after repair" in report and "int8-repair/layers.md" in report
+    assert (repaired.target / "validation" / "int8-repair" / "layers.png").read_bytes()[:4] == b"\x89PNG"
+    assert not list(repaired.target.glob(".model_int8*"))  # the file before repair is not left behind
 
 
 def test_a_target_that_cannot_be_met_is_one_line_naming_the_layers_in_the_way(checkpoints, tmp_path, capsys):

@@ -29,9 +29,10 @@ from edgecnn.zoo.spec import VariantSpec
 
 SCHEMA = "edgecnn.int8-zoo/1"
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
-# (--int8-repair, --int8-target): as exported plain, repaired to the default bound (cosine 0.95 for trained
-# weights), and repaired to the acceptance's bound on top-1 agreement (which may add the int8-mixed file)
-CONFIGURATIONS = (("none", None), ("auto", None), ("auto", "agreement=0.99"))
+# (--int8-repair, --int8-target): as exported plain, and repaired to a bound on top-1 agreement (which may
+# write the int8-mixed file). `auto` with only the default bound (cosine 0.95) moved int8 top-1 by at most
+# 0.13 pt from `none` on the first five of these models (measured in an earlier run of this table).
+CONFIGURATIONS = (("none", None), ("auto", "agreement=0.99"))
 INT8_PRECISIONS = ("int8-mixed", "int8")  # the artifact a row measures: the mixed one where it stands in
 
 

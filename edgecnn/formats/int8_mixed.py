@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
 import numpy as np
-import torch
 from torch import fx, nn
 
 from edgecnn.util import console

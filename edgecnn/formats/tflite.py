@@ -128,15 +128,6 @@ class _Measure:
         return self.of_logits(litert_logits(path, self.job.repair_images, self.encoding))
 
 
-def worst_cosine(job: ExportJob, path: Path, images: np.ndarray) -> float:
-    """The int8 file's worst per-image logits cosine against the PyTorch model, on uint8 NHWC `images`."""
-    from edgecnn.formats.int8_repair import worst_cosine as worst
-
-    with torch.no_grad():
-        reference = job.model(torch.from_numpy(images).permute(0, 3, 1, 2).float()).numpy()
-    return worst(litert_logits(path, images, Int8InputEncoding.for_normalization(job.mean, job.std)), reference)
-
-
 def export_int8_to_target(job: ExportJob) -> list[Artifact]:
     """The int8 model, and where it has a bound to meet (`job.int8_target`) and repair is "auto", the
     remedies, cheapest first, each kept only where it measures better on the job's repair images:

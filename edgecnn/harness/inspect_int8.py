@@ -264,13 +264,20 @@ def plot(inspection: Int8Inspection, path: Path) -> None:
     for layer in inspection.worst(3):
         ax.annotate(layer.module, (layer.index, layer.local_sqnr_db), fontsize=7, xytext=(3, -10),
                     textcoords="offset points")
+    _finish_sqnr_plot(fig, ax, [v for _, v in local] + [layer.sqnr_db for layer in layers],
+                      f"{inspection.variant}: int8 error along the depth ({inspection.artifact})", path)
+
+
+def _finish_sqnr_plot(fig, ax, values: list[float], title: str, path: Path) -> None:
+    """Axes, limits (80 dB at most: beyond, a layer is as good as exact), legend and the PNG."""
+    import matplotlib.pyplot as plt
+
     ax.set_xlabel("int8 operator (network order)")
     ax.set_ylabel("SQNR (dB, higher is better)")
-    ax.set_ylim(bottom=min([0.0] + [v for _, v in local] + [layer.sqnr_db for layer in layers]) - 2,
-                top=min(80, max([layer.sqnr_db for layer in layers] + [v for _, v in local]) + 5))
+    ax.set_ylim(bottom=min([0.0] + values) - 2, top=min(80, max(values + [10.0]) + 5))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"{inspection.variant}: int8 error along the depth ({inspection.artifact})", fontsize=10)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -353,16 +360,8 @@ def plot_repair(comparison: dict, path: Path) -> None:
         ax.plot(x, [l[f"sqnr_db_{when}"] for l in layers], "-", color=color, label=f"accumulated SQNR, {when} repair")
         ax.plot(x, [l[f"local_sqnr_db_{when}"] for l in layers], ".", color=color, alpha=0.6,
                 label=f"local SQNR, {when} repair")
-    values = [v for l in layers for k, v in l.items() if "sqnr" in k]
-    ax.set_ylim(bottom=min([0.0] + values) - 2, top=min(80, max(values + [10.0]) + 5))
-    ax.set_xlabel("int8 operator (network order)")
-    ax.set_ylabel("SQNR (dB, higher is better)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(f"{comparison['variant']}: int8 error before and after repair", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _finish_sqnr_plot(fig, ax, [v for l in layers for k, v in l.items() if "sqnr" in k],
+                      f"{comparison['variant']}: int8 error before and after repair", path)
 
 
 def write_repair_comparison(comparison: dict, folder: Path) -> None:

@@ -199,10 +199,10 @@ def _float_units_to_target(job: ExportJob, backbone: torch.nn.Module, quantized:
 
     units = compute_units(quantized.graph, leaf_blocks(quantized.network), WRAPPER_PREFIX)
     search = FloatUnitSearch(quantized.graph, units, simulate)
-    choice = search.search(measure.of_logits, target.met, len(inputs),
+    choice = search.search(measure.of_logits, target.met, measure.reference,
                            f"tflite int8 misses {target}: each of {len(set(units.values()))} units tried in float")
     found = {"units_tried": choice.total_units,
-             "most_sensitive": [{"unit": u, target.metric: round(v, 6)} for u, v in choice.ranking[:5]]}
+             "most_sensitive": [{"unit": u, "logits_sqnr_db": round(v, 2)} for u, v in choice.ranking[:5]]}
     repair["float_units"] = found
     ranked = [unit for unit, _ in choice.ranking][:max(1, int(choice.total_units * MAX_FLOAT_FRACTION))]
     chosen = list(choice.units)

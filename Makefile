@@ -48,7 +48,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,tflite,coreml,imagenet]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,tflite,coreml,executorch,imagenet]'
 	touch $@
 
 test: setup
@@ -60,7 +60,7 @@ test-slow: setup
 
 # TensorFlow only for the baseline of the benchmark: the `bench` extra, installed on demand.
 $(VENV)/.installed-bench: $(STAMP)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,tflite,coreml,imagenet,bench]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,tflite,coreml,executorch,imagenet,bench]'
 	touch $@
 
 bench: $(VENV)/.installed-bench

@@ -238,8 +238,8 @@ def test_every_other_model_exports_to_onnx(name, tmp_path):
 
 
 def test_format_table_drives_the_choices():
-    assert list(FORMATS) == ["onnx", "tflite", "coreml"]
-    with pytest.raises(UsageError, match="unknown format 'pdf'; choose from onnx, tflite, coreml"):
+    assert list(FORMATS) == ["onnx", "tflite", "coreml", "executorch"]
+    with pytest.raises(UsageError, match="unknown format 'pdf'; choose from onnx, tflite, coreml, executorch"):
         parse_formats("onnx,pdf")
 
 

@@ -25,6 +25,10 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            runtime="coremltools", tools=("coremltools",), timed_here=platform.system() == "Darwin",
            not_timed_reason="Core ML predicts only on macOS/iOS; here the MIL executor checks numerics, not speed",
            needs="coremltools", extra="coreml"),
+    Format("executorch", (("fp32", "model_fp32.pte"), ("int8", "model_int8.pte")),
+           "Android / iOS: ExecuTorch (PyTorch's on-device runtime), XNNPACK CPU delegate",
+           "edgecnn.formats.executorch", runtime="executorch.runtime", tools=("executorch", "torchao"),
+           needs="executorch", extra="executorch"),
 )}
 
 # what every export and report records beside each format's own tools

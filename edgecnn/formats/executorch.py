@@ -1,0 +1,235 @@
+"""ExecuTorch (.pte) through torch.export and the XNNPACK delegate: a float32 and a full-integer int8 program.
+
+Both take NCHW input, as the PyTorch model does (ExecuTorch's Android and iOS tensors are NCHW too).
+
+- fp32: raw RGB 0..255 with the normalisation inside, like the other float graphs.
+- int8: the network without its normalisation -> the same rewrites and quantizer rules as the TFLite int8
+  (`rewrites.for_xnnpack`, `pt2e_rules.edge_quantizer` over ExecuTorch's XNNPACKQuantizer: symmetric
+  per-channel weights, static activations, calibrated on the same images, the input on the fixed grid of
+  `Int8InputEncoding`) -> edge dialect -> int8 graph input and output -> XNNPACK.
+  The I/O contract is the TFLite int8's: int8 codes in through the manifest's lookup table, int8 logits
+  out with a scale and zero point. The app code that feeds one feeds the other, and the graph carries no
+  float edge (measured on mobilenet_v2 alpha 0.5 at 32 px: the quantize and dequantize at the edges of a
+  float-I/O program are the only non-int8 compute in it).
+
+Delegation is checked at export: every operator left outside XNNPACK is counted by name in the artifact's
+details, and an int8 program with any compute operator outside XNNPACK fails, as the TFLite purity check does.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+
+from edgecnn.data.preprocess import Int8InputEncoding
+from edgecnn.formats.base import (Artifact, ArtifactRecord, ExportJob, Quantization, Refusal, image_input,
+                                  int8_image_input, logits_output)
+from edgecnn.formats.pt2e_rules import edge_quantizer
+from edgecnn.formats.rewrites import for_xnnpack
+from edgecnn.util import console
+from edgecnn.util.errors import ExportError
+from edgecnn.util.interrupts import checkpoint
+
+FP32_FILE = "model_fp32.pte"
+INT8_FILE = "model_int8.pte"
+INT8_IO = "int8 codes in through the manifest's lookup table, int8 logits out (as the TFLite int8)"
+
+# Operators outside the delegate that move no arithmetic: allowed in an int8 program, still counted.
+_LAYOUT_OPS = {"aten.view_copy.default", "aten.permute_copy.default", "aten.squeeze_copy.dims",
+               "aten.unsqueeze_copy.default", "aten.clone.default", "aten.alias_copy.default",
+               "aten.expand_copy.default", "dim_order_ops._clone_dim_order.default"}
+
+
+@contextlib.contextmanager
+def _quiet():
+    """ExecuTorch's exporter logs per pass and its C++ runtime prints CPU probing lines: keep the console
+    to our own progress lines (the log file gets Python's warnings through edgecnn.util.console)."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logging.disable(previous)
+
+
+def export(job: ExportJob) -> list[Union[Artifact, Refusal]]:
+    """The float program, then the int8 one; an int8 program that cannot be built or is not fully
+    delegated is refused on its own, and the float one is kept."""
+    written: list[Union[Artifact, Refusal]] = [export_fp32(job)]
+    try:
+        written.append(export_int8(job))
+    except ExportError as err:
+        (job.work_dir / INT8_FILE).unlink(missing_ok=True)
+        written.append(Refusal("executorch", "int8", INT8_FILE, str(err)))
+    return written
+
+
+def _shape(job: ExportJob) -> list[int]:
+    return [1, 3, job.resolution, job.resolution]
+
+
+def export_fp32(job: ExportJob) -> Artifact:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    sample = torch.from_numpy(job.calibration[:1]).permute(0, 3, 1, 2).float().contiguous()
+    network = for_xnnpack(job.model, sample, int8=False)
+    with console.step("executorch fp32: lowered to XNNPACK"), _quiet(), _lowering_errors("fp32"):
+        program = torch.export.export(network, (sample,), strict=True)
+        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        delegation = delegation_of(edge)  # before to_executorch, which rewrites the graph in place
+        _write(edge, job.work_dir / FP32_FILE)
+    return Artifact("executorch", "fp32", FP32_FILE, image_input("image", _shape(job), "NCHW"),
+                    logits_output("logits", [1, job.num_classes]), {**delegation, "backend": "XNNPACK"})
+
+
+def quantize(job: ExportJob, network: torch.nn.Module, encoding: Int8InputEncoding) -> torch.fx.GraphModule:
+    """PT2E with ExecuTorch's XNNPACK quantizer and the project's rules, calibrated on the job's images."""
+    from executorch.backends.xnnpack.quantizer import xnnpack_quantizer_utils
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                         get_symmetric_quantization_config)
+    from torchao.quantization.pt2e import quantize_pt2e
+
+    normalized = [torch.from_numpy(encoding.decode(encoding.encode(image[None]))).permute(0, 3, 1, 2).contiguous()
+                  for image in job.calibration]
+    quantizer = edge_quantizer(XNNPACKQuantizer, xnnpack_quantizer_utils, encoding).set_global(
+        get_symmetric_quantization_config(is_per_channel=True))
+    graph = torch.export.export(network, (normalized[0],), strict=True).module()
+    graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
+    with torch.no_grad():
+        for image in console.track(normalized, f"executorch int8: calibrated on {len(normalized)} images"):
+            checkpoint()  # batch 1: the graph's shapes are static
+            graph(image)
+    return quantize_pt2e.convert_pt2e(graph)
+
+
+def export_int8(job: ExportJob) -> Artifact:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge
+    from executorch.exir.passes.quantize_io_pass import QuantizeInputs, QuantizeOutputs
+
+    encoding = Int8InputEncoding.for_normalization(job.mean, job.std)
+    sample = torch.from_numpy(encoding.decode(encoding.encode(job.calibration[:1]))).permute(0, 3, 1, 2).contiguous()
+    network = for_xnnpack(job.backbone, sample, int8=True)
+    graph = quantize(job, network, encoding)
+    with console.step("executorch int8: lowered to XNNPACK"), _quiet(), _lowering_errors("int8"):
+        program = torch.export.export(graph, (sample,), strict=True)
+        edge = to_edge(program)
+        # before partitioning: afterwards the edge quantize and dequantize are inside the delegate
+        inputs, outputs = QuantizeInputs(edge, [0]), QuantizeOutputs(edge, [0])
+        edge = edge.transform([inputs, outputs]).to_backend(XnnpackPartitioner())
+        delegation = delegation_of(edge)
+    compute = {op: n for op, n in delegation["outside_delegate"].items() if op not in _LAYOUT_OPS}
+    if compute:
+        raise ExportError("int8 .pte is not fully delegated to XNNPACK: " +
+                          ", ".join(f"{op} x{n}" for op, n in sorted(compute.items())) + " left outside")
+    in_scale, in_zero, *_ = inputs.quant_args[0]
+    if (float(in_scale), int(in_zero)) != (encoding.scale, encoding.zero_point):
+        raise ExportError(f"int8 .pte input quantization (scale {in_scale}, zero point {in_zero}) is not the "
+                          f"fixed input encoding (scale {encoding.scale}, zero point {encoding.zero_point})")
+    with console.step("executorch int8: written"), _quiet():
+        _write(edge, job.work_dir / INT8_FILE)
+    out_scale, out_zero, *_ = outputs.dequant_args[0]
+    return Artifact("executorch", "int8", INT8_FILE,
+                    int8_image_input("image", _shape(job), "NCHW", encoding.to_dict()),
+                    logits_output("logits", [1, job.num_classes], "int8",
+                                  Quantization(float(out_scale), int(out_zero))),
+                    {**delegation, "backend": "XNNPACK", "weights": "int8 symmetric per-channel",
+                     "activations": "int8 static, calibrated", "io": INT8_IO})
+
+
+@contextlib.contextmanager
+def _lowering_errors(precision: str):
+    """torch.export and the edge passes report a graph they cannot take as assorted exceptions with long
+    traces (the pass manager wraps a pass's error in a bare Exception): one line of the innermost, as an
+    export failure of this precision."""
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 (the pass manager raises bare Exception)
+        if isinstance(err, (KeyboardInterrupt, ExportError)):
+            raise
+        while err.__cause__ is not None:
+            err = err.__cause__
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ExportError(f"ExecuTorch cannot build the {precision} program: {first[:300]}") from None
+
+
+def _write(edge, path: Path) -> None:
+    program = edge.to_executorch()
+    with open(path, "wb") as file:
+        program.write_to_file(file)
+
+
+def delegation_of(edge) -> dict:
+    """How many XNNPACK pieces the program has, and every operator left outside them, by name."""
+    graph = edge.exported_program().graph_module.graph
+    outside: Counter = Counter()
+    pieces = 0
+    for node in graph.nodes:
+        if node.op != "call_function":
+            continue
+        name = getattr(node.target, "__name__", str(node.target))
+        if name == "executorch_call_delegate":
+            pieces += 1
+        elif name != "getitem":
+            outside[name] += 1  # e.g. "aten.cumsum.default" (an edge operator's __name__)
+    return {"xnnpack_partitions": pieces, "outside_delegate": dict(sorted(outside.items()))}
+
+
+_SCALAR_TYPE_INT8 = 1  # c10::ScalarType::Char, as the runtime's tensor metadata reports a dtype
+_threadpool_size = None  # the runtime's thread pool is one per process: its size as last set here
+
+
+def _use_threads(count: int) -> None:
+    """Size ExecuTorch's process-wide thread pool (XNNPACK runs on it); only when it changes, since
+    resetting it rebuilds the pool. Runners with different counts must therefore not be interleaved."""
+    global _threadpool_size
+    if count != _threadpool_size:
+        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+        _unsafe_reset_threadpool(count)
+        _threadpool_size = count
+
+
+class Runner:
+    """Runs a .pte on (N, R, R, 3) uint8 images one at a time (the program has batch 1), through
+    executorch.runtime. `threads` (0: all cores) sizes the process-wide thread pool before each run."""
+
+    engine = "ExecuTorch (XNNPACK)"
+    emulated = False
+
+    def __init__(self, path: Path, record: ArtifactRecord, threads: int = 0) -> None:
+        from executorch.runtime import Runtime, Verification
+
+        self.threads = threads or os.cpu_count() or 1
+        _use_threads(self.threads)
+        with _quiet():
+            program = Runtime.get().load_program(Path(path), verification=Verification.Minimal)
+            self.method = program.load_method("forward")
+        meta = self.method.metadata.input_tensor_meta(0)
+        encoding = record.input.encoding
+        self.encoding = None if encoding is None else Int8InputEncoding.from_dict(encoding)
+        int8_input = meta.dtype() == _SCALAR_TYPE_INT8
+        if (self.encoding is not None) != int8_input:
+            raise ValueError(f"{Path(path).name}: the manifest's input record does not match the program's input dtype")
+        self.out_q = record.output.quantization
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        _use_threads(self.threads)
+        outputs = []
+        for image in images:
+            x = image[None].astype(np.float32) if self.encoding is None else self.encoding.encode(image[None])
+            (y,) = self.method.execute([torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))])
+            y = y.numpy()
+            if self.out_q is not None:
+                y = (y.astype(np.float32) - self.out_q.zero_point) * self.out_q.scale
+            outputs.append(y[0].astype(np.float32))
+        return np.stack(outputs)

@@ -1,0 +1,107 @@
+"""The ExecuTorch format with the real exporter and the real runtime (executorch.runtime, XNNPACK)."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import edgecnn
+from edgecnn.data.calibration import load_calibration
+from edgecnn.export.manifest import open_export
+from edgecnn.export.pipeline import ExportRequest, run_export
+from edgecnn.formats import parse_formats
+from edgecnn.formats.base import ExportJob, Refusal
+from edgecnn.formats.executorch import Runner, export as export_executorch
+from edgecnn.harness.parity import CheckStatus
+
+SPEC = edgecnn.VariantSpec.create("mobilenet_v2", alpha=0.5, resolution=32, num_classes=10)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """The trained demo model (Fashion-MNIST), so that parity is gated, through ExecuTorch and TFLite."""
+    root = tmp_path_factory.mktemp("et") / "demo"
+    result = run_export(ExportRequest(SPEC, parse_formats("executorch,tflite"), weights="fashion-mnist-demo",
+                                      calib_count=32, out=root, validate=False))
+    return root, result.manifest
+
+
+def records(manifest):
+    return {(a.format, a.precision): a for a in manifest.artifacts}
+
+
+def test_both_programs_are_written_delegated_and_pass_their_parity_gate(exported):
+    root, manifest = exported
+    by = records(manifest)
+    fp32, int8 = by[("executorch", "fp32")], by[("executorch", "int8")]
+    assert (fp32.path, int8.path) == ("model_fp32.pte", "model_int8.pte")
+    for record in (fp32, int8):
+        assert manifest.parity[record.path].status is CheckStatus.PASSED, record.path
+        assert record.details["backend"] == "XNNPACK" and record.details["xnnpack_partitions"] == 1
+    assert int8.details["outside_delegate"] == {}  # nothing of the int8 program runs outside XNNPACK
+    assert manifest.parity["model_fp32.pte"].parity.max_abs_error < 1e-3
+    # the int8 program and the TFLite int8 share one I/O contract: the same input lookup table
+    assert int8.input.dtype == "int8" and int8.input.layout == "NCHW" and fp32.input.layout == "NCHW"
+    assert int8.input.encoding == by[("tflite", "int8")].input.encoding
+    assert int8.output.dtype == "int8" and int8.output.quantization is not None
+    assert fp32.input.dtype == "float32" and "normalisation folded" in fp32.input.values
+
+
+def test_the_runner_answers_alike_at_every_thread_count(exported):
+    """ExecuTorch's thread pool is process-wide: each runner sizes it before it runs."""
+    root, manifest = exported
+    record = records(manifest)[("executorch", "int8")]
+    images = load_calibration(32, 3, progress=False).images
+    one = Runner(root / record.path, record, threads=1).run(images)
+    two = Runner(root / record.path, record, threads=2)
+    again = Runner(root / record.path, record, threads=1)
+    np.testing.assert_array_equal(two.run(images), one)
+    np.testing.assert_array_equal(again.run(images), one)
+
+
+def test_validate_times_the_programs_and_measures_their_load_in_a_fresh_process(exported, tmp_path):
+    root, _ = exported
+    result = subprocess.run([sys.executable, "-m", "edgecnn", "validate", str(root), "--out", str(tmp_path),
+                             "--runs", "20", "--count", "4"], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    latency = report["latency"]
+    for path in ("model_fp32.pte", "model_int8.pte"):
+        assert all(path in by_config for by_config in latency["threads"].values()), path
+        assert latency["load_and_memory"][path].get("error") is None and latency["load_and_memory"][path]["load_ms"] > 0
+
+
+class CumulativeSum(nn.Module):
+    """A running sum over channels between two convs: XNNPACK has no cumulative sum."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        return torch.flatten(self.pool(self.conv2(torch.cumsum(torch.relu(self.conv1(x)), dim=1))), 1)
+
+
+def test_an_int8_program_with_compute_outside_xnnpack_is_refused_and_fp32_kept(tmp_path):
+    model = CumulativeSum().eval()
+    calibration = load_calibration(16, 4, progress=False).images
+    job = ExportJob("cumsum", 16, 4, model, model, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), calibration,
+                    [str(i) for i in range(4)], {}, tmp_path)
+    written = export_executorch(job)
+    assert [type(w).__name__ for w in written] == ["Artifact", "Refusal"]
+    refusal = written[1]
+    assert isinstance(refusal, Refusal) and refusal.precision == "int8"
+    assert "not fully delegated to XNNPACK" in refusal.reason and "cumsum" in refusal.reason
+    assert not (tmp_path / "model_int8.pte").exists() and (tmp_path / "model_fp32.pte").is_file()
+    assert "aten.cumsum.default" in written[0].details["outside_delegate"]  # fp32: counted, allowed
+
+
+def test_the_manifest_gate_reads_a_pte_export(exported):
+    root, _ = exported
+    manifest = open_export(root)
+    assert {a.path for a in manifest.artifacts} >= {"model_fp32.pte", "model_int8.pte"}

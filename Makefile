@@ -28,7 +28,7 @@ VALIDATE_ARGS := $(or $(EXPORT_DIR),export/$(VARIANT)) $(if $(IMAGES),--images $
 	$(if $(COUNT),--count $(COUNT)) $(if $(DATASET),--dataset $(DATASET)) $(if $(DATASET_COUNT),--dataset-count $(DATASET_COUNT))
 
 .PHONY: setup test test-slow test-full test-torchvision list summary export validate sweep bench clean \
-	train-demo train-zoo inspect-int8 int8-zoo bench-zoo demo-card android-assets android-check android-test
+	train-demo train-zoo inspect-int8 int8-zoo bench-zoo bench-executorch demo-card android-assets android-check android-test
 
 setup: $(STAMP) $(VENV)/.installed-apt
 
@@ -63,8 +63,12 @@ $(VENV)/.installed-bench: $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,tflite,coreml,executorch,imagenet,bench]'
 	touch $@
 
-bench: $(VENV)/.installed-bench
+bench: $(VENV)/.installed-bench bench-executorch
 	$(BIN)/python benchmarks/keras_baseline.py
+
+# our .pte against ExecuTorch's stock flow and our TFLite (4 models), and the four-format export's wall time
+bench-executorch: setup
+	$(BIN)/python -m edgecnn.studies.bench_executorch
 
 test-full: test test-slow test-torchvision
 

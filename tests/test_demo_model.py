@@ -48,10 +48,11 @@ def test_every_format_on_the_full_test_set(report):
     assert labelled["pytorch_fp32"]["top1"] >= 0.90
     by_path = {a["path"]: a for a in report["artifacts"]}
     assert set(by_path) == {"model.onnx", "model_fp32.tflite", "model_int8.tflite", "model.mlpackage",
-                            "model_w8.mlpackage"}
-    for path in ("model.onnx", "model_fp32.tflite"):
+                            "model_w8.mlpackage", "model_fp32.pte", "model_int8.pte"}
+    for path in ("model.onnx", "model_fp32.tflite", "model_fp32.pte"):
         assert by_path[path]["accuracy"]["top1_drop"] <= FLOAT_DROP_BOUND, path
-    assert by_path["model_int8.tflite"]["accuracy"]["top1_drop"] <= INT8_DROP_BOUND
+    for path in ("model_int8.tflite", "model_int8.pte"):
+        assert by_path[path]["accuracy"]["top1_drop"] <= INT8_DROP_BOUND, path
     assert by_path["model.mlpackage"]["accuracy"]["top1_drop"] <= FLOAT_DROP_BOUND * 5  # fp16
     assert all(a["status"] == "passed" for a in report["artifacts"])  # parity gated: trained weights
 

@@ -81,8 +81,8 @@ Trained in {record['seconds'] / 60:.1f} min wall time on {machine['threads']} CP
 {history}
 
 ## Accuracy of every exported format on the {labelled['images']:,} test images
-Measured by `make demo-card` (`edgecnn validate EXPORT --dataset fashion-mnist`); the int8 TFLite file is
-full-integer (int8 input and output), calibrated on {report.get('calibration_count', 100)} training images.
+Measured by `make demo-card` (`edgecnn validate EXPORT --dataset fashion-mnist`); the int8 TFLite and ExecuTorch
+files are full-integer (int8 input and output), calibrated on {report.get('calibration_count', 100)} training images.
 
 | artifact | precision | top-1 | change vs PyTorch |
 |---|---|---|---|
@@ -90,7 +90,7 @@ full-integer (int8 input and output), calibrated on {report.get('calibration_cou
 
 Off macOS, Core ML is run by edgecnn's executor of the saved ML program (each op with PyTorch's kernel,
 fp16 storage emulated); tools: torch {tools.get('torch', '?')}, onnxruntime {tools.get('onnxruntime', '?')}, ai-edge-litert
-{tools.get('ai-edge-litert', '?')}, coremltools {tools.get('coremltools', '?')}.
+{tools.get('ai-edge-litert', '?')}, coremltools {tools.get('coremltools', '?')}, executorch {tools.get('executorch', '?')}.
 """
 
 

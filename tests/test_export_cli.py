@@ -85,11 +85,12 @@ def test_existing_export_is_not_touched_without_force(files):
 
 
 # the step that finishes just before the float conversion begins, and the float conversion itself, after
-# which the int8 graph is traced and calibrated
-@pytest.mark.parametrize("moment", ["built (alpha", "tflite fp32: converted"])
-def test_an_interrupted_export_leaves_nothing_behind(files, moment):
+# which the int8 graph is traced and calibrated; with two formats, inside a converting child process
+@pytest.mark.parametrize("moment,formats", [("built (alpha", "tflite"), ("tflite fp32: converted", "tflite"),
+                                            ("tflite fp32: converted", "onnx,tflite")])
+def test_an_interrupted_export_leaves_nothing_behind(files, moment, formats):
     process = subprocess.Popen([sys.executable, "-m", "edgecnn", "export", "--model", "mobilenet_v2", "--alpha",
-                                "0.35", "--resolution", "96", "--formats", "tflite", "--calib-count", "20"],
+                                "0.35", "--resolution", "96", "--formats", formats, "--calib-count", "20"],
                                cwd=files, stderr=subprocess.PIPE, text=True)
     for line in process.stderr:
         if moment in line:  # inside a converter, then inside torch.export: both must stop cleanly

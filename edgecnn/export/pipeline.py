@@ -24,6 +24,7 @@ from edgecnn.data.datasets import get_dataset
 from edgecnn.data.preprocess import CROP_FRACTION, Preprocessing
 from edgecnn.export.manifest import (LABELS_FILE, MANIFEST_SCHEMA, Manifest, ParityRecord, WeightsRecord,
                                      write_manifest)
+from edgecnn.export.conversion import Converted, convert_in_processes, convert_one, workers_for
 from edgecnn.export.reference import prepare_model
 from edgecnn.formats import Artifact, ExportJob, Format, Refusal, sha256_of, tool_versions
 from edgecnn.formats.int8_repair import Int8Target
@@ -67,6 +68,7 @@ class ExportRequest:
     int8_repair: str = "auto"  # "auto": remedies tried where int8 misses its target; "none": never
     int8_target: Optional[Int8Target] = None  # None: the int8 gate's bound when the weights are trained
     timings: dict[str, float] = field(default_factory=dict)
+    parallel: bool = True  # formats side by side in processes of their own, where there are cores for it
 
     @property
     def target(self) -> Path:
@@ -222,20 +224,33 @@ def calibration_images(request: ExportRequest, dataset: Optional[str], fraction:
 
 
 def convert_formats(request: ExportRequest, job: ExportJob) -> tuple[list[Artifact], list[Refusal]]:
-    """Every format's artifacts, and the precisions refused (each said in one line; the others kept)."""
+    """Every format's artifacts, and the precisions refused (each said in one line; the others kept).
+    Several formats on several cores convert side by side, each in a process of its own (`conversion`)."""
     artifacts: list[Artifact] = []
     refused: list[Refusal] = []
-    for fmt in request.formats:
-        t = time.perf_counter()
-        with console.step(f"{job.variant}: {fmt.name} exported"):
-            for written in fmt.load().export(job):
-                if isinstance(written, Refusal):
-                    console.say(f"[edgecnn] {written.line()}")
-                    refused.append(written)
-                else:
-                    artifacts.append(written)
-        request.timings[fmt.name] = time.perf_counter() - t
-        checkpoint()
+
+    def refusals(converted: Converted) -> None:
+        for written in converted.written:
+            if isinstance(written, Refusal):
+                console.say(f"[edgecnn] {written.line()}")
+
+    def announce(converted: Converted) -> None:
+        refusals(converted)
+        console.say(f"[edgecnn] {job.variant}: {converted.format} exported ({converted.seconds:.1f} s)")
+
+    if request.parallel and workers_for(request.formats) > 1:
+        results = convert_in_processes(request.formats, job, announce)
+    else:
+        results = []
+        for fmt in request.formats:
+            with console.step(f"{job.variant}: {fmt.name} exported"):
+                results.append(convert_one(fmt, job))
+                refusals(results[-1])
+            checkpoint()
+    for converted in results:
+        request.timings[converted.format] = converted.seconds
+        refused += [w for w in converted.written if isinstance(w, Refusal)]
+        artifacts += [w for w in converted.written if not isinstance(w, Refusal)]
     if not artifacts:
         raise ExportError("no artifact could be made: " + "; ".join(r.line() for r in refused))
     return artifacts, refused

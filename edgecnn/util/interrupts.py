@@ -28,6 +28,11 @@ def _handle(signum: int, frame) -> None:
     console.say("edgecnn: interrupt received; stopping at the next safe point (press Ctrl-C again to stop at once)")
 
 
+def received() -> bool:
+    """Whether an interrupt arrived since `deferred_interrupts()` began."""
+    return _received is not None
+
+
 def checkpoint() -> None:
     """Raise KeyboardInterrupt if an interrupt arrived since `deferred_interrupts()` began."""
     if _received is not None:

@@ -40,12 +40,15 @@ def test_catalog_lists_every_model_file_with_the_manifests_sha256(built):
     catalog = json.loads((built / "assets" / "catalog.json").read_text())
     assert catalog["schema"] == "edgecnn.android-catalog/1"
     keys = [v["key"] for v in catalog["variants"]]
-    assert keys == ["mobilenet_v2_a0.35_r96/fp32", "mobilenet_v2_a0.35_r96/int8",
-                    "mobilenet_v2_a0.5_r32/fp32", "mobilenet_v2_a0.5_r32/int8"]
+    assert keys == [f"{v}/{p}" for v in ("mobilenet_v2_a0.35_r96", "mobilenet_v2_a0.5_r32")
+                    for p in ("fp32", "int8", "fp32.pte", "int8.pte")]
     for variant in catalog["variants"]:
         manifest = json.loads((built / "export" / variant["variant"] / "manifest.json").read_text())
-        record = next(a for a in manifest["artifacts"] if a["format"] == "tflite"
+        fmt = {"litert": "tflite", "executorch": "executorch"}[variant["runtime"]]
+        record = next(a for a in manifest["artifacts"] if a["format"] == fmt
                       and a["precision"] == variant["precision"])
+        assert variant["file"].endswith({"tflite": ".tflite", "executorch": ".pte"}[fmt])
+        assert variant["input"]["layout"] == {"tflite": "NHWC", "executorch": "NCHW"}[fmt]
         data = (built / "assets" / variant["file"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == record["sha256"] == variant["sha256"]
         assert variant["preprocessing"]["cropFraction"] == manifest["preprocessing"]["crop_fraction"]
@@ -53,6 +56,15 @@ def test_catalog_lists_every_model_file_with_the_manifests_sha256(built):
     labels = (built / "assets" / fashion["labels"]).read_text().splitlines()
     assert labels[0] == "T-shirt/top" and len(labels) == 10 and fashion["preprocessing"]["cropFraction"] == 1.0
     assert fashion["input"]["dtype"] == "int8" and len(fashion["input"]["lookupTable"]) == 3
+    # the .pte int8 takes the same codes, as planes: the golden tensors are one transpose apart
+    pte = next(v for v in catalog["variants"] if v["key"] == "mobilenet_v2_a0.5_r32/int8.pte")
+    assert pte["input"]["lookupTable"] == fashion["input"]["lookupTable"] and pte["input"]["shape"] == [1, 3, 32, 32]
+    golden = {g["key"]: g for g in catalog["golden"]["results"]}
+    nhwc = np.frombuffer((built / "assets" / golden[fashion["key"]]["inputTensor"]).read_bytes(), np.int8)
+    nchw = np.frombuffer((built / "assets" / golden[pte["key"]]["inputTensor"]).read_bytes(), np.int8)
+    np.testing.assert_array_equal(nhwc.reshape(1, 32, 32, 3).transpose(0, 3, 1, 2).ravel(), nchw)
+    # ExecuTorch and LiteRT run the same int8 arithmetic on the golden image: the same top-5
+    assert golden[pte["key"]]["top5"] == golden[fashion["key"]]["top5"]
 
 
 def _compile(out: Path) -> list[str]:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make android-check: compile the app's Java sources with javac against an Android platform jar and the
-# compile-only LiteRT declarations, as far as this machine allows. No Gradle, no Maven here.
+# compile-only LiteRT and ExecuTorch declarations, as far as this machine allows. No Gradle, no Maven here.
 #
 # The platform jar: Debian's current release ships none; its previous release has API 23's
 # (android-sdk-platform-23, whose android.jar is libandroid-23-java's jar). It is fetched with a private
@@ -58,4 +58,4 @@ mapfile -t sources < <(find "$root/core/src/main/java" "$root/app/src/main/java"
 javac -source 8 -target 8 -Xlint:-options -Xlint:deprecation -Werror -encoding UTF-8 \
     -bootclasspath "$jar" -cp "$gson" -d "$classes" "${sources[@]}"
 app=$(find "$root/app/src/main/java" -name '*.java' | wc -l)
-echo "android-check: compiled ${#sources[@]} Java files (app: $app) against Android API 23 and LiteRT's declarations"
+echo "android-check: compiled ${#sources[@]} Java files (app: $app) against Android API 23 and LiteRT's and ExecuTorch's declarations"

@@ -6,7 +6,11 @@ import android.graphics.Bitmap;
 import android.graphics.BitmapFactory;
 import dev.edgecnn.core.Catalog;
 import java.io.ByteArrayOutputStream;
+import java.io.File;
 import java.io.FileInputStream;
+import java.io.FileOutputStream;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.MappedByteBuffer;
@@ -18,9 +22,11 @@ import java.util.List;
 /** What `make android-assets` put into the APK: the catalog, label files, models and the golden files. */
 final class AssetStore {
     private final AssetManager assets;
+    private final File cache;
 
-    AssetStore(AssetManager assets) {
+    AssetStore(AssetManager assets, File cache) {
         this.assets = assets;
+        this.cache = cache;
     }
 
     Catalog catalog() throws IOException {
@@ -46,6 +52,59 @@ final class AssetStore {
         } finally {
             descriptor.close();
         }
+    }
+
+    /**
+     * The model as a file (ExecuTorch loads from a path): copied from the APK into the cache once, and
+     * copied again whenever the cached file is not the catalog's (its sha256 differs). Written to a
+     * temporary name and renamed, so that a copy cut short is never loaded.
+     */
+    File file(Catalog.Variant variant) throws IOException {
+        File target = new File(new File(cache, "models"), variant.file.replace('/', '_'));
+        if (target.isFile() && variant.sha256.equals(sha256(target))) {
+            return target;
+        }
+        File folder = target.getParentFile();
+        if (!folder.isDirectory() && !folder.mkdirs()) {
+            throw new IOException("cannot create " + folder);
+        }
+        File partial = new File(folder, target.getName() + ".partial");
+        try (InputStream in = assets.open(variant.file); FileOutputStream out = new FileOutputStream(partial)) {
+            byte[] chunk = new byte[1 << 16];
+            int n;
+            while ((n = in.read(chunk)) > 0) {
+                out.write(chunk, 0, n);
+            }
+        }
+        if (!variant.sha256.equals(sha256(partial))) {
+            partial.delete();
+            throw new IOException(variant.file + " in the APK is not the file the catalog lists");
+        }
+        if (!partial.renameTo(target)) {
+            throw new IOException("cannot rename " + partial + " to " + target);
+        }
+        return target;
+    }
+
+    private static String sha256(File file) throws IOException {
+        MessageDigest digest;
+        try {
+            digest = MessageDigest.getInstance("SHA-256");
+        } catch (NoSuchAlgorithmException e) {
+            throw new IOException(e);
+        }
+        try (InputStream in = new FileInputStream(file)) {
+            byte[] chunk = new byte[1 << 16];
+            int n;
+            while ((n = in.read(chunk)) > 0) {
+                digest.update(chunk, 0, n);
+            }
+        }
+        StringBuilder hex = new StringBuilder();
+        for (byte b : digest.digest()) {
+            hex.append(String.format("%02x", b));
+        }
+        return hex.toString();
     }
 
     Bitmap goldenImage(Catalog catalog) throws IOException {

@@ -67,7 +67,7 @@ public final class MainActivity extends Activity {
     @Override
     protected void onCreate(Bundle state) {
         super.onCreate(state);
-        store = new AssetStore(getAssets());
+        store = new AssetStore(getAssets(), getCacheDir());
         buildUi();
         try {
             catalog = store.catalog();

@@ -8,6 +8,8 @@ import java.util.List;
 /** The app's catalog.json (written by `make android-assets` from the export manifests), checked on load. */
 public final class Catalog {
     public static final String SCHEMA = "edgecnn.android-catalog/1";
+    public static final String RUNTIME_LITERT = "litert";
+    public static final String RUNTIME_EXECUTORCH = "executorch";
 
     public String schema;
     public List<Variant> variants = new ArrayList<>();
@@ -21,7 +23,8 @@ public final class Catalog {
         public double alpha;
         public int resolution;
         public String precision;    // "int8" or "fp32"
-        public String file;         // asset path of the .tflite
+        public String file;         // asset path of the .tflite or .pte
+        public String runtime;      // "litert" (a .tflite) or "executorch" (a .pte)
         public String sha256;
         public long bytes;
         public String labels;       // asset path of the label file, one name per line
@@ -34,9 +37,14 @@ public final class Catalog {
             return "int8".equals(input.dtype);
         }
 
+        public boolean isExecuTorch() {
+            return RUNTIME_EXECUTORCH.equals(runtime);
+        }
+
         @Override
         public String toString() {
-            return model + "  \u03b1 " + alpha + "  " + resolution + " px  " + precision;
+            return model + "  \u03b1 " + alpha + "  " + resolution + " px  " + precision
+                    + (isExecuTorch() ? "  .pte" : "");
         }
     }
 
@@ -48,10 +56,15 @@ public final class Catalog {
 
     public static final class TensorSpec {
         public String dtype;        // "int8" or "float32"
-        public int[] shape;         // NHWC for the input, [1, classes] for the output
+        public int[] shape;         // [1, R, R, 3] (NHWC) or [1, 3, R, R] (NCHW) for the input, [1, classes] for the output
+        public String layout;       // input only: "NHWC" (the .tflite files) or "NCHW" (the .pte files)
         public Float scale;         // quantized tensors only
         public Integer zeroPoint;
         public int[][] lookupTable; // int8 input: code of each 0..255 value, per RGB channel
+
+        public boolean isNchw() {
+            return "NCHW".equals(layout);
+        }
     }
 
     /** What Python computed for the bundled golden image: the self-test compares against it. */
@@ -98,9 +111,17 @@ public final class Catalog {
         if (v.key == null || v.file == null || v.input == null || v.output == null || v.preprocessing == null) {
             throw new IllegalArgumentException("catalog variant " + v.key + " lacks a field");
         }
-        int[] s = v.input.shape;
-        if (s == null || s.length != 4 || s[0] != 1 || s[1] != v.resolution || s[2] != v.resolution || s[3] != 3) {
-            throw new IllegalArgumentException(v.key + ": input shape is not [1, R, R, 3] at R = " + v.resolution);
+        if (!RUNTIME_LITERT.equals(v.runtime) && !RUNTIME_EXECUTORCH.equals(v.runtime)) {
+            throw new IllegalArgumentException(v.key + ": runtime " + v.runtime + " is neither litert nor executorch");
+        }
+        int r = v.resolution;
+        int[] expected = v.input.isNchw() ? new int[]{1, 3, r, r} : new int[]{1, r, r, 3};
+        if (!"NHWC".equals(v.input.layout) && !v.input.isNchw()) {
+            throw new IllegalArgumentException(v.key + ": input layout " + v.input.layout + " is neither NHWC nor NCHW");
+        }
+        if (!java.util.Arrays.equals(v.input.shape, expected)) {
+            throw new IllegalArgumentException(v.key + ": input shape is not " + java.util.Arrays.toString(expected)
+                    + " (" + v.input.layout + " at R = " + r + ")");
         }
         if (v.isInt8()) {
             int[][] t = v.input.lookupTable;

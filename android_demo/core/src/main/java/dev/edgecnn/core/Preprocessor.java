@@ -7,8 +7,9 @@ import java.nio.ByteOrder;
  * Decoded ARGB pixels to a model's exact input tensor, by the rule in edgecnn/preprocess.py:
  * central square crop (side = floor(shorter side x crop fraction), offsets floored), triangle-filter
  * resize whose support widens with the downscale factor, sampled at pixel centres, weights normalised
- * per output pixel, in double; round half to even, clip to 0..255; NHWC. Float models take those RGB
- * values; int8 models take each value mapped through the catalog's lookup table of its channel.
+ * per output pixel, in double; round half to even, clip to 0..255; NHWC, or NCHW for a model that takes
+ * planes (the .pte files). Float models take those RGB values; int8 models take each value mapped through
+ * the catalog's lookup table of its channel.
  */
 public final class Preprocessor {
     private Preprocessor() {
@@ -88,11 +89,38 @@ public final class Preprocessor {
         return codes;
     }
 
-    /** The input tensor as the interpreter takes it: a direct buffer in native order. */
+    /** NHWC values (pixel after pixel, 3 channels each) as NCHW: the R plane, then G, then B. */
+    public static int[] planes(int[] nhwc) {
+        int pixels = nhwc.length / 3;
+        int[] nchw = new int[nhwc.length];
+        for (int p = 0; p < pixels; p++) {
+            for (int c = 0; c < 3; c++) {
+                nchw[c * pixels + p] = nhwc[3 * p + c];
+            }
+        }
+        return nchw;
+    }
+
+    /** int8 codes of NCHW values: the lookup table of plane c for the values of plane c. */
+    public static byte[] int8CodesOfPlanes(int[] nchw, int[][] lookupTable) {
+        int pixels = nchw.length / 3;
+        byte[] codes = new byte[nchw.length];
+        for (int i = 0; i < nchw.length; i++) {
+            codes[i] = (byte) lookupTable[i / pixels][nchw[i]];
+        }
+        return codes;
+    }
+
+    /** The input tensor as the runtime takes it, in the layout the catalog gives: a direct buffer in native order. */
     public static ByteBuffer inputTensor(Catalog.Variant variant, int[] argb, int width, int height) {
         int[] values = rgb(argb, width, height, variant.resolution, variant.preprocessing.cropFraction);
+        boolean nchw = variant.input.isNchw();
+        if (nchw) {
+            values = planes(values);
+        }
         if (variant.isInt8()) {
-            byte[] codes = int8Codes(values, variant.input.lookupTable);
+            byte[] codes = nchw ? int8CodesOfPlanes(values, variant.input.lookupTable)
+                    : int8Codes(values, variant.input.lookupTable);
             ByteBuffer buffer = ByteBuffer.allocateDirect(codes.length).order(ByteOrder.nativeOrder());
             buffer.put(codes).rewind();
             return buffer;

@@ -69,4 +69,20 @@ public class PreprocessorTest {
     public void aPixelCountThatIsNotWidthTimesHeightIsRefused() {
         assertThrows(IllegalArgumentException.class, () -> Preprocessor.rgb(new int[5], 2, 2, 2, 1.0));
     }
+
+    @Test
+    public void planesPutEachChannelAfterTheOtherAndKeepItsTable() {
+        int[] nhwc = {1, 2, 3, 4, 5, 6};  // two pixels: (1, 2, 3) and (4, 5, 6)
+        assertArrayEquals(new int[]{1, 4, 2, 5, 3, 6}, Preprocessor.planes(nhwc));
+        int[][] table = new int[3][256];
+        for (int v = 0; v < 256; v++) {
+            table[0][v] = v - 128;
+            table[1][v] = -v / 2;
+            table[2][v] = v / 3;
+        }
+        byte[] planar = Preprocessor.int8CodesOfPlanes(Preprocessor.planes(nhwc), table);
+        byte[] interleaved = Preprocessor.int8Codes(nhwc, table);
+        assertArrayEquals(new byte[]{interleaved[0], interleaved[3], interleaved[1], interleaved[4], interleaved[2],
+                interleaved[5]}, planar);
+    }
 }

@@ -113,14 +113,21 @@ def third_party_to(log: Optional[Path], verbose: bool = False) -> Iterator[None]
     saved_out, saved_err = os.dup(1), os.dup(2)
     console = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
     log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    # Python-level writes too (warnings.warn, print): where sys.stdout/sys.stderr are not the descriptors
+    # themselves (an embedding program, pytest's capture), they would otherwise reach the terminal
+    python_streams = sys.stdout, sys.stderr
+    log_text = open(log, "a", buffering=1, encoding="utf-8", errors="replace")
     try:
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
+        sys.stdout = sys.stderr = log_text
         _stream = console
         yield
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+        sys.stdout, sys.stderr = python_streams
+        log_text.close()
         os.dup2(saved_out, 1)
         os.dup2(saved_err, 2)
         for fd in (saved_out, saved_err, log_fd):

@@ -112,9 +112,10 @@ def _run_litert(model_file: Path, tensor: np.ndarray) -> np.ndarray:
 
 def _run_executorch(model_file: Path, tensor: np.ndarray) -> np.ndarray:
     import torch
-    from executorch.runtime import Runtime
 
-    method = Runtime.get().load_program(model_file).load_method("forward")
+    from edgecnn.formats.executorch import PooledMethod
+
+    method = PooledMethod(model_file, threads=1, verification="Default")
     return method.execute([torch.from_numpy(tensor)])[0].numpy().copy()
 
 

@@ -190,44 +190,70 @@ def delegation_of(edge) -> dict:
 
 _SCALAR_TYPE_INT8 = 1  # c10::ScalarType::Char, as the runtime's tensor metadata reports a dtype
 _threadpool_size = None  # the runtime's thread pool is one per process: its size as last set here
+_threadpool_generation = 0  # counts the pools built here; a method is only valid under the pool it was loaded with
 
 
-def _use_threads(count: int) -> None:
-    """Size ExecuTorch's process-wide thread pool (XNNPACK runs on it); only when it changes, since
-    resetting it rebuilds the pool. Runners with different counts must therefore not be interleaved."""
-    global _threadpool_size
+def _use_threads(count: int) -> int:
+    """Size ExecuTorch's process-wide thread pool (XNNPACK runs on it) and return its generation.
+
+    Resetting the pool destroys the old one, and the XNNPACK delegate keeps the pool it was initialised
+    with: a method loaded before a reset and run after it runs on a freed pool (a segfault in CI). So the
+    pool is rebuilt only when the count changes, and a Runner reloads its method when the generation it
+    was loaded under is gone."""
+    global _threadpool_size, _threadpool_generation
     if count != _threadpool_size:
         from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
 
         _unsafe_reset_threadpool(count)
         _threadpool_size = count
+        _threadpool_generation += 1
+    return _threadpool_generation
+
+
+class PooledMethod:
+    """A program's `forward`, loaded under the thread pool of `threads` and reloaded if another user
+    resized the pool since (see `_use_threads`)."""
+
+    def __init__(self, path: Path, threads: int, verification: str = "Minimal") -> None:
+        self.path, self.threads, self.verification = Path(path), threads, verification
+        self._load()
+
+    def _load(self) -> None:
+        from executorch.runtime import Runtime, Verification
+
+        self.method = self.program = None  # the old delegate goes before a new one is built
+        self.generation = _use_threads(self.threads)
+        with _quiet():
+            self.program = Runtime.get().load_program(self.path, verification=getattr(Verification, self.verification))
+            self.method = self.program.load_method("forward")
+
+    def input_dtype(self) -> int:
+        return self.method.metadata.input_tensor_meta(0).dtype()
+
+    def execute(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        if _use_threads(self.threads) != self.generation:
+            self._load()
+        return self.method.execute(inputs)
 
 
 class Runner:
     """Runs a .pte on (N, R, R, 3) uint8 images one at a time (the program has batch 1), through
-    executorch.runtime. `threads` (0: all cores) sizes the process-wide thread pool before each run."""
+    executorch.runtime, with the process-wide thread pool sized to `threads` (0: all cores)."""
 
     engine = "ExecuTorch (XNNPACK)"
     emulated = False
 
     def __init__(self, path: Path, record: ArtifactRecord, threads: int = 0) -> None:
-        from executorch.runtime import Runtime, Verification
-
         self.threads = threads or os.cpu_count() or 1
-        _use_threads(self.threads)
-        with _quiet():
-            program = Runtime.get().load_program(Path(path), verification=Verification.Minimal)
-            self.method = program.load_method("forward")
-        meta = self.method.metadata.input_tensor_meta(0)
+        self.method = PooledMethod(path, self.threads)
         encoding = record.input.encoding
         self.encoding = None if encoding is None else Int8InputEncoding.from_dict(encoding)
-        int8_input = meta.dtype() == _SCALAR_TYPE_INT8
+        int8_input = self.method.input_dtype() == _SCALAR_TYPE_INT8
         if (self.encoding is not None) != int8_input:
             raise ValueError(f"{Path(path).name}: the manifest's input record does not match the program's input dtype")
         self.out_q = record.output.quantization
 
     def run(self, images: np.ndarray) -> np.ndarray:
-        _use_threads(self.threads)
         outputs = []
         for image in images:
             x = image[None].astype(np.float32) if self.encoding is None else self.encoding.encode(image[None])

@@ -62,11 +62,9 @@ class StockRunner:
     """The stock .pte takes the normalised float image in NCHW and gives float logits."""
 
     def __init__(self, path: Path, mean, std, threads: int) -> None:
-        from edgecnn.formats.executorch import _use_threads
-        from executorch.runtime import Runtime
+        from edgecnn.formats.executorch import PooledMethod
 
-        _use_threads(threads)
-        self.method = Runtime.get().load_program(path).load_method("forward")
+        self.method = PooledMethod(path, threads, verification="Default")
         self.mean = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
         self.std = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
 

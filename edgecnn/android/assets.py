@@ -115,7 +115,7 @@ def _run_executorch(model_file: Path, tensor: np.ndarray) -> np.ndarray:
 
     from edgecnn.formats.executorch import PooledMethod
 
-    method = PooledMethod(model_file, threads=1, verification="Default")
+    method = PooledMethod(model_file, threads=1, verification="InternalConsistency")
     return method.execute([torch.from_numpy(tensor)])[0].numpy().copy()
 
 

@@ -84,7 +84,7 @@ def _shape(job: ExportJob) -> list[int]:
 REPAIR_CANDIDATE = ".model_int8_repaired.tflite"
 BEFORE_REPAIR = ".model_int8_before_repair.tflite"  # read by the validation's before/after, then removed
 MIXED_FILE = "model_int8_mixed.tflite"
-# units added beyond what the search's simulation needed, when LiteRT's own run of the file misses the
+# candidates (a unit with its readers) added beyond what the search's simulation needed, when LiteRT's own run of the file misses the
 # bound (measured: mobilenet_v3_small simulated 0.992, LiteRT 0.988 agreement with the same two float units)
 EXTRA_FLOAT_UNITS = 3
 SEARCH_BATCH = 64  # images per simulated forward in the float-unit search
@@ -186,9 +186,10 @@ def _float_units_to_target(job: ExportJob, backbone: torch.nn.Module, quantized:
     """The last remedy: `model_int8_mixed.tflite`, with float for the fewest units that meet the bound,
     kept only if LiteRT's run of it meets the bound too. Records the search in `repair`.
 
-    Units are ranked by knocking each out of the graph's quantization alone, then added best first until
-    the simulation meets the bound; the choice is confirmed by quantizing afresh with those units in float
-    (their neighbours' ranges are calibrated anew), adding the next-ranked unit while that still misses."""
+    Units, each with the units that read it, are ranked by knocking them out of the graph's quantization
+    alone, then added best first until the simulation meets the bound; the choice is confirmed by
+    quantizing afresh with those units in float (their neighbours' ranges are calibrated anew), adding the
+    next-ranked candidate while that still misses."""
     from edgecnn.formats.int8_mixed import MAX_FLOAT_FRACTION, FloatUnitSearch, compute_units, leaf_blocks
 
     target = job.int8_target
@@ -211,7 +212,7 @@ def _float_units_to_target(job: ExportJob, backbone: torch.nn.Module, quantized:
              "most_sensitive": [{"unit": u, target.metric: round(v, 6), "logits_sqnr_db": round(db, 2)}
                                 for u, v, db in choice.ranking[:5]]}
     repair["float_units"] = found
-    ranked = [unit for unit, *_ in choice.ranking][:max(1, int(choice.total_units * MAX_FLOAT_FRACTION))]
+    limit = max(1, int(choice.total_units * MAX_FLOAT_FRACTION))
     chosen = list(choice.units)
 
     def give_up(outcome: str) -> None:
@@ -222,7 +223,8 @@ def _float_units_to_target(job: ExportJob, backbone: torch.nn.Module, quantized:
         give_up(f"float for the {len(chosen)} units that matter most (of {choice.total_units}, the most allowed) "
                 f"reaches {target.metric} {choice.simulated:.4f} in simulation, short of {target.value:g}")
         return None
-    ranked = ranked[:len(chosen) + EXTRA_FLOAT_UNITS]
+    # what may be added if LiteRT misses where the simulation met: the next few candidates, in rank order
+    extra = [c for c in choice.ranked_sets if not set(c) <= set(chosen)][:EXTRA_FLOAT_UNITS]
 
     while True:
         checkpoint()
@@ -244,12 +246,15 @@ def _float_units_to_target(job: ExportJob, backbone: torch.nn.Module, quantized:
             if target.met(value):
                 break
             (job.work_dir / MIXED_FILE).unlink()
-        remaining = [unit for unit in ranked if unit not in chosen]
-        if not remaining:
+        grown = None
+        while extra and grown is None:
+            candidate = chosen + [unit for unit in extra.pop(0) if unit not in chosen]
+            grown = candidate if len(chosen) < len(candidate) <= limit else None
+        if grown is None:
             reached = f"{value:.4f} in LiteRT" if value is not None else f"{simulated:.4f} in simulation"
             give_up(f"float for {', '.join(chosen)} reaches {target.metric} {reached}, short of {target.value:g}")
             return None
-        chosen.append(remaining[0])
+        chosen = grown
     found["float_units"] = list(chosen)
     found["measured"] = value
     found["outcome"] = "met"

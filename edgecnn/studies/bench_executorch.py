@@ -64,7 +64,7 @@ class StockRunner:
     def __init__(self, path: Path, mean, std, threads: int) -> None:
         from edgecnn.formats.executorch import PooledMethod
 
-        self.method = PooledMethod(path, threads, verification="Default")
+        self.method = PooledMethod(path, threads, verification="InternalConsistency")
         self.mean = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
         self.std = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
 

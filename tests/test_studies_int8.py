@@ -18,6 +18,13 @@ def test_an_int8_zoo_row_reproduces_through_export_and_validate(tmp_path):
                                         "int8_top1", "agreement"}
     assert "fashion-mnist-resnet18" in (tmp_path / "results" / "int8-zoo.md").read_text()
     assert (tmp_path / "results" / "int8-zoo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a later run of one model replaces that model's rows and keeps the others'
+    other = int8_zoo.Int8ZooRow("vgg16", 0.125, 32, "fashion-mnist-vgg16", "none", 0.9, 0.9, 0.99, [], 1000)
+    remeasured = int8_zoo.Int8ZooRow(**{**json.loads(json.dumps(document["rows"][0])), "agreement": 0.5})
+    int8_zoo.write([row, other], tmp_path / "results", ["fashion-mnist-vgg16 --int8-repair auto: missed"])
+    rows, failures = int8_zoo.merged(tmp_path / "results" / "int8-zoo.json", [remeasured], [], [row.weights])
+    assert [(r.weights, r.agreement) for r in rows] == [(row.weights, 0.5), ("fashion-mnist-vgg16", 0.99)]
+    assert failures == ["fashion-mnist-vgg16 --int8-repair auto: missed"]
 
 
 def test_bench_zoo_times_both_precisions_at_each_thread_count(tmp_path):

@@ -104,7 +104,10 @@ def load_dataset_calibration(name: str, resolution: int, count: int) -> Calibrat
                           dataset={"name": name, "split": "train", "indices": indices.tolist()})
 
 
-REPAIR_IMAGES = 1000  # enough to hold top-1 agreement to 0.1%: one image in a thousand
+# A bound is met on these images, and must then hold on the user's: at agreement 0.99 the sampling
+# error of the measured fraction is 0.31 pt on 1,000 images and 0.14 pt on 5,000. Measured with 1,000:
+# EfficientNet-B0's int8-mixed met agreement 0.99 on them and reached 98.86% on the 10,000 test images.
+REPAIR_IMAGES = 5000
 
 
 def load_repair_set(name: str, resolution: int, calibration_indices: list[int],

@@ -93,8 +93,8 @@ def markdown(rows: list[Int8ZooRow], failures: tuple[str, ...] = ()) -> str:
         "# int8 on the project's trained models (Fashion-MNIST test set)", "",
         f"{rows[0].images if rows else 0} test images per row. Drop: fp32 top-1 minus int8 top-1. Agreement: images "
         "whose int8 top-1 is PyTorch fp32's. `--int8-repair auto` also makes the int8 model with cross-layer "
-        "equalisation and bias correction and keeps it where it measures better on 1,000 training images that "
-        "calibration did not use (remedies kept: - where the plain model was as good); where the bound is still "
+        "equalisation, concat range equalisation and bias correction and keeps it where it measures better on "
+        "5,000 training images that calibration did not use (remedies kept: - where the plain model was as good); where the bound is still "
         "missed it writes model_int8_mixed.tflite, int8 but for the fewest layers left in float that meet it "
         "(not pure int8; the row names it). Reproduce a row with `edgecnn export --model M --weights W "
         "--formats tflite --int8-repair R [--int8-target T]` then `edgecnn validate EXPORT --dataset "
@@ -127,6 +127,22 @@ def write(rows: list[Int8ZooRow], out: Path, failures: tuple[str, ...] = ()) -> 
     replace_file(out / "int8-zoo.png", lambda p: plot(rows, p))
 
 
+def merged(previous: Path, rows: list[Int8ZooRow], failures: list[str],
+           measured: list[str]) -> tuple[list[Int8ZooRow], list[str]]:
+    """`rows` and `failures` of the models `measured`, with the rows and failures of the others as
+    `previous` holds them, in committed-model order."""
+    if not previous.is_file():
+        return rows, failures
+    document = json.loads(previous.read_text())
+    if document.get("schema") != SCHEMA:
+        raise UsageError(f"{previous} is not an {SCHEMA} document; run without --weights to rebuild it")
+    kept = [Int8ZooRow(**row) for row in document["rows"] if row["weights"] not in measured]
+    kept_failures = [f for f in document.get("failures", []) if f.split(" ", 1)[0] not in measured]
+    order = {name: i for i, name in enumerate(committed_models())}
+    return (sorted(kept + rows, key=lambda r: order.get(r.weights, len(order))),
+            sorted(kept_failures + failures, key=lambda f: order.get(f.split(" ", 1)[0], len(order))))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgecnn.studies.int8_zoo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -137,7 +153,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if unknown:
         print(f"edgecnn: error: no committed checkpoint for {', '.join(unknown)}", file=sys.stderr)
         return 2
-    rows, failures = [], []
+    rows: list[Int8ZooRow] = []
+    failures: list[str] = []
     try:
         with tempfile.TemporaryDirectory(prefix="edgecnn-int8-zoo-") as work:
             with console.third_party_to(Path(work) / "third-party.log"):
@@ -155,6 +172,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     except UsageError as err:
         print(f"edgecnn: error: {err}", file=sys.stderr)
         return 2
+    if args.weights:  # a partial run replaces its models' rows and keeps the others'
+        try:
+            rows, failures = merged(args.out / "int8-zoo.json", rows, failures, names)
+        except (UsageError, KeyError, TypeError) as err:
+            print(f"edgecnn: error: cannot merge into {args.out / 'int8-zoo.json'}: {err}", file=sys.stderr)
+            return 2
     write(rows, args.out, failures)
     print(markdown(rows, failures))
     return 1 if failures else 0

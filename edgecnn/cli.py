@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--label-map", type=Path)
     _add_latency_arguments(sweep)
     sweep.add_argument("--out", type=Path, help="sweep folder (default: export/sweep-MODEL)")
+    _add_ray_argument(sweep)
     _add_verbose(validate, bench, classify, inspect, assets, sweep)
     return parser
 
@@ -304,6 +306,31 @@ def cmd_bench(args: argparse.Namespace) -> None:
     print(f"report: {out / 'latency.md'} (.json, .png)")
 
 
+def _add_ray_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
+                        help="one Ray task per variant: on a new local Ray sized to this machine, or on the "
+                             "cluster at ADDRESS (HOST:PORT of `ray start --head`); --out must be on a "
+                             "filesystem every node mounts")
+
+
+LOCAL_RAY = "local"
+
+
+def _cluster(args: argparse.Namespace):
+    from edgecnn.studies.variants import RayCluster
+
+    if args.ray is None:
+        return nullcontext(None)
+    return RayCluster(None if args.ray == LOCAL_RAY else args.ray)
+
+
+def _fail_on_failed_variants(rows: list[dict]) -> None:
+    failed = [r for r in rows if r["status"] == "failed"]
+    if failed:
+        raise ExportError(f"{len(failed)} of {len(rows)} variants failed; first: {failed[0]['variant']}: "
+                          f"{failed[0]['error']}")
+
+
 def cmd_sweep(args: argparse.Namespace) -> None:
     from edgecnn.harness.report import sweep_markdown
     from edgecnn.studies.sweep import SweepRequest, parse_numbers, run_sweep
@@ -315,10 +342,12 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         parse_formats(args.formats), args.out if args.out is not None else Path("export") / f"sweep-{args.model}",
         weights=args.weights, calib_dir=args.calib, calib_count=args.calib_count, labels_dir=args.labels_dir,
         label_map=args.label_map, latency=_latency_options(args, budget_s=1.0))
-    with console.third_party_into(request.out, "sweep.log", args.verbose):
+    with console.third_party_into(request.out, "sweep.log", args.verbose), _cluster(args) as cluster:
+        request.cluster = cluster
         summary = run_sweep(request)
     print(sweep_markdown(summary))
     print(f"sweep: {request.out / 'sweep.md'} (.json, .png)")
+    _fail_on_failed_variants(summary["rows"])
 
 
 def cmd_classify(args: argparse.Namespace) -> None:

@@ -39,6 +39,8 @@ def test_sweep_writes_one_row_per_variant_with_frontiers(swept):
     assert rows[0]["macs"] < rows[1]["macs"] and rows[0]["params"] < rows[1]["params"]
     for r in rows:
         assert r["int8_ms"]["1"] > 0 and 0 <= r["int8_top1"] <= 1 and r["int8_bytes"] > 0
+        assert (r["status"], r["executor"], r["node"]["node_id"]) == ("done", "serial", "local")
+        assert r["node"]["cores"] >= 1 and r["timed_on"]["cores"] == r["node"]["cores"]
     costs = [(r["int8_ms"]["1"], r["macs"]) for r in rows]
     assert [r["frontier_macs"] for r in rows] == pareto(costs)
     assert [r["frontier_accuracy"] for r in rows] == pareto([(r["int8_ms"]["1"], r["int8_top1"]) for r in rows])
@@ -60,8 +62,9 @@ def test_a_rerun_keeps_finished_variants_and_redoes_only_what_is_missing(swept, 
     capfd.readouterr()
     second = run_sweep(request)
     err = capfd.readouterr().err
-    assert "1/2 mobilenet_v2_a0.35_r64: done earlier, kept" in err
-    assert "2/2 mobilenet_v2_a0.5_r64\n" in err
+    assert "[sweep] 1 of 2 variants finished earlier, kept" in err
+    assert "[sweep] mobilenet_v2_a0.5_r64: done" in err and "mobilenet_v2_a0.35_r64: done" not in err
+    assert [r["status"] for r in second["rows"]] == ["kept", "done"]
     assert (kept / "validation" / "report.json").stat().st_mtime_ns == kept_mtime
     assert (redo / "manifest.json").stat().st_mtime_ns == manifest_mtime  # validated again, not re-exported
     assert (redo / "validation" / "report.json").is_file()

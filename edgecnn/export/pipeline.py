@@ -24,7 +24,7 @@ from edgecnn.data.datasets import get_dataset
 from edgecnn.data.preprocess import CROP_FRACTION, Preprocessing
 from edgecnn.export.manifest import (LABELS_FILE, MANIFEST_SCHEMA, Manifest, ParityRecord, WeightsRecord,
                                      write_manifest)
-from edgecnn.export.conversion import Converted, convert_in_processes, convert_one, workers_for
+from edgecnn.export.conversion import Converted, convert_in_processes, convert_one, export_threads, workers_for
 from edgecnn.export.reference import prepare_model
 from edgecnn.formats import Artifact, ExportJob, Format, Refusal, sha256_of, tool_versions
 from edgecnn.formats.int8_repair import Int8Target
@@ -118,7 +118,7 @@ def run_export(request: ExportRequest) -> ExportResult:
         source = check_request(request)
         started = time.perf_counter()
         with atomic_folder(request.target, replace=request.force) as work:
-            with console.third_party_to(work / LOG_FILE, verbose=request.verbose):
+            with console.third_party_to(work / LOG_FILE, verbose=request.verbose), export_threads():
                 result = _export_into(request, source, work)
             checkpoint()
         request.timings["total"] = time.perf_counter() - started

@@ -262,17 +262,27 @@ def write_sweep_report(summary: dict, folder: Path) -> None:
 
 def sweep_markdown(summary: dict) -> str:
     rows = summary["rows"]
-    threads = list(rows[0]["int8_ms"]) if rows else []
-    labelled = any("int8_top1" in r for r in rows)
+    done = [r for r in rows if r.get("status", "done") != "failed"]
+    threads = list(done[0]["int8_ms"]) if done else []
+    labelled = any("int8_top1" in r for r in done)
     header = (["variant", "alpha", "resolution", "params (M)", "MACs (M)", "int8 size (MiB)"]
               + [f"int8 ms, {t} thread(s)" for t in threads] + ["PyTorch ms, 1st thread count", "int8 worst cosine"]
-              + (["PyTorch top-1", "int8 top-1"] if labelled else []) + ["on frontier"])
+              + (["PyTorch top-1", "int8 top-1"] if labelled else []) + ["on frontier", "ran on"])
+    nodes = {r["node"]["hostname"] for r in rows if "node" in r}
     lines = [f"# Sweep of {summary['model']}", "",
-             "int8 latency is the median of the int8 TFLite on this machine (LiteRT, XNNPACK); MACs are "
-             "multiply-accumulates at batch 1. A variant is on the frontier when no other is both at least as "
-             "fast and at least as large (MACs) or as accurate (top-1 on the labelled images).", "",
+             "int8 latency is the median of the int8 TFLite (LiteRT, XNNPACK) on the node named in the last column, "
+             "timed alone there (no other timing phase and no export on that machine meanwhile); latencies compare only "
+             "between variants of one node. MACs are multiply-accumulates at batch 1. A variant is on the "
+             "frontier when no other of its node is both at least as fast and at least as large (MACs) or as "
+             "accurate (top-1 on the labelled images).", "",
              _row(header), _row(["---"] * len(header))]
     for r in rows:
+        where = f"{r['node']['hostname']} ({r['executor']})" if "node" in r else ""
+        if r.get("status") == "failed":
+            lines.append(_row([r["variant"], r["alpha"], r["resolution"], f"{r['params'] / 1e6:.2f}",
+                               f"{r['macs'] / 1e6:.1f}", f"FAILED: {r['error']}"]
+                              + [""] * (len(header) - 7) + [where]))
+            continue
         frontier = [name for key, name in (("frontier_macs", "MACs"), ("frontier_accuracy", "accuracy")) if r.get(key)]
         lines.append(_row([r["variant"], r["alpha"], r["resolution"], f"{r['params'] / 1e6:.2f}",
                            f"{r['macs'] / 1e6:.1f}", f"{(r['int8_bytes'] or 0) / 2**20:.2f}"]
@@ -280,7 +290,9 @@ def sweep_markdown(summary: dict) -> str:
                           + [f"{next(iter(r['pytorch_ms'].values())):.3f}",
                              "-" if r["int8_worst_cosine"] is None else f"{r['int8_worst_cosine']:.4f}"]
                           + ([f"{r['pytorch_top1']:.2%}", f"{r['int8_top1']:.2%}"] if labelled else [])
-                          + [", ".join(frontier) or ""]))
+                          + [", ".join(frontier) or "", where]))
+    if len(nodes) > 1:
+        lines += ["", f"Variants ran on {len(nodes)} nodes: {', '.join(sorted(nodes))}."]
     return "\n".join(lines) + "\n"
 
 
@@ -290,7 +302,13 @@ def plot_sweep(summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = summary["rows"]
+    rows = [r for r in summary["rows"] if r.get("status", "done") != "failed"]
+    if not rows:
+        fig = plt.figure(figsize=(6, 2))
+        fig.text(0.5, 0.5, "every variant failed", ha="center")
+        fig.savefig(path, format="png")
+        plt.close(fig)
+        return
     one = min(rows[0]["int8_ms"], key=int)
     panels = [("macs", "MACs (millions)", "frontier_macs", 1e-6)]
     if any("int8_top1" in r for r in rows):

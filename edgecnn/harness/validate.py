@@ -8,8 +8,9 @@ broken, and then the command fails.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Optional
+from typing import Callable, ContextManager, Optional
 
 from edgecnn.data.calibration import find_images
 from edgecnn.export.manifest import open_export, read_labels
@@ -29,8 +30,12 @@ from edgecnn.util.interrupts import checkpoint, deferred_interrupts
 def run_validation(export_dir: Path, images: Optional[Path] = None, count: int = DEFAULT_IMAGE_COUNT,
                    labels_dir: Optional[Path] = None, label_map: Optional[Path] = None,
                    out: Optional[Path] = None, latency: Optional[LatencyOptions] = LatencyOptions(),
-                   dataset: Optional[str] = None, dataset_count: Optional[int] = None) -> ValidationReport:
-    """Check, run, time, report (written even when a limit is broken), then fail if one was."""
+                   dataset: Optional[str] = None, dataset_count: Optional[int] = None,
+                   timing_slot: Callable[[], ContextManager] = nullcontext) -> ValidationReport:
+    """Check, run, time, report (written even when a limit is broken), then fail if one was.
+
+    `timing_slot`: held while latency is measured, so that a caller running several validations at once
+    keeps their timing phases apart (`edgecnn.studies.variants`)."""
     export_dir = Path(export_dir)
     with deferred_interrupts():
         if count < 1:
@@ -64,7 +69,7 @@ def run_validation(export_dir: Path, images: Optional[Path] = None, count: int =
         with console.step(f"{manifest.variant}: validated {what}"):
             report = check_artifacts(model, manifest, export_dir, photos, labelled, images_source=origin)
         if latency is not None:
-            with console.step(f"{manifest.variant}: latency"):
+            with timing_slot(), console.step(f"{manifest.variant}: latency"):
                 report.latency = measure_artifacts(model, manifest, export_dir, photos[0], latency)
         checkpoint()
         write_report(report, out)

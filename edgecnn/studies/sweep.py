@@ -7,20 +7,19 @@ both at least as fast (int8 TFLite, 1 thread) and at least as large in MACs (or 
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
 from edgecnn.export.manifest import open_export
-from edgecnn.export.pipeline import ExportRequest, run_export
 from edgecnn.formats import Format
 from edgecnn.harness.latency import LatencyOptions
-from edgecnn.harness.report import VALIDATION_FOLDER, write_sweep_report
-from edgecnn.harness.validate import run_validation
+from edgecnn.harness.report import write_sweep_report
+from edgecnn.studies.variants import (Executor, NodeInfo, RayCluster, VariantOutcome, VariantStatus, VariantWork,
+                                      finished_report, run_serially)
 from edgecnn.util import console
 from edgecnn.util.errors import UsageError
-from edgecnn.util.interrupts import checkpoint, deferred_interrupts
+from edgecnn.util.interrupts import deferred_interrupts
 from edgecnn.zoo.spec import VariantSpec
 
 SWEEP_SCHEMA = "edgecnn.sweep/1"
@@ -40,9 +39,16 @@ class SweepRequest:
     labels_dir: Optional[Path] = None
     label_map: Optional[Path] = None
     latency: LatencyOptions = LatencyOptions(budget_s=1.0)
+    cluster: Optional[RayCluster] = None  # None: one variant after another in this process
 
     def specs(self) -> list[VariantSpec]:
         return [VariantSpec.create(self.model, alpha=a, resolution=r) for a in self.alphas for r in self.resolutions]
+
+    def works(self) -> list[VariantWork]:
+        return [VariantWork(spec.model, spec.alpha, spec.resolution, self.out / spec.id,
+                            tuple(f.name for f in self.formats), weights=self.weights, calib_dir=self.calib_dir,
+                            calib_count=self.calib_count, labels_dir=self.labels_dir, label_map=self.label_map,
+                            latency=self.latency) for spec in self.specs()]
 
 
 def parse_numbers(text: str, what: str, kind=float) -> list:
@@ -58,66 +64,79 @@ def parse_numbers(text: str, what: str, kind=float) -> list:
     return list(dict.fromkeys(values))
 
 
-def _finished(folder: Path, spec: VariantSpec, request: SweepRequest) -> Optional[dict]:
-    """The variant's validation report if it is complete for what this sweep asks, else None."""
-    path = folder / VALIDATION_FOLDER / "report.json"
-    if not path.is_file():
-        return None
-    try:
-        report = json.loads(path.read_text())
-    except ValueError:
-        return None
-    labelled_ok = request.labels_dir is None or (report.get("labelled") or {}).get("folder") == str(request.labels_dir)
-    if report.get("variant") != spec.id or not report.get("latency") or not labelled_ok:
-        return None
-    return report
+def run_works(works: list[VariantWork], cluster: Optional[RayCluster], label: str) -> list[VariantOutcome]:
+    """Every variant's outcome, in the order of `works`: finished ones kept, the rest run serially or on
+    `cluster`, with a progress bar over the variants."""
+    outcomes: dict[str, VariantOutcome] = {}
+    todo = []
+    here = NodeInfo.here()
+    for work in works:
+        report = finished_report(work)
+        if report is not None:
+            outcomes[work.spec.id] = VariantOutcome(work.spec.id, VariantStatus.KEPT, Executor.SERIAL, here, report)
+        else:
+            todo.append(work)
+    if len(outcomes):
+        console.say(f"[sweep] {len(outcomes)} of {len(works)} variants finished earlier, kept")
+    with console.step(label, total=len(todo)) as advance:
+        def done(outcome: VariantOutcome) -> None:
+            outcomes[outcome.variant] = outcome
+            where = f" on {outcome.node.hostname} ({outcome.node.node_id[:8]})" if outcome.executor is Executor.RAY else ""
+            console.say(f"[sweep] {outcome.variant}: {outcome.status.value}{where}"
+                        + (f": {outcome.error}" if outcome.error else ""))
+            advance()
+
+        with deferred_interrupts():
+            if cluster is None:
+                run_serially(todo, done)
+            else:
+                cluster.run(todo, done)
+    return [outcomes[work.spec.id] for work in works]
 
 
 def run_sweep(request: SweepRequest) -> dict:
     if not any(f.name == "tflite" for f in request.formats):
         raise UsageError("a sweep compares int8 TFLite latency: --formats must include tflite")
-    specs = request.specs()  # every alpha and resolution checked before any work
-    rows = []
-    with deferred_interrupts():
-        for i, spec in enumerate(specs, 1):
-            folder = request.out / spec.id
-            report = _finished(folder, spec, request)
-            if report is not None:
-                console.say(f"[sweep] {i}/{len(specs)} {spec.id}: done earlier, kept")
-            else:
-                console.say(f"[sweep] {i}/{len(specs)} {spec.id}")
-                if not (folder / "manifest.json").is_file():
-                    run_export(ExportRequest(spec, request.formats, weights=request.weights,
-                                             calib_dir=request.calib_dir, calib_count=request.calib_count,
-                                             out=folder, force=True, validate=False))
-                checkpoint()
-                report = run_validation(folder, labels_dir=request.labels_dir, label_map=request.label_map,
-                                        latency=request.latency).to_json()
-            rows.append(_row(spec, folder, report))
-        summary = {"schema": SWEEP_SCHEMA, "model": request.model, "alphas": request.alphas,
-                   "resolutions": request.resolutions, "rows": rows}
-        mark_frontiers(rows)
-        write_sweep_report(summary, request.out)
+    works = request.works()  # every alpha and resolution checked before any work
+    if request.cluster is not None:
+        request.cluster.check_shared(request.out)
+    outcomes = run_works(works, request.cluster, f"{request.model}: {len(works)} variants")
+    rows = [_row(work, outcome) for work, outcome in zip(works, outcomes)]
+    summary = {"schema": SWEEP_SCHEMA, "model": request.model, "alphas": request.alphas,
+               "resolutions": request.resolutions, "rows": rows,
+               "timing": "each variant timed alone on its machine (no other timing phase or export meanwhile); "
+                         "latencies and ratios compare only within a node"}
+    mark_frontiers([r for r in rows if r["status"] != VariantStatus.FAILED.value])
+    write_sweep_report(summary, request.out)
     return summary
 
 
-def _row(spec: VariantSpec, folder: Path, report: dict) -> dict:
+def _row(work: VariantWork, outcome: VariantOutcome) -> dict:
     from edgecnn.zoo.profile import profile
     from edgecnn.zoo.registry import create_model
     import torch
 
+    spec = work.spec
     with torch.device("meta"):
         prof = profile(create_model(spec.model, alpha=spec.alpha, num_classes=spec.num_classes), spec.resolution)
-    manifest = open_export(folder)  # the gate, as for every reader of an export
+    row = {"variant": spec.id, "alpha": spec.alpha, "resolution": spec.resolution, "params": prof.params,
+           "macs": prof.macs, "status": outcome.status.value, "executor": outcome.executor.value,
+           "node": asdict(outcome.node), "folder": str(work.folder)}
+    if outcome.status is VariantStatus.FAILED:
+        row["error"] = outcome.error
+        return row
+    report = outcome.report
+    manifest = open_export(work.folder)  # the gate, as for every reader of an export
     sizes = {a.path: a.bytes for a in manifest.artifacts}
     threads = report["latency"]["threads"]
     parity = {a["path"]: a for a in report["artifacts"]}
-    row = {"variant": spec.id, "alpha": spec.alpha, "resolution": spec.resolution, "params": prof.params,
-           "macs": prof.macs, "int8_bytes": sizes.get(INT8),
-           "int8_ms": {t: timings[INT8]["median_ms"] for t, timings in threads.items() if INT8 in timings},
-           "pytorch_ms": {t: timings["pytorch eager (fp32)"]["median_ms"] for t, timings in threads.items()},
-           "int8_worst_cosine": parity.get(INT8, {}).get("parity", {}).get("worst_cosine"),
-           "folder": str(folder)}
+    row.update({"int8_bytes": sizes.get(INT8),
+                "int8_ms": {t: timings[INT8]["median_ms"] for t, timings in threads.items() if INT8 in timings},
+                "pytorch_ms": {t: timings["pytorch eager (fp32)"]["median_ms"] for t, timings in threads.items()},
+                "int8_worst_cosine": parity.get(INT8, {}).get("parity", {}).get("worst_cosine"),
+                "timed_on": report["latency"].get("machine"), "timing_window": outcome.timing,
+                "export_window": outcome.exporting,
+                "export_s": outcome.export_s})
     if report.get("labelled"):
         row["pytorch_top1"] = report["labelled"]["pytorch_fp32"]["top1"]
         row["int8_top1"] = parity[INT8]["accuracy"]["top1"]
@@ -130,11 +149,13 @@ def pareto(points: list[tuple[float, float]]) -> list[bool]:
 
 
 def mark_frontiers(rows: list[dict]) -> None:
-    """Frontiers at the smallest thread count measured (1 unless --threads says otherwise)."""
+    """Frontiers at the smallest thread count measured (1 unless --threads says otherwise), among the
+    variants timed on one node (latencies from different machines do not compare)."""
     if not rows or not rows[0]["int8_ms"]:
         return
     one = min(rows[0]["int8_ms"], key=int)
-    timed = [r for r in rows if one in r["int8_ms"]]
+    node = rows[0]["node"]["hostname"]
+    timed = [r for r in rows if one in r["int8_ms"] and r["node"]["hostname"] == node]
     for r, on in zip(timed, pareto([(r["int8_ms"][one], r["macs"]) for r in timed])):
         r["frontier_macs"] = on
     labelled = [r for r in timed if "int8_top1" in r]

@@ -129,6 +129,7 @@ def atomic_folder(target: Path, replace: bool = False) -> Iterator[Path]:
 @contextmanager
 def _locked_swap(target: Path, replace: bool) -> Iterator[Path]:
     with folder_lock(target):
+        _clear_leftovers(target)
         if target.exists() and not replace:
             raise UsageError(f"{target} already exists; pass --force to replace it")
         if target.exists() and not target.is_dir():
@@ -148,6 +149,19 @@ def _locked_swap(target: Path, replace: bool) -> Iterator[Path]:
                                f"nothing was written"
                                + (" and the earlier export is unchanged" if target.exists() else "")) from None
             raise
+
+
+def _clear_leftovers(target: Path) -> None:
+    """What a writer of `target` killed outright (SIGKILL, a lost machine) left beside it: its partial
+    folder goes, and an earlier folder it had moved aside comes back if nothing replaced it. Only called
+    under the lock, so no live writer owns them."""
+    for partial in target.parent.glob(f".{target.name}.partial-*"):
+        shutil.rmtree(partial, ignore_errors=True)
+    for old in sorted(target.parent.glob(f".{target.name}.old-*")):
+        if not target.exists():
+            old.rename(target)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _swap_into_place(work: Path, target: Path) -> None:

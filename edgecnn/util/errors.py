@@ -31,3 +31,7 @@ class DiskFull(WriteError):
 
 class ConcurrentWrite(WriteError):
     """Another edgecnn process is writing the same folder."""
+
+
+# every failure above: what a caller running many jobs records against one job before going on
+EXPECTED_FAILURES = (UsageError, ExportError, ValidationFailed, DeviceError, WriteError)

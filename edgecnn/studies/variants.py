@@ -1,0 +1,308 @@
+"""One variant's work, export then validation with latency, and the two ways to run many of them: one
+after another in this process, or as Ray tasks on a local or an existing cluster.
+
+`run_variant` is the only per-variant code; both executors call it. A variant that fails for its own
+reasons (a refused export, a broken parity limit) comes back as FAILED with its one line, and the others
+go on. A worker process that dies mid-variant is Ray's to retry: its partial export folder is removed by
+the next writer (`atomic_folder`), so the retry starts clean.
+
+Timing must not share a machine with other work: `timing_slot` is an exclusive lock per machine (a file
+under /tmp, so every Ray worker and node process on the machine contends for the same one), held while
+latency is measured, and exports hold it shared (`export_slot`). So exports run side by side, while a
+timing phase waits for the running exports and holds new ones back. Latencies are compared only within
+a node.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import platform
+import socket
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+from edgecnn.harness.latency import LatencyOptions
+from edgecnn.util import console
+
+TIMING_LOCK = Path(tempfile.gettempdir()) / "edgecnn-timing.lock"
+VALIDATION_REPORT = Path("validation") / "report.json"
+
+
+class VariantStatus(Enum):
+    DONE = "done"  # exported (if needed) and validated in this run
+    KEPT = "kept"  # finished by an earlier run: its report is reused
+    FAILED = "failed"  # stopped for its own reasons; `error` says why in one line
+
+
+class Executor(Enum):
+    SERIAL = "serial"
+    RAY = "ray"
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """Where a variant ran and was timed."""
+
+    hostname: str
+    node_id: str  # Ray's node id, or "local" on the serial path
+    cpu: str
+    cores: int
+
+    @classmethod
+    def here(cls, node_id: str = "local") -> "NodeInfo":
+        cpu = platform.processor() or "unknown"
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+        return cls(socket.gethostname(), node_id, cpu, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class VariantWork:
+    """Everything one variant needs; plain values, so that it travels to a Ray worker."""
+
+    model: str
+    alpha: float
+    resolution: int
+    folder: Path
+    formats: tuple[str, ...]
+    weights: Optional[str] = None
+    num_classes: Optional[int] = None
+    calib_dir: Optional[Path] = None
+    calib_count: int = 100
+    labels_dir: Optional[Path] = None
+    label_map: Optional[Path] = None
+    latency: LatencyOptions = LatencyOptions(budget_s=1.0)
+
+    @property
+    def spec(self):
+        from edgecnn.zoo.spec import VariantSpec
+
+        extra = {} if self.num_classes is None else {"num_classes": self.num_classes}
+        return VariantSpec.create(self.model, alpha=self.alpha, resolution=self.resolution, **extra)
+
+
+@dataclass
+class VariantOutcome:
+    variant: str
+    status: VariantStatus
+    executor: Executor
+    node: NodeInfo  # where it ran (for a KEPT variant: where this run found it)
+    report: Optional[dict] = None  # the validation report's JSON
+    error: Optional[str] = None
+    export_s: Optional[float] = None  # wall time of the export, when this run made it
+    timing: Optional[tuple[float, float]] = None  # (start, end) of the timing phase, epoch seconds
+    exporting: Optional[tuple[float, float]] = None  # (start, end) of the export, epoch seconds
+
+    def to_json(self) -> dict:
+        record = asdict(self)
+        record.update(status=self.status.value, executor=self.executor.value, report=None)
+        return record
+
+
+def finished_report(work: VariantWork) -> Optional[dict]:
+    """The variant's validation report if an earlier run completed it for what `work` asks, else None."""
+    import json
+
+    path = work.folder / VALIDATION_REPORT
+    if not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text())
+    except ValueError:
+        return None
+    labelled_ok = work.labels_dir is None or (report.get("labelled") or {}).get("folder") == str(work.labels_dir)
+    if report.get("variant") != work.spec.id or not report.get("latency") or not labelled_ok:
+        return None
+    return report
+
+
+@contextmanager
+def _machine_lock(mode: int, window: Optional[list] = None, lock_path: Path = TIMING_LOCK) -> Iterator[None]:
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, mode)
+        start = time.time()
+        try:
+            yield
+        finally:
+            if window is not None:
+                window.append((start, time.time()))
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def timing_slot(window: list, lock_path: Path = TIMING_LOCK):
+    """This machine to itself for timing: no other timing phase and no export runs while it is held.
+    The (start, end) of the hold is appended to `window`."""
+    return _machine_lock(fcntl.LOCK_EX, window, lock_path)
+
+
+def export_slot(window: list, lock_path: Path = TIMING_LOCK):
+    """Held while exporting: exports share the machine with each other, never with a timing phase."""
+    return _machine_lock(fcntl.LOCK_SH, window, lock_path)
+
+
+def run_variant(work: VariantWork, executor: Executor = Executor.SERIAL, node_id: str = "local") -> VariantOutcome:
+    """Export `work`'s variant (unless its folder holds an export already) and validate it with latency."""
+    from edgecnn.export.pipeline import ExportRequest, run_export
+    from edgecnn.formats import parse_formats
+    from edgecnn.harness.validate import run_validation
+    from edgecnn.util.errors import EXPECTED_FAILURES
+
+    node = NodeInfo.here(node_id)
+    spec = work.spec
+    outcome = VariantOutcome(spec.id, VariantStatus.DONE, executor, node)
+    try:
+        if not (work.folder / "manifest.json").is_file():
+            started, exported = time.perf_counter(), []
+            with export_slot(exported):
+                run_export(ExportRequest(spec, parse_formats(",".join(work.formats)), weights=work.weights,
+                                         calib_dir=work.calib_dir, calib_count=work.calib_count, out=work.folder,
+                                         force=True, validate=False))
+            outcome.export_s = time.perf_counter() - started
+            outcome.exporting = exported[0]
+        window: list = []
+        report = run_validation(work.folder, labels_dir=work.labels_dir, label_map=work.label_map,
+                                latency=work.latency, timing_slot=lambda: timing_slot(window))
+        outcome.report = report.to_json()
+        outcome.timing = window[0] if window else None
+    except EXPECTED_FAILURES as err:
+        outcome.status, outcome.error = VariantStatus.FAILED, f"{type(err).__name__}: {err}"
+    return outcome
+
+
+def run_serially(works: list[VariantWork], done: Callable[[VariantOutcome], None]) -> list[VariantOutcome]:
+    outcomes = []
+    for work in works:
+        console.say(f"[sweep] {work.spec.id}: exporting and validating here")
+        outcomes.append(run_variant(work))
+        done(outcomes[-1])
+    return outcomes
+
+
+@dataclass
+class RayCluster:
+    """A connection to Ray: a local one sized to this machine (`address` None), or an existing cluster."""
+
+    address: Optional[str] = None
+    object_store_bytes: int = 2 << 30  # the variants' results are small; the rest of 24 GiB is for the work
+    nodes: list[dict] = field(default_factory=list)
+
+    def __enter__(self) -> "RayCluster":
+        import logging
+
+        import ray
+
+        from edgecnn.util.errors import UsageError
+
+        if self.address is not None:
+            check_reachable(self.address)
+        options = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                       configure_logging=True)
+        try:
+            if self.address is None:
+                ray.init(num_cpus=os.cpu_count() or 1, object_store_memory=self.object_store_bytes, **options)
+            else:
+                ray.init(address=self.address, **options)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise UsageError(f"cannot join the Ray cluster at {self.address or 'a new local Ray'}: "
+                             f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        self.nodes = [n for n in ray.nodes() if n.get("Alive")]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import ray
+
+        ray.shutdown()
+
+    def check_shared(self, out: Path) -> None:
+        """Refuse an `out` that some node does not see: each node reads the driver's marker and writes its own."""
+        import uuid
+
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from edgecnn.util.errors import UsageError
+
+        if len(self.nodes) < 2:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        token = uuid.uuid4().hex
+        marker = out / f".edgecnn-shared-{token}"
+        marker.write_text(token)
+        try:
+            probe = ray.remote(num_cpus=0)(_probe_shared)
+            refs = {n["NodeID"]: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                    .remote(str(marker), token) for n in self.nodes}
+            unseen = [node for node, ref in refs.items() if not ray.get(ref)]
+            written = {p.name for p in out.glob(f".edgecnn-shared-{token}-*")}
+            unseen += [node for node in refs if f".edgecnn-shared-{token}-{node}" not in written and node not in unseen]
+        finally:
+            for path in out.glob(f".edgecnn-shared-{token}*"):
+                path.unlink(missing_ok=True)
+        if unseen:
+            raise UsageError(f"--out {out} is not shared by every node of the cluster ({len(unseen)} of "
+                             f"{len(self.nodes)} do not see it); give a folder on a filesystem all nodes mount")
+
+    def run(self, works: list[VariantWork], done: Callable[[VariantOutcome], None]) -> list[VariantOutcome]:
+        """Each variant as one Ray task; a task whose worker dies is retried (Ray's `max_retries`)."""
+        import ray
+
+        task = ray.remote(num_cpus=1, max_retries=3)(_variant_task)
+        pending = {task.remote(work): work for work in works}
+        outcomes = []
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            work = pending.pop(ready[0])
+            try:
+                outcome = ray.get(ready[0])
+            except ray.exceptions.RayError as err:  # retries spent: the variant failed, the others go on
+                outcome = VariantOutcome(work.spec.id, VariantStatus.FAILED, Executor.RAY, NodeInfo.here("unknown"),
+                                         error=f"Ray: {str(err).splitlines()[0]}")
+            outcomes.append(outcome)
+            done(outcome)
+        return outcomes
+
+
+def _probe_shared(marker: str, token: str) -> bool:
+    import ray
+
+    path = Path(marker)
+    try:
+        seen = path.read_text() == token
+        (path.parent / f"{path.name}-{ray.get_runtime_context().get_node_id()}").write_text(token)
+    except OSError:
+        return False
+    return seen
+
+
+def _variant_task(work: VariantWork) -> VariantOutcome:
+    import ray
+
+    context = ray.get_runtime_context()
+    return run_variant(work, Executor.RAY, context.get_node_id())
+
+
+def check_reachable(address: str, timeout_s: float = 3.0) -> None:
+    """An address that nothing answers at is one line at once, not Ray's minute of retries."""
+    from edgecnn.util.errors import UsageError
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray takes HOST:PORT of a Ray head node (ray start --head), not {address!r}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as err:
+        raise UsageError(f"no Ray cluster answers at {address}: {err.strerror or err}") from None

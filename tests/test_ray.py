@@ -46,7 +46,8 @@ def test_a_sweep_on_ray_gives_what_the_serial_sweep_gives(serial_and_ray):
         assert (a["executor"], b["executor"]) == ("serial", "ray") and b["status"] == a["status"] == "done"
         assert b["node"]["node_id"] != "local" and b["node"]["cores"] == a["node"]["cores"]
         assert b["int8_bytes"] == a["int8_bytes"] and b["params"] == a["params"] and b["macs"] == a["macs"]
-        assert b["int8_worst_cosine"] == pytest.approx(a["int8_worst_cosine"], abs=1e-6)
+        # the same files; the PyTorch reference sums in another order at another thread count
+        assert b["int8_worst_cosine"] == pytest.approx(a["int8_worst_cosine"], abs=1e-4)
         for name in ("model_fp32.tflite", "model_int8.tflite"):  # the same files: byte for byte
             assert (root / "ray" / b["variant"] / name).read_bytes() == (root / "serial" / a["variant"] / name).read_bytes()
     assert not [p.name for p in (root / "ray").iterdir() if ".partial-" in p.name]

@@ -28,7 +28,7 @@ VALIDATE_ARGS := $(or $(EXPORT_DIR),export/$(VARIANT)) $(if $(IMAGES),--images $
 	$(if $(COUNT),--count $(COUNT)) $(if $(DATASET),--dataset $(DATASET)) $(if $(DATASET_COUNT),--dataset-count $(DATASET_COUNT))
 
 .PHONY: setup test test-slow test-full test-torchvision list summary export validate sweep bench clean \
-	train-demo train-zoo inspect-int8 int8-zoo bench-zoo bench-executorch demo-card android-assets android-check android-test
+	scorecard train-demo train-zoo inspect-int8 int8-zoo bench-zoo bench-executorch demo-card android-assets android-check android-test
 
 setup: $(STAMP) $(VENV)/.installed-apt
 
@@ -48,7 +48,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,tflite,coreml,executorch,imagenet]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,tflite,coreml,executorch,imagenet,cluster]'
 	touch $@
 
 test: setup
@@ -60,7 +60,7 @@ test-slow: setup
 
 # TensorFlow only for the baseline of the benchmark: the `bench` extra, installed on demand.
 $(VENV)/.installed-bench: $(STAMP)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,tflite,coreml,executorch,imagenet,bench]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,tflite,coreml,executorch,imagenet,cluster,bench]'
 	touch $@
 
 bench: $(VENV)/.installed-bench bench-executorch
@@ -105,7 +105,16 @@ RESOLUTIONS ?= 96,128,160,192,224
 sweep: setup
 	$(BIN)/edgecnn sweep --model $(MODEL) --alphas $(ALPHAS) --resolutions $(RESOLUTIONS) \
 		$(if $(LABELS_DIR),--labels-dir $(LABELS_DIR)) $(if $(LABEL_MAP),--label-map $(LABEL_MAP)) \
-		$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(CALIB),--calib $(CALIB)) $(if $(OUT),--out $(OUT))
+		$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(CALIB),--calib $(CALIB)) $(if $(OUT),--out $(OUT)) \
+		$(if $(RAY),--ray $(filter-out local,$(RAY)))
+
+# make scorecard [MODELS=resnet18,...] [CARD_ALPHAS=1.0,0.5] [FORMATS=...] [RAY=local|HOST:PORT] [OUT=dir]:
+# every registered model at its default resolution; a day on one 2-core machine, so RAY=HOST:PORT of a
+# cluster (ray start --head on one machine, ray start --address=HOST:PORT on the others)
+CARD_ALPHAS ?= 1.0,0.5
+scorecard: setup
+	$(BIN)/edgecnn scorecard --alphas $(CARD_ALPHAS) $(if $(MODELS),--models $(MODELS)) \
+		$(if $(FORMATS),--formats $(FORMATS)) $(if $(OUT),--out $(OUT)) $(if $(RAY),--ray $(filter-out local,$(RAY)))
 
 # The project's own trained model: MobileNetV2 (alpha 0.5, 32 px) on Fashion-MNIST, about 15 min on 2 cores;
 # then its model card with every format's accuracy on the 10,000 test images.

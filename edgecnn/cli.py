@@ -140,7 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_latency_arguments(sweep)
     sweep.add_argument("--out", type=Path, help="sweep folder (default: export/sweep-MODEL)")
     _add_ray_argument(sweep)
-    _add_verbose(validate, bench, classify, inspect, assets, sweep)
+    card = sub.add_parser("scorecard", help="every registered model at its default resolution and chosen widths: "
+                                            "size, parity, int8 fidelity and latency per variant")
+    card.add_argument("--models", help="comma-separated registered models (default: all)")
+    card.add_argument("--alphas", default="1.0,0.5", help="width multipliers (default 1.0,0.5)")
+    card.add_argument("--resolutions", help="instead of each model's default resolution")
+    card.add_argument("--formats", default="onnx,tflite,coreml,executorch",
+                      help="formats per variant; must include tflite (default: all four)")
+    card.add_argument("--calib-count", type=int, default=100)
+    _add_latency_arguments(card)
+    card.add_argument("--out", type=Path, default=Path("export") / "scorecard", help="default: export/scorecard")
+    _add_ray_argument(card)
+    _add_verbose(validate, bench, classify, inspect, assets, sweep, card)
     return parser
 
 
@@ -350,6 +361,24 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     _fail_on_failed_variants(summary["rows"])
 
 
+def cmd_scorecard(args: argparse.Namespace) -> None:
+    from edgecnn.studies.scorecard import ScorecardRequest, markdown, run_scorecard
+    from edgecnn.studies.sweep import parse_numbers
+    from edgecnn.zoo.registry import list_models
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list_models()
+    request = ScorecardRequest(models, parse_numbers(args.alphas, "alphas"), parse_formats(args.formats), args.out,
+                               resolutions=parse_numbers(args.resolutions, "resolutions", int) if args.resolutions else None,
+                               calib_count=args.calib_count, latency=_latency_options(args, budget_s=1.0))
+    request.works()  # unknown models and widths refused before anything starts
+    with console.third_party_into(request.out, "scorecard.log", args.verbose), _cluster(args) as cluster:
+        request.cluster = cluster
+        card = run_scorecard(request)
+    print(markdown(card))
+    print(f"scorecard: {request.out / 'scorecard.md'} (.json, .png)")
+    _fail_on_failed_variants(card["rows"])
+
+
 def cmd_classify(args: argparse.Namespace) -> None:
     from edgecnn.harness.classify import format_results, run_classify
 
@@ -400,7 +429,7 @@ def cmd_app_report(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"list": cmd_list, "summary": cmd_summary, "export": cmd_export, "validate": cmd_validate,
-            "bench": cmd_bench, "sweep": cmd_sweep, "classify": cmd_classify, "inspect-int8": cmd_inspect_int8,
+            "bench": cmd_bench, "sweep": cmd_sweep, "scorecard": cmd_scorecard, "classify": cmd_classify, "inspect-int8": cmd_inspect_int8,
             "android-assets": cmd_android_assets, "app-report": cmd_app_report}
 
 

@@ -154,3 +154,41 @@ def test_an_out_folder_a_node_does_not_see_is_refused(tmp_path):
         node.wait(timeout=60)
         cluster.shutdown()
     assert list(out.iterdir()) == []  # the markers were taken away again
+
+
+def test_the_scorecard_records_every_artifact_of_a_variant(serial_and_ray):
+    """Over the serial sweep's folder: the variant is kept, not exported again, and recorded in full."""
+    import json
+
+    from edgecnn.studies.scorecard import SCHEMA, ScorecardRequest, run_scorecard
+
+    root, serial, _ = serial_and_ray
+    out = root / "serial"
+    request = ScorecardRequest(["mobilenet_v2"], [0.35], parse_formats("tflite"), out, resolutions=[32],
+                               calib_count=8, latency=LATENCY)
+    card = run_scorecard(request)
+    (row,) = card["rows"]
+    assert (row["variant"], row["family"], row["status"], row["executor"]) == ("mobilenet_v2_a0.35_r32", "mobilenet",
+                                                                               "kept", "serial")
+    assert set(row["artifacts"]) == {"model_fp32.tflite", "model_int8.tflite"}
+    for artifact in row["artifacts"].values():
+        assert artifact["bytes"] > 0 and artifact["parity"] in ("passed", "reported") and artifact["worst_cosine"]
+    assert row["latency_ms"]["model_int8.tflite"]["1"] > 0
+    assert row["int8_over_fp32"]["1"] == pytest.approx(
+        row["latency_ms"]["model_int8.tflite"]["1"] / row["latency_ms"]["model_fp32.tflite"]["1"], abs=1e-3)
+    assert json.loads((out / "scorecard.json").read_text())["schema"] == SCHEMA
+    assert "mobilenet_v2_a0.35_r32" in (out / "scorecard.md").read_text()
+    assert (out / "scorecard.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--models", "resnet18,no_such_net"], "unknown model 'no_such_net'"),
+    (["--formats", "onnx"], "--formats must include tflite"),
+    (["--alphas", "0.5,x"], "--alphas takes comma-separated numbers, got 'x'"),
+])
+def test_bad_scorecard_input_is_one_line(tmp_path, args, message):
+    result = subprocess.run([sys.executable, "-m", "edgecnn", "scorecard", *args, "--out", str(tmp_path / "card")],
+                            capture_output=True, text=True, timeout=300)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "card").exists()

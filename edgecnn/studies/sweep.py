@@ -15,11 +15,8 @@ from edgecnn.export.manifest import open_export
 from edgecnn.formats import Format
 from edgecnn.harness.latency import LatencyOptions
 from edgecnn.harness.report import write_sweep_report
-from edgecnn.studies.variants import (Executor, NodeInfo, RayCluster, VariantOutcome, VariantStatus, VariantWork,
-                                      finished_report, run_serially)
-from edgecnn.util import console
+from edgecnn.studies.variants import RayCluster, VariantOutcome, VariantStatus, VariantWork, run_works
 from edgecnn.util.errors import UsageError
-from edgecnn.util.interrupts import deferred_interrupts
 from edgecnn.zoo.spec import VariantSpec
 
 SWEEP_SCHEMA = "edgecnn.sweep/1"
@@ -62,36 +59,6 @@ def parse_numbers(text: str, what: str, kind=float) -> list:
     if not values:
         raise UsageError(f"--{what} is empty")
     return list(dict.fromkeys(values))
-
-
-def run_works(works: list[VariantWork], cluster: Optional[RayCluster], label: str) -> list[VariantOutcome]:
-    """Every variant's outcome, in the order of `works`: finished ones kept, the rest run serially or on
-    `cluster`, with a progress bar over the variants."""
-    outcomes: dict[str, VariantOutcome] = {}
-    todo = []
-    here = NodeInfo.here()
-    for work in works:
-        report = finished_report(work)
-        if report is not None:
-            outcomes[work.spec.id] = VariantOutcome(work.spec.id, VariantStatus.KEPT, Executor.SERIAL, here, report)
-        else:
-            todo.append(work)
-    if len(outcomes):
-        console.say(f"[sweep] {len(outcomes)} of {len(works)} variants finished earlier, kept")
-    with console.step(label, total=len(todo)) as advance:
-        def done(outcome: VariantOutcome) -> None:
-            outcomes[outcome.variant] = outcome
-            where = f" on {outcome.node.hostname} ({outcome.node.node_id[:8]})" if outcome.executor is Executor.RAY else ""
-            console.say(f"[sweep] {outcome.variant}: {outcome.status.value}{where}"
-                        + (f": {outcome.error}" if outcome.error else ""))
-            advance()
-
-        with deferred_interrupts():
-            if cluster is None:
-                run_serially(todo, done)
-            else:
-                cluster.run(todo, done)
-    return [outcomes[work.spec.id] for work in works]
 
 
 def run_sweep(request: SweepRequest) -> dict:

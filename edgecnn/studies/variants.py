@@ -28,6 +28,7 @@ from typing import Callable, Iterator, Optional
 
 from edgecnn.harness.latency import LatencyOptions
 from edgecnn.util import console
+from edgecnn.util.interrupts import deferred_interrupts
 
 TIMING_LOCK = Path(tempfile.gettempdir()) / "edgecnn-timing.lock"
 VALIDATION_REPORT = Path("validation") / "report.json"
@@ -182,6 +183,36 @@ def run_variant(work: VariantWork, executor: Executor = Executor.SERIAL, node_id
     return outcome
 
 
+def run_works(works: list[VariantWork], cluster: Optional[RayCluster], label: str) -> list[VariantOutcome]:
+    """Every variant's outcome, in the order of `works`: finished ones kept, the rest run serially or on
+    `cluster`, with a progress bar over the variants."""
+    outcomes: dict[str, VariantOutcome] = {}
+    todo = []
+    here = NodeInfo.here()
+    for work in works:
+        report = finished_report(work)
+        if report is not None:
+            outcomes[work.spec.id] = VariantOutcome(work.spec.id, VariantStatus.KEPT, Executor.SERIAL, here, report)
+        else:
+            todo.append(work)
+    if len(outcomes):
+        console.say(f"[sweep] {len(outcomes)} of {len(works)} variants finished earlier, kept")
+    with console.step(label, total=len(todo)) as advance:
+        def done(outcome: VariantOutcome) -> None:
+            outcomes[outcome.variant] = outcome
+            where = f" on {outcome.node.hostname} ({outcome.node.node_id[:8]})" if outcome.executor is Executor.RAY else ""
+            console.say(f"[sweep] {outcome.variant}: {outcome.status.value}{where}"
+                        + (f": {outcome.error}" if outcome.error else ""))
+            advance()
+
+        with deferred_interrupts():
+            if cluster is None:
+                run_serially(todo, done)
+            else:
+                cluster.run(todo, done)
+    return [outcomes[work.spec.id] for work in works]
+
+
 def run_serially(works: list[VariantWork], done: Callable[[VariantOutcome], None]) -> list[VariantOutcome]:
     outcomes = []
     for work in works:
@@ -202,9 +233,12 @@ class RayCluster:
     def __enter__(self) -> "RayCluster":
         import logging
 
-        import ray
-
         from edgecnn.util.errors import UsageError
+
+        try:
+            import ray
+        except ImportError:
+            raise UsageError("--ray needs Ray: pip install -e '.[cluster]' (make setup installs it)") from None
 
         if self.address is not None:
             check_reachable(self.address)

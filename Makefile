@@ -52,7 +52,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 test: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" --durations=15
 
 # everything: the slow conversions too, and torchvision itself in its own environment
 test-slow: setup

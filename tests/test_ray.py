@@ -14,7 +14,7 @@ from edgecnn.harness.latency import LatencyOptions
 from edgecnn.studies.sweep import SweepRequest, run_sweep
 from edgecnn.studies.variants import RayCluster
 
-ray = pytest.importorskip("ray")  # the `cluster` extra; make setup installs it
+import ray  # the `cluster` extra; make setup installs it
 
 LATENCY = LatencyOptions(threads=(1,), runs=20)
 
@@ -81,6 +81,7 @@ def _kill_first_variant_worker(partial_glob, killed):
         time.sleep(0.2)
 
 
+@pytest.mark.slow  # a minute or more each; `make test-full` runs them
 def test_a_worker_killed_mid_variant_is_retried_and_leaves_no_partial_folder(tmp_path):
     out = tmp_path / "sweep"
     killed = []
@@ -97,6 +98,7 @@ def test_a_worker_killed_mid_variant_is_retried_and_leaves_no_partial_folder(tmp
     assert not [p.name for p in out.iterdir() if ".partial-" in p.name or ".old-" in p.name]
 
 
+@pytest.mark.slow  # a minute or more each; `make test-full` runs them
 def test_on_a_two_node_cluster_work_spreads_and_each_node_times_its_own(tmp_path):
     from ray.cluster_utils import Cluster
 
@@ -128,6 +130,7 @@ def test_an_unreachable_ray_address_is_one_line_and_quick(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare(1)")
 def test_an_out_folder_a_node_does_not_see_is_refused(tmp_path):
     """The second node runs in a mount namespace of its own, where --out is a different (tmpfs) folder."""

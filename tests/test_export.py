@@ -133,9 +133,9 @@ def test_coreml_packages_are_ml_programs_with_image_input_and_int8_weight_varian
 
 
 def test_same_inputs_give_byte_identical_onnx_and_tflite(exported, tmp_path):
-    # both converted side by side, each format in a fresh process. (Converted in this long-lived test
-    # process instead, after other work, the int8 TFLite came out with other bytes; two fresh CLI
-    # processes give identical bytes. Cause not found yet.)
+    # both converted side by side, each format in a fresh process. (The bytes once depended on the torch
+    # thread count of the converting process; exports now compute with one thread, and test_ray checks
+    # that an in-process export and one in a Ray worker give the same bytes.)
     _, first = exported
     _, second = export(tmp_path, formats=parse_formats("onnx,tflite"))
     digests = lambda m: {a.path: a.sha256 for a in m.artifacts}  # noqa: E731

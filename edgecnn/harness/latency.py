@@ -135,18 +135,21 @@ def _rounds(configs, names, rounds, per_round, samples, advance) -> None:
         advance()
 
 
-def machine() -> dict:
-    """What the figures were measured on."""
-    cpu = platform.processor() or "unknown"
+def cpu_model() -> str:
+    """This machine's CPU, as /proc/cpuinfo names it."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
     load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_average": load, "platform": platform.platform(),
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average": load, "platform": platform.platform(),
             "python": platform.python_version()}
 
 

@@ -17,14 +17,15 @@ Latencies and ratios compare only between rows of one node.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from edgecnn.export.manifest import open_export
 from edgecnn.formats import Format
 from edgecnn.harness.latency import LatencyOptions, machine
-from edgecnn.studies.variants import RayCluster, VariantOutcome, VariantStatus, VariantWork, run_works
+from edgecnn.studies.variants import (TIMING_NOTE, RayCluster, VariantOutcome, VariantStatus, VariantWork,
+                                      base_record, run_works)
 from edgecnn.util.atomic import replace_file
 from edgecnn.util.errors import UsageError
 from edgecnn.util.tables import format_table
@@ -70,28 +71,15 @@ def run_scorecard(request: ScorecardRequest) -> dict:
         request.cluster.check_shared(request.out)
     outcomes = run_works(works, request.cluster, f"scorecard: {len(works)} variants")
     card = {"schema": SCHEMA, "machine": machine(),
-            "timing": "median of interleaved runs, batch 1, each variant timed alone on its machine (no other "
-                      "timing phase or export meanwhile); latencies and ratios compare only within a node",
+            "timing": f"median of interleaved runs, batch 1, {TIMING_NOTE}",
             "rows": [record(work, outcome) for work, outcome in zip(works, outcomes)]}
     write(card, request.out)
     return card
 
 
 def record(work: VariantWork, outcome: VariantOutcome) -> dict:
-    import torch
-
-    from edgecnn.zoo.profile import profile
-    from edgecnn.zoo.registry import create_model
-
-    spec = work.spec
-    with torch.device("meta"):
-        prof = profile(create_model(spec.model, alpha=spec.alpha, num_classes=spec.num_classes), spec.resolution)
-    row = {"model": spec.model, "family": get_model_info(spec.model).family, "alpha": spec.alpha,
-           "resolution": spec.resolution, "variant": spec.id, "params": prof.params, "macs": prof.macs,
-           "status": outcome.status.value, "executor": outcome.executor.value, "node": asdict(outcome.node),
-           "export_s": outcome.export_s}
+    row = {**base_record(work, outcome), "family": get_model_info(work.model).family}
     if outcome.status is VariantStatus.FAILED:
-        row["error"] = outcome.error
         return row
     manifest = open_export(work.folder)  # the gate, as for every reader of an export
     report = outcome.report

@@ -7,7 +7,7 @@ both at least as fast (int8 TFLite, 1 thread) and at least as large in MACs (or 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -15,7 +15,8 @@ from edgecnn.export.manifest import open_export
 from edgecnn.formats import Format
 from edgecnn.harness.latency import LatencyOptions
 from edgecnn.harness.report import write_sweep_report
-from edgecnn.studies.variants import RayCluster, VariantOutcome, VariantStatus, VariantWork, run_works
+from edgecnn.studies.variants import (TIMING_NOTE, RayCluster, VariantOutcome, VariantStatus, VariantWork,
+                                      base_record, run_works)
 from edgecnn.util.errors import UsageError
 from edgecnn.zoo.spec import VariantSpec
 
@@ -71,26 +72,15 @@ def run_sweep(request: SweepRequest) -> dict:
     rows = [_row(work, outcome) for work, outcome in zip(works, outcomes)]
     summary = {"schema": SWEEP_SCHEMA, "model": request.model, "alphas": request.alphas,
                "resolutions": request.resolutions, "rows": rows,
-               "timing": "each variant timed alone on its machine (no other timing phase or export meanwhile); "
-                         "latencies and ratios compare only within a node"}
+               "timing": TIMING_NOTE}
     mark_frontiers([r for r in rows if r["status"] != VariantStatus.FAILED.value])
     write_sweep_report(summary, request.out)
     return summary
 
 
 def _row(work: VariantWork, outcome: VariantOutcome) -> dict:
-    from edgecnn.zoo.profile import profile
-    from edgecnn.zoo.registry import create_model
-    import torch
-
-    spec = work.spec
-    with torch.device("meta"):
-        prof = profile(create_model(spec.model, alpha=spec.alpha, num_classes=spec.num_classes), spec.resolution)
-    row = {"variant": spec.id, "alpha": spec.alpha, "resolution": spec.resolution, "params": prof.params,
-           "macs": prof.macs, "status": outcome.status.value, "executor": outcome.executor.value,
-           "node": asdict(outcome.node), "folder": str(work.folder)}
+    row = {**base_record(work, outcome), "folder": str(work.folder)}
     if outcome.status is VariantStatus.FAILED:
-        row["error"] = outcome.error
         return row
     report = outcome.report
     manifest = open_export(work.folder)  # the gate, as for every reader of an export
@@ -102,8 +92,7 @@ def _row(work: VariantWork, outcome: VariantOutcome) -> dict:
                 "pytorch_ms": {t: timings["pytorch eager (fp32)"]["median_ms"] for t, timings in threads.items()},
                 "int8_worst_cosine": parity.get(INT8, {}).get("parity", {}).get("worst_cosine"),
                 "timed_on": report["latency"].get("machine"), "timing_window": outcome.timing,
-                "export_window": outcome.exporting,
-                "export_s": outcome.export_s})
+                "export_window": outcome.exporting})
     if report.get("labelled"):
         row["pytorch_top1"] = report["labelled"]["pytorch_fp32"]["top1"]
         row["int8_top1"] = parity[INT8]["accuracy"]["top1"]

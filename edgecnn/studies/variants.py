@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import platform
 import socket
 import tempfile
 import time
@@ -26,7 +25,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from edgecnn.harness.latency import LatencyOptions
+from edgecnn.harness.latency import LatencyOptions, cpu_model
 from edgecnn.util import console
 from edgecnn.util.interrupts import deferred_interrupts
 
@@ -56,15 +55,7 @@ class NodeInfo:
 
     @classmethod
     def here(cls, node_id: str = "local") -> "NodeInfo":
-        cpu = platform.processor() or "unknown"
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
-        return cls(socket.gethostname(), node_id, cpu, os.cpu_count() or 1)
+        return cls(socket.gethostname(), node_id, cpu_model(), os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -108,6 +99,28 @@ class VariantOutcome:
         record = asdict(self)
         record.update(status=self.status.value, executor=self.executor.value, report=None)
         return record
+
+
+TIMING_NOTE = ("each variant timed alone on its machine (no other timing phase or export meanwhile); latencies "
+               "and ratios compare only within a node")
+
+
+def base_record(work: VariantWork, outcome: VariantOutcome) -> dict:
+    """What every table of variants records: the variant, its size in params and MACs, how and where it ran."""
+    import torch
+
+    from edgecnn.zoo.profile import profile
+    from edgecnn.zoo.registry import create_model
+
+    spec = work.spec
+    with torch.device("meta"):
+        prof = profile(create_model(spec.model, alpha=spec.alpha, num_classes=spec.num_classes), spec.resolution)
+    row = {"variant": spec.id, "model": spec.model, "alpha": spec.alpha, "resolution": spec.resolution,
+           "params": prof.params, "macs": prof.macs, "status": outcome.status.value,
+           "executor": outcome.executor.value, "node": asdict(outcome.node), "export_s": outcome.export_s}
+    if outcome.status is VariantStatus.FAILED:
+        row["error"] = outcome.error
+    return row
 
 
 def finished_report(work: VariantWork) -> Optional[dict]:

@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+WEB_STAMP := web_demo/node_modules/.installed
 
 # torchvision does not import beside the pinned torch; its parity suite gets an environment of its own.
 TV_VENV := .venv-torchvision
@@ -28,13 +29,15 @@ VALIDATE_ARGS := $(or $(EXPORT_DIR),export/$(VARIANT)) $(if $(IMAGES),--images $
 	$(if $(COUNT),--count $(COUNT)) $(if $(DATASET),--dataset $(DATASET)) $(if $(DATASET_COUNT),--dataset-count $(DATASET_COUNT))
 
 .PHONY: setup test test-slow test-full test-torchvision list summary export validate sweep bench clean \
-	scorecard train-demo train-zoo inspect-int8 int8-zoo bench-zoo bench-executorch demo-card android-assets android-check android-test
+	scorecard train-demo train-zoo inspect-int8 int8-zoo bench-zoo bench-executorch demo-card android-assets android-check android-test \
+	web-demo web-serve bench-web
 
-setup: $(STAMP) $(VENV)/.installed-apt
+setup: $(STAMP) $(VENV)/.installed-apt $(WEB_STAMP)
 
-# Debian packages: adb (`edgecnn bench --device adb`), Fashion-MNIST (the demo model's data), and a JDK
-# with JUnit 4 and Gson for the Android demo's Java core and its golden tests.
-APT_PACKAGES := adb dataset-fashion-mnist default-jdk-headless junit4 libgoogle-gson-java
+# Debian packages: adb (`edgecnn bench --device adb`), Fashion-MNIST (the demo model's data), a JDK
+# with JUnit 4 and Gson for the Android demo's Java core and its golden tests, Chromium for the web demo's
+# self-test (puppeteer-core drives it; nothing downloads a browser of its own), openssl for its HTTPS.
+APT_PACKAGES := adb dataset-fashion-mnist default-jdk-headless junit4 libgoogle-gson-java chromium openssl
 $(VENV)/.installed-apt: Makefile | $(BIN)/python
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then :; \
@@ -46,6 +49,14 @@ $(VENV)/.installed-apt: Makefile | $(BIN)/python
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
+
+# The web demo's npm packages, exactly as web_demo/package-lock.json pins them (Node.js from Debian if
+# missing; an existing Node.js, e.g. NodeSource's, is kept).
+$(WEB_STAMP): web_demo/package-lock.json | $(VENV)/.installed-apt
+	@command -v npm >/dev/null || { if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq --no-install-recommends nodejs npm; \
+		else sudo apt-get install -y -qq --no-install-recommends nodejs npm; fi; }
+	cd web_demo && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,tflite,coreml,executorch,imagenet,cluster]'
@@ -155,6 +166,18 @@ android-check: setup
 # the Java core's JUnit tests and the Python -> Java golden tests (also part of make test)
 android-test: setup
 	$(BIN)/python -m pytest tests/test_android.py
+
+# The phone web demo: a static site running the VARIANTS' ONNX and TFLite files in the browser, built into
+# web_demo/site and self-tested in headless Chromium; web-serve serves it to phones on the network (HTTPS).
+web-demo: setup
+	$(BIN)/edgecnn web-demo --variants "$(VARIANTS)" --selftest --screenshot web_demo/site-phone.png
+
+web-serve: setup
+	$(BIN)/edgecnn web-serve $(if $(PORT),--port $(PORT))
+
+# the page's latency in headless Chromium next to Python's for the same files: benchmarks/results/web.*
+bench-web: setup
+	$(BIN)/python -m edgecnn.studies.bench_web
 
 clean:
 	rm -rf $(VENV) $(TV_VENV) build *.egg-info

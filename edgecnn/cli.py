@@ -122,6 +122,23 @@ def build_parser() -> argparse.ArgumentParser:
     assets.add_argument("--export-root", type=Path, default=Path("export"),
                         help="where exports are found, or made if missing (default export/)")
 
+    web = sub.add_parser("web-demo", help="the phone web demo: a static site running the exports in the browser")
+    web.add_argument("--variants", required=True,
+                     help='space-separated model:alpha:resolution[:weights], e.g. "mobilenet_v2:0.35:128"')
+    web.add_argument("--out", type=Path, default=Path("web_demo/site"), help="the site folder (default web_demo/site)")
+    web.add_argument("--export-root", type=Path, default=Path("export"),
+                     help="where exports are found, or made if missing (default export/)")
+    web.add_argument("--selftest", action="store_true",
+                     help="then run the page's self-test in headless Chromium (exit 1 if it fails)")
+    web.add_argument("--screenshot", type=Path, help="with --selftest: the page at a phone's viewport, as PNG")
+
+    serve = sub.add_parser("web-serve", help="serve the web demo on the local network (HTTPS off localhost)")
+    serve.add_argument("--site", type=Path, default=Path("web_demo/site"), help="the built site (default web_demo/site)")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all, for a phone)")
+    serve.add_argument("--port", type=int, default=8443, help="port (default 8443)")
+    serve.add_argument("--http", action="store_true",
+                       help="plain HTTP even off localhost (a phone then gets no camera and one thread)")
+
     app_report = sub.add_parser("app-report", help="the demo app's benchmark.json (adb pull) as a table and plot")
     app_report.add_argument("file", type=Path)
     app_report.add_argument("--out", type=Path, help="report folder (default: FILE's name + -report)")
@@ -151,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_latency_arguments(card)
     card.add_argument("--out", type=Path, default=Path("export") / "scorecard", help="default: export/scorecard")
     _add_ray_argument(card)
-    _add_verbose(validate, bench, classify, inspect, assets, sweep, card)
+    _add_verbose(validate, bench, classify, inspect, assets, web, sweep, card)
     return parser
 
 
@@ -407,7 +424,8 @@ def cmd_inspect_int8(args: argparse.Namespace) -> None:
 
 
 def cmd_android_assets(args: argparse.Namespace) -> None:
-    from edgecnn.android.assets import build_assets, parse_variants
+    from edgecnn.android.assets import build_assets
+    from edgecnn.apps.golden import parse_variants
 
     variants = parse_variants(args.variants)
     with console.third_party_into(args.export_root, "android-assets.log", args.verbose):  # not into the app
@@ -416,6 +434,40 @@ def cmd_android_assets(args: argparse.Namespace) -> None:
         print(f"{v['file']}  {v['precision']}  {v['bytes'] / 2**20:.2f} MiB  sha256 {v['sha256'][:12]}")
     print(f"{args.assets / 'catalog.json'}: {len(catalog['variants'])} model files; golden image and tensors in "
           f"{args.assets / 'golden'}")
+
+
+def cmd_web_demo(args: argparse.Namespace) -> None:
+    from edgecnn.apps.golden import parse_variants
+    from edgecnn.web.site import build_site
+
+    variants = parse_variants(args.variants)
+    with console.third_party_into(args.export_root, "web-demo.log", args.verbose):  # not into the site
+        catalog = build_site(variants, args.out, args.export_root)
+    for variant in catalog["variants"]:
+        for entry in variant["files"]:
+            print(f"{entry['file']}  {entry['precision']}  {entry['runtime']}  {entry['bytes'] / 2**20:.2f} MiB")
+    print(f"{args.out}: {sum(len(v['files']) for v in catalog['variants'])} model files; serve it with "
+          f"`make web-serve` (edgecnn web-serve --site {args.out})")
+    if args.selftest:
+        from edgecnn.web.browser import run_selftest
+
+        outcome = run_selftest(args.out, args.screenshot)
+        for entry in outcome["result"].get("files", []):
+            verdict = "passed" if entry["passed"] else f"FAILED {entry.get('error', '')}".rstrip()
+            timing = f"median {entry['medianMs']:.2f} ms" if "medianMs" in entry else ""
+            print(f"self-test {entry['key']} ({entry['runtime']}): {verdict} {timing}")
+        if not outcome["result"].get("passed"):
+            raise ValidationFailed(f"the page's self-test failed in {outcome['browser']}: "
+                                   f"{outcome['result'].get('error', 'a model file differs from Python')}")
+
+
+def cmd_web_serve(args: argparse.Namespace) -> None:
+    from edgecnn.web.serve import serve_forever
+
+    try:
+        serve_forever(args.site, args.host, args.port, False if args.http else None, console.say)
+    except KeyboardInterrupt:
+        console.say("[edgecnn] stopped serving")
 
 
 def cmd_app_report(args: argparse.Namespace) -> None:
@@ -430,7 +482,8 @@ def cmd_app_report(args: argparse.Namespace) -> None:
 
 COMMANDS = {"list": cmd_list, "summary": cmd_summary, "export": cmd_export, "validate": cmd_validate,
             "bench": cmd_bench, "sweep": cmd_sweep, "scorecard": cmd_scorecard, "classify": cmd_classify, "inspect-int8": cmd_inspect_int8,
-            "android-assets": cmd_android_assets, "app-report": cmd_app_report}
+            "android-assets": cmd_android_assets, "app-report": cmd_app_report, "web-demo": cmd_web_demo,
+            "web-serve": cmd_web_serve}
 
 
 # what a failure of each kind says before its message, and the exit code

@@ -1,0 +1,124 @@
+"""The phone web demo in a real browser: Debian's Chromium, headless, driven by puppeteer-core.
+
+`edgecnn web-demo` exports two variants (a random-init MobileNetV2 with ImageNet's 1000 classes and the
+project's trained Fashion-MNIST model) and builds the site; the page's own self-test then runs every model
+file (fp32 ONNX in onnxruntime-web, fp32 and int8 TFLite in LiteRT.js) on two golden images of different
+aspect ratios and must reproduce Python's input tensor exactly and Python's top-5, with outputs within
+1e-4 relative (fp32) or one quantization step (int8).
+"""
+import json
+import shutil
+import ssl
+import struct
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgecnn.web.browser import run_selftest
+from edgecnn.web.serve import serving
+
+ROOT = Path(__file__).resolve().parent.parent
+VARIANTS = "mobilenet_v2:0.35:64 mobilenet_v2:0.5:32:fashion-mnist-demo"
+SCREENSHOT = ROOT / "build" / "test-output" / "web_demo_phone.png"  # look at it: the page on a phone
+
+
+def edgecnn(*args):
+    return subprocess.run([sys.executable, "-m", "edgecnn", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=900)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("web")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    result = edgecnn("web-demo", "--variants", VARIANTS, "--out", str(root / "site"), "--export-root",
+                     str(root / "export"), "--selftest", "--screenshot", str(SCREENSHOT))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    return root / "site"
+
+
+def test_every_model_file_passes_the_pages_selftest_in_chromium(site):
+    outcome = run_selftest(site, runs=5)
+    result = outcome["result"]
+    assert outcome["browser"].startswith("Chrome/")
+    assert result["crossOriginIsolated"] is True  # WASM threads are possible
+    catalog = json.loads((site / "catalog.json").read_text())
+    keys = [f["key"] for v in catalog["variants"] for f in v["files"]]
+    assert [f["key"] for f in result["files"]] == keys and len(keys) == 6
+    assert {f["runtime"] for f in result["files"]} == {"onnxruntime-web", "litert.js"}
+    for file in result["files"]:
+        assert "error" not in file, file
+        assert len(file["images"]) == 2
+        for image in file["images"]:
+            assert image["inputBytesDiffering"] == 0, (file["key"], image)  # JS preprocessing = Python's
+            assert image["top5"] == image["pythonTop5"], (file["key"], image)
+            if file["precision"] == "int8":
+                assert image["maxStepDifference"] <= 1, (file["key"], image)
+            else:
+                assert image["maxRelativeDifference"] <= 1e-4, (file["key"], image)
+        assert file["passed"] and file["medianMs"] > 0 and file["loadMs"] > 0
+    assert result["passed"]
+    int8 = [f for v in catalog["variants"] for f in v["files"] if f["precision"] == "int8"]
+    assert int8 and all(f["input"]["dtype"] == "int8" and f["output"]["dtype"] == "int8" for f in int8)
+
+
+def test_screenshot_at_a_phones_viewport(site):
+    header = SCREENSHOT.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", header[16:24]) == (390 * 3, 844 * 3)
+
+
+def test_selftest_fails_when_the_page_and_python_disagree(site, tmp_path):
+    """The check can fail: one byte of one golden input tensor changed, and the page reports that file's
+    preprocessing as differing and the self-test as failed; one output changed, and its comparison fails."""
+    broken = tmp_path / "site"
+    shutil.copytree(site, broken)
+    catalog = json.loads((broken / "catalog.json").read_text())
+    first, last = catalog["golden"]["results"][0], catalog["golden"]["results"][-1]
+    tensor = bytearray((broken / first["inputTensor"]).read_bytes())
+    tensor[7] ^= 0x01
+    (broken / first["inputTensor"]).write_bytes(bytes(tensor))
+    output = np.frombuffer((broken / last["outputTensor"]).read_bytes(), dtype=np.int8).copy()
+    output[last["top5"][0]] -= 3  # three quantization steps off on the top class
+    (broken / last["outputTensor"]).write_bytes(output.tobytes())
+    result = run_selftest(broken, runs=1)["result"]
+    assert not result["passed"]
+    by_key = {f["key"]: f for f in result["files"]}
+    first_image = next(i for i in by_key[first["key"]]["images"] if i["image"] == first["image"])
+    assert first_image["inputBytesDiffering"] == 1 and not first_image["passed"]
+    last_image = next(i for i in by_key[last["key"]]["images"] if i["image"] == last["image"])
+    assert last_image["maxStepDifference"] == 3 and not last_image["passed"]
+    untouched = [f for k, f in by_key.items() if k not in (first["key"], last["key"])]
+    assert untouched and all(f["passed"] for f in untouched)
+
+
+def test_server_sends_isolation_headers_over_https(site, tmp_path, monkeypatch):
+    monkeypatch.setattr("edgecnn.web.serve.CERTIFICATE_FOLDER", tmp_path / "tls")
+    with serving(site, https=True) as url:
+        context = ssl.create_default_context(cafile=str(tmp_path / "tls" / "cert.pem"))
+        context.check_hostname = False  # the certificate names this machine's addresses; the URL says 127.0.0.1
+        with urllib.request.urlopen(url + "catalog.json", context=context) as response:
+            assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+            assert response.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+            assert json.loads(response.read())["schema"] == "edgecnn.web-catalog/1"
+        with urllib.request.urlopen(url + "vendor/onnxruntime-web/ort-wasm-simd-threaded.wasm", context=context) as response:
+            assert response.headers["Content-Type"] == "application/wasm"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["web-demo", "--variants", "mobilenet_v2:big:64"], "alpha must be a number"),
+    (["web-demo", "--variants", ""], "no variants given"),
+    (["web-serve", "--site", "tests"], "is not a built demo site"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+    out = tmp_path / "site"
+    result = edgecnn(*args, *(["--out", str(out)] if args[0] == "web-demo" else []))
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()

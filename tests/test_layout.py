@@ -73,6 +73,8 @@ def test_data_flows_one_way():
     assert _importers("edgecnn.zoo", "edgecnn.export") == _importers("edgecnn.zoo", "edgecnn.weights") == []
     assert _importers("edgecnn.formats", "edgecnn.harness") == []
     assert _importers("edgecnn.harness", "edgecnn.export.pipeline") == []  # exports are read through the gate
+    # the two demo apps share edgecnn.apps and know nothing of each other
+    assert _importers("edgecnn.web", "edgecnn.android") == _importers("edgecnn.android", "edgecnn.web") == []
     outside_util = [t for m, targets in _graph(False).items() if m.startswith("edgecnn.util")
                     for t in targets if not t.startswith("edgecnn.util") and t != "edgecnn"]
     assert outside_util == []  # util depends on nothing else of ours
@@ -98,6 +100,7 @@ def test_the_readme_layout_section_names_every_subpackage():
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
     subpackages = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
-    assert subpackages == ["android", "data", "export", "formats", "harness", "studies", "util", "weights", "zoo"]
+    assert subpackages == ["android", "apps", "data", "export", "formats", "harness", "studies", "util", "web",
+                           "weights", "zoo"]
     for name in subpackages:
         assert f"{name}/" in section, name

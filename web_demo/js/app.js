@@ -42,7 +42,11 @@ function compareOutputs(entry, raw, reference) {
     maxRef = Math.max(maxRef, Math.abs(reference[i]));
   }
   const int8 = entry.output.dtype === 'int8';
-  const difference = int8 ? { maxStepDifference: maxAbs } : { maxAbsDifference: maxAbs, maxRelativeDifference: maxAbs / maxRef };
+  const logits = dequantize(raw, entry.output);
+  const pythonLogits = dequantize(reference, entry.output);
+  const maxAbsLogitDifference = Math.max(...logits.map((v, i) => Math.abs(v - pythonLogits[i])));
+  const difference = int8 ? { maxStepDifference: maxAbs, maxAbsLogitDifference }
+    : { maxAbsLogitDifference, maxRelativeDifference: maxAbs / maxRef };
   const withinTolerance = int8 ? maxAbs <= INT8_STEP_TOLERANCE : maxAbs / maxRef <= FP32_RELATIVE_TOLERANCE;
   return { ...difference, withinTolerance };
 }

@@ -67,6 +67,16 @@ def test_every_model_file_passes_the_pages_selftest_in_chromium(site):
     assert int8 and all(f["input"]["dtype"] == "int8" and f["output"]["dtype"] == "int8" for f in int8)
 
 
+def test_camera_frames_are_classified_continuously(site):
+    """Chromium's synthetic camera stands in for a phone's back camera: tapping Camera shows the live view
+    and classifies frame after frame; tapping again stops it."""
+    camera = run_selftest(site, runs=1, camera=True)["camera"]
+    assert camera["videoShown"] and camera["button"] == "Stop camera"
+    assert camera["frameSize"][0] > 0 and camera["frameSize"][1] > 0
+    assert len(camera["top5"]) == 5 and "last 50 runs" in camera["stats"] and "last 50 runs" not in camera["statsBefore"]
+    assert camera["videoShownAfterStop"] is False
+
+
 def test_screenshot_at_a_phones_viewport(site):
     header = SCREENSHOT.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n"

@@ -16,8 +16,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 
 def run_selftest(site: Path, screenshot: Optional[Path] = None, runs: int = 20, timeout_s: int = 600,
-                 browser: Path = CHROMIUM, threads: Optional[int] = None) -> dict:
-    """{"browser", "result" (the page's edgecnn.web-selftest/1 JSON), "log"} for the built site."""
+                 browser: Path = CHROMIUM, threads: Optional[int] = None, camera: bool = False) -> dict:
+    """{"browser", "result" (the page's edgecnn.web-selftest/1 JSON), "camera", "log"} for the built site;
+    with `camera`, the interactive page also classifies Chromium's synthetic camera until 50 frames are timed."""
     node = shutil.which("node")
     if node is None:
         raise UsageError("the web demo's self-test needs Node.js (apt-get install nodejs npm)")
@@ -31,6 +32,8 @@ def run_selftest(site: Path, screenshot: Optional[Path] = None, runs: int = 20, 
                    "--browser", str(browser)]
         if screenshot is not None:
             command += ["--screenshot", str(screenshot)]
+        if camera:
+            command.append("--camera")
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s + 60,
                                 cwd=PAGE_SOURCE)
     if result.returncode != 0:

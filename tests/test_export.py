@@ -333,7 +333,7 @@ def test_an_int8_refusal_keeps_the_float_model_and_is_said_in_one_line(tmp_path,
     job = ExportJob("upsampling_net", 32, 4, RawRGBInput(backbone, (0.5,) * 3, (0.25,) * 3).eval(), backbone,
                     (0.5,) * 3, (0.25,) * 3, images, [f"c{i}" for i in range(4)], {}, tmp_path)
     request = ExportRequest(edgecnn.VariantSpec.create("mobilenet_v2"), parse_formats("tflite"))
-    artifacts, refused = convert_formats(request, job)
+    artifacts, refused, _ = convert_formats(request, job, images)
     assert [a.path for a in artifacts] == ["model_fp32.tflite"] and (tmp_path / "model_fp32.tflite").exists()
     [refusal] = refused
     assert (refusal.format, refusal.precision, refusal.path) == ("tflite", "int8", "model_int8.tflite")

@@ -22,7 +22,9 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
+
+import numpy as np
 
 from edgecnn.formats import FORMATS, Artifact, ExportJob, Format, Refusal
 from edgecnn.util import console
@@ -40,7 +42,10 @@ STOP_GRACE_S = 120  # how long stopped children may take to reach their next saf
 class Converted:
     format: str
     written: list[Union[Artifact, Refusal]]
-    seconds: float
+    seconds: float  # the conversion's, without the parity run
+    # each artifact's outputs on the parity images, by path: run where the format's runtime is already
+    # imported (the parent would import coremltools, about 6 s, only to run the Core ML check)
+    parity_outputs: dict[str, np.ndarray]
 
 
 # What an export computes in PyTorch (BatchNorm re-estimation, calibration ranges, repair measurements)
@@ -63,28 +68,41 @@ def export_threads() -> Iterator[None]:
         torch.set_num_threads(saved)
 
 
-def convert_one(fmt: Format, job: ExportJob) -> Converted:
+def convert_one(fmt: Format, job: ExportJob, parity_images: Optional[np.ndarray] = None) -> Converted:
+    """The format's artifacts, then (given `parity_images`) each one's outputs on them."""
+    from edgecnn.harness.checks import run_artifact
+
     started = time.perf_counter()
     with export_threads():
         written = list(fmt.load().export(job))
-    return Converted(fmt.name, written, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    outputs = {}
+    for artifact in (w for w in written if isinstance(w, Artifact) and parity_images is not None):
+        checkpoint()
+        try:
+            outputs[artifact.path] = run_artifact(job.work_dir, artifact.record(job.work_dir), parity_images,
+                                                  progress=False)
+        except RuntimeError:  # a runtime this machine lacks: the check records why, as it always did
+            continue
+    return Converted(fmt.name, written, seconds, outputs)
 
 
-def _convert_in_child(name: str, job: ExportJob, console_file: str) -> Converted:
+def _convert_in_child(name: str, job: ExportJob, console_file: str, parity_images: Optional[np.ndarray]) -> Converted:
     """Runs in a spawned process: console lines into `console_file`, interrupts deferred as in the parent."""
     from edgecnn.util.interrupts import deferred_interrupts
 
     with open(console_file, "a", buffering=1, encoding="utf-8") as lines:
         console._stream = lines  # noqa: SLF001 (the child has no terminal of its own to find)
         with deferred_interrupts():
-            return convert_one(FORMATS[name], job)
+            return convert_one(FORMATS[name], job, parity_images)
 
 
 def workers_for(formats: list[Format]) -> int:
     return min(len(formats), os.cpu_count() or 1)
 
 
-def convert_in_processes(formats: list[Format], job: ExportJob, announce) -> list[Converted]:
+def convert_in_processes(formats: list[Format], job: ExportJob, announce,
+                         parity_images: Optional[np.ndarray] = None) -> list[Converted]:
     """Every format converted in its own process, at most one per core; results in `formats`' order.
     `announce(converted)` is called in the parent as each format finishes."""
     order = sorted(formats, key=lambda f: LONGEST_FIRST.index(f.name) if f.name in LONGEST_FIRST else 0)
@@ -97,7 +115,7 @@ def convert_in_processes(formats: list[Format], job: ExportJob, announce) -> lis
         pool = futures.ProcessPoolExecutor(max_workers=workers_for(formats),
                                            mp_context=multiprocessing.get_context("spawn"))
         try:
-            pending = {pool.submit(_convert_in_child, f.name, job, str(files[f.name])): f.name for f in order}
+            pending = {pool.submit(_convert_in_child, f.name, job, str(files[f.name]), parity_images): f.name for f in order}
             while pending:
                 finished, _ = futures.wait(pending, timeout=POLL_S, return_when=futures.FIRST_COMPLETED)
                 _relay(files, relayed)

@@ -31,7 +31,7 @@ from edgecnn.formats.int8_repair import Int8Target
 from edgecnn.formats.tflite import BEFORE_REPAIR
 from edgecnn.harness.inspect_int8 import REPAIR_FOLDER, write_repair_comparison
 from edgecnn.harness.checks import check_artifacts
-from edgecnn.harness.images import DEFAULT_IMAGE_COUNT, parity_images
+from edgecnn.harness.images import DEFAULT_IMAGE_COUNT, parity_images_for
 from edgecnn.harness.parity import INT8_PRECISIONS, THRESHOLDS, CheckStatus
 from edgecnn.harness.latency import LatencyOptions, measure_artifacts
 from edgecnn.harness.records import ValidationReport
@@ -146,7 +146,9 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
                     int8_target_stated=request.int8_target is not None)
     if target is not None and request.int8_repair != "none":
         job.repair_images, job.repair_labels, job.repair_source = repair_set(request, calibration)
-    artifacts, refused = convert_formats(request, job)
+    count = request.validate_count if request.validate else SELF_CHECK_IMAGES
+    images, origin = parity_images_for(dataset, spec.resolution, fraction, count)
+    artifacts, refused, outputs = convert_formats(request, job, images)
     (work / LABELS_FILE).write_text("\n".join(labels) + "\n")
     manifest = Manifest(
         schema=MANIFEST_SCHEMA, variant=spec.id, model=spec.model, family=info.family, alpha=spec.alpha,
@@ -154,7 +156,7 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
         normalization=NORMALIZATION, preprocessing=preprocessing.to_dict(), weights=weights, labels=LABELS_FILE,
         artifacts=[a.record(work) for a in artifacts], calibration=calibration.provenance(),
         created_with=tool_versions(request.formats), dataset=dataset, refused=refused)
-    report, images = check_against_pytorch(request, wrapped, manifest, work)
+    report = check_against_pytorch(request, wrapped, manifest, work, images, origin, outputs)
     if request.int8_target is not None:
         hold_to_target(report, request.int8_target, manifest)
     rejected, lines = keep_rejected(request, wrapped.model, manifest, report, images, work)
@@ -223,11 +225,14 @@ def calibration_images(request: ExportRequest, dataset: Optional[str], fraction:
     return load_calibration(request.spec.resolution, request.calib_count, request.calib_dir, crop_fraction=fraction)
 
 
-def convert_formats(request: ExportRequest, job: ExportJob) -> tuple[list[Artifact], list[Refusal]]:
-    """Every format's artifacts, and the precisions refused (each said in one line; the others kept).
-    Several formats on several cores convert side by side, each in a process of its own (`conversion`)."""
+def convert_formats(request: ExportRequest, job: ExportJob, parity_images: np.ndarray
+                    ) -> tuple[list[Artifact], list[Refusal], dict[str, np.ndarray]]:
+    """Every format's artifacts, the precisions refused (each said in one line; the others kept), and the
+    artifacts' outputs on `parity_images`. Several formats on several cores convert side by side, each in a
+    process of its own (`conversion`), which also runs its artifacts on the parity images."""
     artifacts: list[Artifact] = []
     refused: list[Refusal] = []
+    outputs: dict[str, np.ndarray] = {}
 
     def refusals(converted: Converted) -> None:
         for written in converted.written:
@@ -239,36 +244,36 @@ def convert_formats(request: ExportRequest, job: ExportJob) -> tuple[list[Artifa
         console.say(f"[edgecnn] {job.variant}: {converted.format} exported ({converted.seconds:.1f} s)")
 
     if request.parallel and workers_for(request.formats) > 1:
-        results = convert_in_processes(request.formats, job, announce)
+        results = convert_in_processes(request.formats, job, announce, parity_images)
     else:
         results = []
         for fmt in request.formats:
             with console.step(f"{job.variant}: {fmt.name} exported"):
-                results.append(convert_one(fmt, job))
+                results.append(convert_one(fmt, job, parity_images))
                 refusals(results[-1])
             checkpoint()
     for converted in results:
         request.timings[converted.format] = converted.seconds
         refused += [w for w in converted.written if isinstance(w, Refusal)]
         artifacts += [w for w in converted.written if not isinstance(w, Refusal)]
+        outputs.update(converted.parity_outputs)
     if not artifacts:
         raise ExportError("no artifact could be made: " + "; ".join(r.line() for r in refused))
-    return artifacts, refused
+    return artifacts, refused, outputs
 
 
-def check_against_pytorch(request: ExportRequest, model: torch.nn.Module, manifest: Manifest,
-                          work: Path) -> tuple[ValidationReport, np.ndarray]:
-    """Every artifact against PyTorch before anything is written. If none passes the export fails here;
+def check_against_pytorch(request: ExportRequest, model: torch.nn.Module, manifest: Manifest, work: Path,
+                          images: np.ndarray, origin: str, outputs: dict[str, np.ndarray]) -> ValidationReport:
+    """Every artifact against PyTorch on `images` (`outputs`: the artifacts' outputs on them where their
+    conversion already ran them) before anything is written. If none passes the export fails here;
     otherwise the failing ones are `keep_rejected`'s."""
-    count = request.validate_count if request.validate else SELF_CHECK_IMAGES
-    images, origin = parity_images(manifest, count)
     verb = "validated" if request.validate else "self-checked"
     with console.step(f"{manifest.variant}: every artifact {verb} against PyTorch on {origin}"):
-        report = check_artifacts(model, manifest, work, images, images_source=origin)
+        report = check_artifacts(model, manifest, work, images, images_source=origin, ran=outputs)
     failed = report.failures()
     if failed and len(failed) == len(report.artifacts):
         raise ExportError(f"{failed[0].failure_line()} (checked against PyTorch before anything was written)")
-    return report, images
+    return report
 
 
 def hold_to_target(report: ValidationReport, target: Int8Target, manifest: Manifest) -> None:

@@ -84,8 +84,9 @@ def check_one(record: ArtifactRecord, logits: np.ndarray, expected: np.ndarray, 
 
 def check_artifacts(model: torch.nn.Module, manifest: Manifest, root: Path, images: np.ndarray,
                     labelled: Optional[LabelledSet] = None, progress: bool = True,
-                    images_source: str = "") -> ValidationReport:
-    """Run every artifact; returns the report (without writing anything)."""
+                    images_source: str = "", ran: Optional[dict[str, np.ndarray]] = None) -> ValidationReport:
+    """Run every artifact; returns the report (without writing anything). `ran`: outputs on `images`
+    already computed (by the process that converted the artifact), by artifact path."""
     trained = manifest.weights.trained
     expected, noise = pytorch_logits(model, images)
     if not distinct_outputs(expected):
@@ -98,7 +99,7 @@ def check_artifacts(model: torch.nn.Module, manifest: Manifest, root: Path, imag
     checks = []
     for record in manifest.artifacts:
         try:
-            logits = run_artifact(root, record, images, progress)
+            logits = ran[record.path] if ran and record.path in ran else run_artifact(root, record, images, progress)
         except RuntimeError as err:  # a runtime this machine lacks
             checks.append(ArtifactCheck(record.path, record.format, record.precision, CheckStatus.NOT_RUN,
                                         reason=str(err)))

@@ -22,13 +22,17 @@ DEFAULT_IMAGE_COUNT = 16
 def parity_images(manifest: Manifest, count: int, folder: Optional[Path] = None) -> tuple[np.ndarray, str]:
     """The images every artifact is compared on: a user's folder, else the test split of the dataset the
     model was trained on, else the bundled photos."""
-    if folder is None and manifest.dataset is not None:
-        data = get_dataset(manifest.dataset)
-        images, _ = data.model_inputs("test", manifest.resolution, range(count), manifest.crop_fraction,
-                                      progress=False)
+    return parity_images_for(manifest.dataset, manifest.resolution, manifest.crop_fraction, count, folder)
+
+
+def parity_images_for(dataset: Optional[str], resolution: int, crop_fraction: float, count: int,
+                      folder: Optional[Path] = None) -> tuple[np.ndarray, str]:
+    """`parity_images` of an export before its manifest exists."""
+    if folder is None and dataset is not None:
+        data = get_dataset(dataset)
+        images, _ = data.model_inputs("test", resolution, range(count), crop_fraction, progress=False)
         return images, f"the first {count} images of the " + data.describe("test")
-    photos = load_calibration(manifest.resolution, count, folder, progress=False,
-                              crop_fraction=manifest.crop_fraction)
+    photos = load_calibration(resolution, count, folder, progress=False, crop_fraction=crop_fraction)
     return photos.images, photos.source
 
 

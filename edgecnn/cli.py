@@ -440,6 +440,8 @@ def cmd_web_demo(args: argparse.Namespace) -> None:
     from edgecnn.apps.golden import parse_variants
     from edgecnn.web.site import build_site
 
+    if args.screenshot is not None and not args.selftest:
+        raise UsageError("--screenshot is taken by the self-test: add --selftest")
     variants = parse_variants(args.variants)
     with console.third_party_into(args.export_root, "web-demo.log", args.verbose):  # not into the site
         catalog = build_site(variants, args.out, args.export_root)

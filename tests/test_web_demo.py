@@ -124,6 +124,7 @@ def test_server_sends_isolation_headers_over_https(site, tmp_path, monkeypatch):
     (["web-demo", "--variants", "mobilenet_v2:big:64"], "alpha must be a number"),
     (["web-demo", "--variants", ""], "no variants given"),
     (["web-serve", "--site", "tests"], "is not a built demo site"),
+    (["web-demo", "--variants", "mobilenet_v2:0.35:64", "--screenshot", "x.png"], "add --selftest"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "site"

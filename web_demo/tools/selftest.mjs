@@ -16,11 +16,13 @@ const screenshot = option('--screenshot', null);
 const timeout = Number(option('--timeout', 300000));
 const executablePath = option('--browser', process.env.CHROMIUM ?? '/usr/bin/chromium');
 
-// --no-sandbox: Chromium refuses to run as root with its sandbox, and CI runs as root. The fake media
-// flags give getUserMedia a synthetic camera and grant it without a prompt.
+// --no-sandbox: Chromium refuses to run as root with its sandbox, and CI runs as root.
+// --disable-dev-shm-usage: containers often give /dev/shm 64 MB, too little for the renderer.
+// The fake media flags give getUserMedia a synthetic camera and grant it without a prompt.
 const browser = await puppeteer.launch({
   executablePath, headless: true,
-  args: ['--no-sandbox', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
+  args: ['--no-sandbox', '--disable-dev-shm-usage', '--use-fake-device-for-media-stream',
+         '--use-fake-ui-for-media-stream'],
 });
 let exitCode = 0;
 try {

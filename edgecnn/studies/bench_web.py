@@ -35,12 +35,12 @@ def python_latency(site: Path, catalog: dict, export_root: Path, threads: int) -
     configs, engines = {}, {}
     for variant in catalog["variants"]:
         manifest = open_export(export_root / variant["variant"])
+        pixels = _golden_pixels(site, catalog, variant)
         for entry in variant["files"]:
             record = next(a for a in manifest.artifacts if f"{manifest.variant}/{Path(a.path).name}" == entry["key"])
             fmt = format_of(record)
             runner = fmt.runner(export_root / variant["variant"] / record.path, record, threads=threads)
             engines[entry["key"]] = runner.engine
-            pixels = _golden_pixels(site, catalog, variant)
             configs[entry["key"]] = lambda r=runner, x=pixels: r.run(x)
     timed = measure_interleaved(configs, label=f"Python, {threads} thread(s)")
     return {key: {"runtime": engines[key], "median_ms": t.median_ms, "p90_ms": t.p90_ms} for key, t in timed.items()}

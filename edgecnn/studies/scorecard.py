@@ -67,9 +67,7 @@ def run_scorecard(request: ScorecardRequest) -> dict:
     if not any(f.name == "tflite" for f in request.formats):
         raise UsageError("the scorecard compares int8 and fp32 TFLite latency: --formats must include tflite")
     works = request.works()  # every model and width checked before any work
-    if request.cluster is not None:
-        request.cluster.check_shared(request.out)
-    outcomes = run_works(works, request.cluster, f"scorecard: {len(works)} variants")
+    outcomes = run_works(works, request.cluster, f"scorecard: {len(works)} variants", request.out)
     card = {"schema": SCHEMA, "machine": machine(),
             "timing": f"median of interleaved runs, batch 1, {TIMING_NOTE}",
             "rows": [record(work, outcome) for work, outcome in zip(works, outcomes)]}

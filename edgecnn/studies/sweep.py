@@ -66,9 +66,7 @@ def run_sweep(request: SweepRequest) -> dict:
     if not any(f.name == "tflite" for f in request.formats):
         raise UsageError("a sweep compares int8 TFLite latency: --formats must include tflite")
     works = request.works()  # every alpha and resolution checked before any work
-    if request.cluster is not None:
-        request.cluster.check_shared(request.out)
-    outcomes = run_works(works, request.cluster, f"{request.model}: {len(works)} variants")
+    outcomes = run_works(works, request.cluster, f"{request.model}: {len(works)} variants", request.out)
     rows = [_row(work, outcome) for work, outcome in zip(works, outcomes)]
     summary = {"schema": SWEEP_SCHEMA, "model": request.model, "alphas": request.alphas,
                "resolutions": request.resolutions, "rows": rows,

@@ -196,9 +196,12 @@ def run_variant(work: VariantWork, executor: Executor = Executor.SERIAL, node_id
     return outcome
 
 
-def run_works(works: list[VariantWork], cluster: Optional[RayCluster], label: str) -> list[VariantOutcome]:
+def run_works(works: list[VariantWork], cluster: Optional[RayCluster], label: str, out: Path) -> list[VariantOutcome]:
     """Every variant's outcome, in the order of `works`: finished ones kept, the rest run serially or on
-    `cluster`, with a progress bar over the variants."""
+    `cluster` (after checking that every node sees `out`, where their folders go), with a progress bar over
+    the variants."""
+    if cluster is not None:
+        cluster.check_shared(out)
     outcomes: dict[str, VariantOutcome] = {}
     todo = []
     here = NodeInfo.here()

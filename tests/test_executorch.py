@@ -12,11 +12,13 @@ from torch import nn
 import edgecnn
 from edgecnn.data.calibration import load_calibration
 from edgecnn.export.manifest import open_export
+from edgecnn.export.reference import reference_model
 from edgecnn.export.pipeline import ExportRequest, run_export
 from edgecnn.formats import parse_formats
 from edgecnn.formats.base import ExportJob, Refusal
 from edgecnn.formats.executorch import Runner, export as export_executorch
 from edgecnn.harness.parity import CheckStatus
+from edgecnn.zoo.models.layers import hard_sigmoid
 
 SPEC = edgecnn.VariantSpec.create("mobilenet_v2", alpha=0.5, resolution=32, num_classes=10)
 
@@ -111,3 +113,48 @@ def test_the_manifest_gate_reads_a_pte_export(exported):
     root, _ = exported
     manifest = open_export(root)
     assert {a.path for a in manifest.artifacts} >= {"model_fp32.pte", "model_int8.pte"}
+
+
+def hardswish(x):
+    return x * hard_sigmoid(x)
+
+
+class HardSwishNet(nn.Module):
+    """Convs with MobileNetV3's hard-swish between them: `x * relu6(x + 3) * (1 / 6)`, scalars included."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1, groups=8)
+
+    def forward(self, x):
+        x = hardswish(self.conv1(x))
+        return hardswish(self.conv2(x)) - 0.5
+
+
+def test_scalar_operands_of_4d_elementwise_ops_become_4d_constants_with_the_same_values():
+    from edgecnn.formats.executorch import scalars_as_4d_tensors
+
+    model, sample = HardSwishNet().eval(), torch.randn(1, 3, 8, 8)
+    graph = torch.export.export(model, (sample,), strict=True).module()
+    rewritten = scalars_as_4d_tensors(graph)
+    elementwise = [n for n in rewritten.graph.nodes if n.op == "call_function" and
+                   n.target in (torch.ops.aten.add.Tensor, torch.ops.aten.mul.Tensor, torch.ops.aten.sub.Tensor)]
+    assert len(elementwise) == 7  # per hard-swish: + 3, * 1/6, x * ...; then - 0.5
+    assert all(isinstance(n.args[1], torch.fx.Node) for n in elementwise)
+    constants = [getattr(rewritten, n.args[1].target) for n in elementwise if n.args[1].op == "get_attr"]
+    assert len(constants) == 5 and all(c.shape == (1, 1, 1, 1) for c in constants)
+    for x in (sample, 4 * torch.randn(1, 3, 8, 8)):
+        assert torch.equal(rewritten(x), model(x))
+
+
+def test_the_operator_profile_counts_the_programs_xnnpack_operators(exported):
+    from edgecnn.formats.executorch import operator_profile
+
+    root, manifest = exported
+    depthwise = sum(1 for m in reference_model(manifest).model.modules()
+                    if isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels)
+    profile = {t.kind: t for t in operator_profile(root / "model_int8.pte", threads=1, runs=3)}
+    assert profile["Convolution (NHWC, QC8) DWConv"].count == depthwise
+    assert all(t.ms >= 0 for t in profile.values()) and sum(t.ms for t in profile.values()) > 0
+    # int8 in, int8 out: the only float work would be a Convert at an edge, and there is none
+    assert not any(kind.startswith("Convert") for kind in profile)

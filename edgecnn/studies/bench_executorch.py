@@ -7,7 +7,8 @@ to_edge_transform_and_lower(XnnpackPartitioner), float normalised input and floa
 own examples build it. All six files are timed interleaved in rounds (`measure_interleaved`) at 1 thread,
 then at 2 (ExecuTorch's thread pool is one per process: thread counts are never interleaved). Ratios are
 the figures to compare, not milliseconds. Also: the wall time of a four-format `edgecnn export`.
-Written to benchmarks/results/bench-executorch.json, .md and .png (each file atomically).
+Also where each int8 file's time goes: both .pte files' XNNPACK operators timed by ETDump, and the
+TFLite's operator counts. Written to benchmarks/results/bench-executorch.json, .md and .png (each file atomically).
 """
 from __future__ import annotations
 
@@ -106,7 +107,18 @@ def stock_flow(root: Path) -> dict[str, Path]:
     return written
 
 
-def bench_variant(spec: VariantSpec, work: Path, budget_s: float) -> list[BenchRow]:
+def int8_operators(root: Path, ours: dict, stock: dict[str, Path]) -> dict:
+    """Where each int8 file's time goes: both .pte files' XNNPACK operators (ETDump, 1 thread) and the
+    TFLite int8's operator counts (LiteRT's Python API times no single operator)."""
+    from edgecnn.formats.executorch import operator_profile
+
+    with console.step(f"{root.name}: int8 operators profiled (ETDump)"):
+        return {"pte": [asdict(t) for t in operator_profile(root / ours[("executorch", "int8")].path)],
+                "stock_pte": [asdict(t) for t in operator_profile(stock["int8"])],
+                "tflite_operator_counts": ours[("tflite", "int8")].details.get("operators", {})}
+
+
+def bench_variant(spec: VariantSpec, work: Path, budget_s: float) -> tuple[list[BenchRow], dict]:
     root = work / spec.id
     result = run_export(ExportRequest(spec, parse_formats("tflite,executorch"), out=root, force=True, validate=False,
                                       calib_count=32))
@@ -132,7 +144,7 @@ def bench_variant(spec: VariantSpec, work: Path, budget_s: float) -> list[BenchR
             pte, stock_ms, tflite = (timed[f"{k} {precision}"].median_ms for k in ("executorch", "stock", "tflite"))
             rows.append(BenchRow(spec.id, threads, precision, pte, stock_ms, tflite, round(pte / stock_ms, 3),
                                  round(pte / tflite, 3)))
-    return rows
+    return rows, int8_operators(root, ours, stock)
 
 
 def export_wall_time(work: Path) -> dict:
@@ -155,6 +167,19 @@ def table(rows: list[BenchRow]) -> str:
                         [[r.variant, str(r.threads), r.precision, f"{r.pte_ms:.2f}", f"{r.stock_pte_ms:.2f}",
                           f"{r.tflite_ms:.2f}", f"{r.pte_over_stock:.2f}", f"{r.pte_over_tflite:.2f}"] for r in rows],
                         right=(1, 3, 4, 5, 6, 7))
+
+
+def operator_table(variant: str, profile: dict) -> str:
+    kinds = list(dict.fromkeys(t["kind"] for t in profile["pte"] + profile["stock_pte"]))
+    ours, stock = ({t["kind"]: t for t in profile[key]} for key in ("pte", "stock_pte"))
+
+    def cell(table: dict, kind: str) -> str:
+        return f"{table[kind]['count']} / {table[kind]['ms']:.3f}" if kind in table else "-"
+
+    body = format_table([f"{variant} int8, XNNPACK operator", "our .pte: n / ms", "stock .pte: n / ms"],
+                        [[k, cell(ours, k), cell(stock, k)] for k in kinds], right=(1, 2))
+    counts = ", ".join(f"{op} {n}" for op, n in sorted(profile["tflite_operator_counts"].items()))
+    return f"{body}\nour TFLite int8 operators: {counts}"
 
 
 def plot(rows: list[BenchRow], path: Path) -> None:
@@ -180,27 +205,32 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"edgecnn: error: none of {args.models} is in the bench list", file=sys.stderr)
         return 2
     rows: list[BenchRow] = []
+    operators: dict[str, dict] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="edgecnn-bench-executorch-") as work:
             with console.third_party_to(Path(work) / "third-party.log"):
                 export_time = export_wall_time(Path(work)) if args.export_time else None
                 for name, alpha, resolution in chosen:
-                    rows += bench_variant(VariantSpec.create(name, alpha=alpha, resolution=resolution), Path(work),
-                                          args.budget)
-                    console.say(table(rows[-2 * len(THREADS):]))
+                    spec = VariantSpec.create(name, alpha=alpha, resolution=resolution)
+                    timed, operators[spec.id] = bench_variant(spec, Path(work), args.budget)
+                    rows += timed
+                    console.say(table(timed))
     except UsageError as err:
         print(f"edgecnn: error: {err}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     document = {"schema": SCHEMA, "machine": machine(), "cpus": os.cpu_count(),
                 "method": "median of interleaved rounds, batch 1, one image, after 10 warm-up runs; thread counts "
-                          "one after the other", "export_time": export_time, "rows": [asdict(r) for r in rows]}
+                          "one after the other", "export_time": export_time, "rows": [asdict(r) for r in rows],
+                "int8_operators": operators}
     text = table(rows) + (f"\n\nfour-format export: {export_time['wall_s']} s wall ({export_time['command']})"
                           if export_time else "")
+    profiles = "\n\n".join(operator_table(variant, profile) for variant, profile in operators.items())
     replace_file(args.out / "bench-executorch.json", lambda p: p.write_text(json.dumps(document, indent=1) + "\n"))
     replace_file(args.out / "bench-executorch.md", lambda p: p.write_text(
         f"# Our ExecuTorch .pte against the stock flow and our TFLite\n\nmachine: {document['machine']}\n\n"
-        f"```\n{text}\n```\n\n![ratios](bench-executorch.png)\n"))
+        f"```\n{text}\n```\n\n![ratios](bench-executorch.png)\n\n"
+        f"## Where the int8 time goes (ETDump, 1 thread, median of 20 runs)\n\n```\n{profiles}\n```\n"))
     replace_file(args.out / "bench-executorch.png", lambda p: plot(rows, p))
     print(text)
     print(f"results: {args.out / 'bench-executorch.json'} (.md, .png)")

@@ -18,7 +18,7 @@ from edgecnn.formats import parse_formats
 from edgecnn.formats.base import ExportJob, Refusal
 from edgecnn.formats.executorch import Runner, export as export_executorch
 from edgecnn.harness.parity import CheckStatus
-from edgecnn.zoo.models.layers import hard_sigmoid
+from edgecnn.zoo.models.layers import Hardswish, RawRGBInput, hard_sigmoid
 
 SPEC = edgecnn.VariantSpec.create("mobilenet_v2", alpha=0.5, resolution=32, num_classes=10)
 
@@ -129,6 +129,44 @@ class HardSwishNet(nn.Module):
     def forward(self, x):
         x = hardswish(self.conv1(x))
         return hardswish(self.conv2(x)) - 0.5
+
+
+class HardSwishClassifier(nn.Module):
+    """The zoo's hard-swish modules between convs, then a pooled linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), Hardswish(),
+                                      nn.Conv2d(16, 16, 3, padding=1, groups=16), Hardswish())
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.head(torch.flatten(self.features(x).mean((2, 3), keepdim=True), 1))
+
+
+def test_int8_hard_swish_runs_as_one_xnnpack_operator_and_keeps_the_float_function(tmp_path):
+    from edgecnn.formats.executorch import operator_profile
+
+    torch.manual_seed(0)
+    model = HardSwishClassifier().eval()
+    calibration = load_calibration(24, 8, progress=False).images
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    raw = RawRGBInput(model, mean, std)  # the fp32 program takes raw RGB, the int8 one the normalised image
+    job = ExportJob("hardswish", 24, 4, raw, model, mean, std, calibration, [str(i) for i in range(4)], {}, tmp_path)
+    written = export_executorch(job)
+    assert [type(w).__name__ for w in written] == ["Artifact", "Artifact"]
+    profile = {t.kind: t.count for t in operator_profile(tmp_path / "model_int8.pte", runs=2)}
+    assert profile.get("HardSwish (NC)") == 2 and "Multiply (ND)" not in profile and "Add (ND)" not in profile
+    assert not any(kind.startswith("Convert") for kind in profile)  # int8 throughout
+    assert {t.kind: t.count for t in operator_profile(tmp_path / "model_fp32.pte", runs=2)}.get("HardSwish (NC)") == 2
+    images = load_calibration(24, 16, progress=False).images
+    with torch.no_grad():
+        expected = raw(torch.from_numpy(images).permute(0, 3, 1, 2).float()).numpy()
+    int8 = Runner(tmp_path / "model_int8.pte", written[1].record(tmp_path), threads=1).run(images)
+    fp32 = Runner(tmp_path / "model_fp32.pte", written[0].record(tmp_path), threads=1).run(images)
+    assert np.abs(fp32 - expected).max() <= 1e-4 * np.abs(expected).max()
+    cosine = (int8 * expected).sum(1) / np.linalg.norm(int8, axis=1) / np.linalg.norm(expected, axis=1)
+    assert cosine.min() > 0.99, cosine
 
 
 def test_scalar_operands_of_4d_elementwise_ops_become_4d_constants_with_the_same_values():

@@ -39,3 +39,12 @@ def test_central_crop_and_resize_rule():
     flat = Image.new("RGB", (300, 200), (10, 200, 77))
     out = preprocess(flat, 64)
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8 and (out == [10, 200, 77]).all()
+
+
+def test_planar_int8_encoding_is_the_interleaved_one_transposed():
+    encoding = Int8InputEncoding.for_normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    images = np.random.default_rng(0).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    for given in (images, np.ascontiguousarray(images.transpose(0, 2, 1, 3)).transpose(0, 2, 1, 3)):  # any order
+        planar = encoding.encode_planar(given)
+        assert planar.shape == (2, 3, 5, 7) and planar.flags["C_CONTIGUOUS"]
+        assert np.array_equal(planar, encoding.encode(images).transpose(0, 3, 1, 2))

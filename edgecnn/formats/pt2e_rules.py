@@ -10,10 +10,11 @@ from edgecnn.data.preprocess import Int8InputEncoding
 
 def edge_quantizer(base: type, utils: ModuleType, encoding: Int8InputEncoding,
                    network: "torch.nn.Module | None" = None, float_units: frozenset = frozenset(),
-                   module_prefix: str = ""):
+                   module_prefix: str = "", int8_unary_ops: frozenset = frozenset()):
     """A PT2E quantizer (`base`, with its annotation helpers `utils`) with the project's rules, and
     optionally units left in float (`network`'s module paths, as the exported graph names them under
-    `module_prefix`).
+    `module_prefix`), and optionally operators of one input quantized on their own, int8 in and int8 out
+    (`int8_unary_ops`: ExecuTorch's XNNPACK runs an int8 hard-swish as one table lookup).
 
     Both converters' quantizers (litert-torch's PT2EQuantizer and ExecuTorch's XNNPACKQuantizer) descend
     from the same PyTorch quantizer and share its annotation helpers, so one set of rules serves both.
@@ -54,6 +55,13 @@ def edge_quantizer(base: type, utils: ModuleType, encoding: Int8InputEncoding,
             clamp.meta["quantization_annotation"] = QuantizationAnnotation(
                 output_qspec=utils.get_output_act_qspec(config), _annotated=True)
             utils._mark_nodes_as_annotated(partition)
+
+    def annotate_unary_ops(model: torch.fx.GraphModule, config) -> None:
+        for node in model.graph.nodes:
+            if node.op == "call_function" and node.target in int8_unary_ops and not utils._is_annotated([node]):
+                node.meta["quantization_annotation"] = QuantizationAnnotation(
+                    input_qspec_map={node.args[0]: utils.get_input_act_qspec(config)},
+                    output_qspec=utils.get_output_act_qspec(config), _annotated=True)
 
     def share_scale_through_value_preserving_ops(model: torch.fx.GraphModule) -> None:
         # An op that only moves or selects values (eval-mode dropout, a copy, a max or average pool, a zero
@@ -108,6 +116,7 @@ def edge_quantizer(base: type, utils: ModuleType, encoding: Int8InputEncoding,
             if float_units:
                 leave_float_units_alone(model, self.global_config)
             annotate_conv_relu6(model, self.global_config)  # first, so the plain conv rule leaves these
+            annotate_unary_ops(model, self.global_config)
             model = super().annotate(model)
             share_scale_through_value_preserving_ops(model)
             inputs = graph_inputs(model)

@@ -20,3 +20,35 @@ def torchvision_reference_names() -> list[str]:
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
+
+
+# The apps' two variants, exported once for the session: the Android assets, the web site, the ExecuTorch
+# tests and the demo model's full-test-set validation all read them (each through a copy of its own). Four
+# modules exported the trained demo model four times before (about 4 minutes of `make test`).
+APP_VARIANTS = {"mobilenet_v2_a0.35_r64": ["--model", "mobilenet_v2", "--alpha", "0.35", "--resolution", "64",
+                                           "--formats", "onnx,tflite,executorch"],
+                "mobilenet_v2_a0.5_r32": ["--model", "mobilenet_v2", "--weights", "fashion-mnist-demo"]}
+
+
+@pytest.fixture(scope="session")
+def _app_exports(tmp_path_factory):
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("app-exports")
+    for name, args in APP_VARIANTS.items():
+        result = subprocess.run([sys.executable, "-m", "edgecnn", "export", *args, "--out", str(root / name),
+                                 "--no-validate"], capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
+    return root
+
+
+@pytest.fixture(scope="module")
+def app_exports(_app_exports, tmp_path_factory):
+    """Per test module, a copy of the shared export root (`mobilenet_v2_a0.35_r64`: ONNX, TFLite and ExecuTorch, random
+    weights; `mobilenet_v2_a0.5_r32`: every format of the trained Fashion-MNIST demo model)."""
+    import shutil
+
+    copy = tmp_path_factory.mktemp("export") / "export"
+    shutil.copytree(_app_exports, copy)
+    return copy

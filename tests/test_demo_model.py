@@ -24,13 +24,12 @@ def edgecnn(*args, cwd=None):
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    export = edgecnn("export", "--model", "mobilenet_v2", "--weights", "fashion-mnist-demo", "--out",
-                     str(root / "export"), "--no-validate")
-    assert export.returncode == 0, export.stderr[-3000:]
-    validate = edgecnn("validate", str(root / "export"), "--dataset", "fashion-mnist", "--no-latency", "--out",
-                       str(root / "report"))
+def report(app_exports):
+    # `edgecnn export --model mobilenet_v2 --weights fashion-mnist-demo --no-validate`, run once for the
+    # session (conftest)
+    root = app_exports.parent
+    validate = edgecnn("validate", str(app_exports / "mobilenet_v2_a0.5_r32"), "--dataset", "fashion-mnist",
+                       "--no-latency", "--out", str(root / "report"))
     assert validate.returncode == 0, validate.stderr[-3000:]
     return json.loads((root / "report" / "report.json").read_text())
 

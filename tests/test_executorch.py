@@ -13,8 +13,6 @@ import edgecnn
 from edgecnn.data.calibration import load_calibration
 from edgecnn.export.manifest import open_export
 from edgecnn.export.reference import reference_model
-from edgecnn.export.pipeline import ExportRequest, run_export
-from edgecnn.formats import parse_formats
 from edgecnn.formats.base import ExportJob, Refusal
 from edgecnn.formats.executorch import Runner, export as export_executorch
 from edgecnn.harness.parity import CheckStatus
@@ -24,12 +22,10 @@ SPEC = edgecnn.VariantSpec.create("mobilenet_v2", alpha=0.5, resolution=32, num_
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """The trained demo model (Fashion-MNIST), so that parity is gated, through ExecuTorch and TFLite."""
-    root = tmp_path_factory.mktemp("et") / "demo"
-    result = run_export(ExportRequest(SPEC, parse_formats("executorch,tflite"), weights="fashion-mnist-demo",
-                                      calib_count=32, out=root, validate=False))
-    return root, result.manifest
+def exported(app_exports):
+    """The trained demo model (Fashion-MNIST) in every format, so that parity is gated (conftest)."""
+    root = app_exports / SPEC.id
+    return root, open_export(root)
 
 
 def records(manifest):

@@ -132,6 +132,7 @@ def test_coreml_packages_are_ml_programs_with_image_input_and_int8_weight_varian
     assert sizes["model_w8.mlpackage"] < 0.6 * sizes["model.mlpackage"]
 
 
+@pytest.mark.slow  # `make test-full`: keeps `make test` within its 25 minutes
 def test_same_inputs_give_byte_identical_onnx_and_tflite(exported, tmp_path):
     # both converted side by side, each format in a fresh process. (The bytes once depended on the torch
     # thread count of the converting process; exports now compute with one thread, and test_ray checks
@@ -175,7 +176,9 @@ REPRESENTATIVE = ["mobilenet_v1", "mobilenet_v3_small", "efficientnet_b0", "effi
                   "googlenet"]
 
 
-@pytest.mark.parametrize("name", REPRESENTATIVE)
+# mobilenet_v1 and efficientnet_lite0 in the slow suite only: their siblings stay in `make test`
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("mobilenet_v1", "efficientnet_lite0")
+                                  else n for n in REPRESENTATIVE])
 def test_representative_models_through_every_format(name, tmp_path):
     spec = edgecnn.VariantSpec.create(name, alpha=0.5, resolution=64)
     root, manifest = export(tmp_path, spec=spec, count=8)
@@ -220,10 +223,12 @@ def test_densenet_exports_pure_int8_in_one_xnnpack_piece_beside_onnx_and_core_ml
     assert inspect_graph(root / int8.path)["float_operators"] == []
 
 
-# the biggest (over 40 M parameters, or 456 px and up at alpha 1) take 10-20 s each: the slow suite's
-OTHERS = [pytest.param(n, marks=pytest.mark.slow)
-          if (edgecnn.get_model_info(n).reference.params or 0) > 40e6 or edgecnn.get_model_info(n).default_resolution >= 456
-          else n for n in edgecnn.list_models() if n not in REPRESENTATIVE]
+# one of each kind of network in `make test`; the rest (deeper, wider or larger siblings, 5-20 s each) in
+# the slow suite
+OTHERS_IN_MAKE_TEST = {"mobilenet_v2", "mobilenet_v3_large", "resnet50", "resnext50_32x4d", "wide_resnet50_2",
+                       "densenet121", "inception_v3", "vgg16", "efficientnet_b1", "efficientnet_lite1"}
+OTHERS = [n if n in OTHERS_IN_MAKE_TEST else pytest.param(n, marks=pytest.mark.slow)
+          for n in edgecnn.list_models() if n not in REPRESENTATIVE]
 
 
 @pytest.mark.parametrize("name", OTHERS)

@@ -61,6 +61,7 @@ def mixed_export(tmp_path_factory):
     return code, out
 
 
+@pytest.mark.slow  # `make test-full`: keeps `make test` within its 25 minutes
 def test_int8_that_misses_its_bound_gets_float_for_the_fewest_layers_that_meet_it(mixed_export):
     code, out = mixed_export
     assert code == 0
@@ -83,6 +84,7 @@ def test_int8_that_misses_its_bound_gets_float_for_the_fewest_layers_that_meet_i
     assert any("misses --int8-target agreement=0.99" in r["reason"] for r in repair)
 
 
+@pytest.mark.slow  # `make test-full`: keeps `make test` within its 25 minutes
 def test_the_mixed_file_meets_the_bound_on_test_images_it_was_not_chosen_on(mixed_export):
     _, out = mixed_export
     manifest = open_export(out)

@@ -33,7 +33,8 @@ def execute(program: MilProgram, images: np.ndarray) -> np.ndarray:
                            for im in images])
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("efficientnet_b0", "googlenet") else n
+                                  for n in MODELS])
 def test_executor_matches_pytorch_on_fp32_and_fp16_programs(name, tmp_path):
     model, images, expected, fp32_noise = reference(name)
     for precision in ("fp32", "fp16"):

@@ -32,10 +32,10 @@ def overlaps(a, b):
 @pytest.fixture(scope="module")
 def serial_and_ray(tmp_path_factory):
     root = tmp_path_factory.mktemp("ray")
-    serial = sweep(root / "serial", [0.35, 0.5], [32, 48])
+    serial = sweep(root / "serial", [0.35, 0.5], [32])
     with RayCluster() as cluster:
         assert cluster.nodes and int(ray.cluster_resources()["CPU"]) == (os.cpu_count() or 1)
-        on_ray = sweep(root / "ray", [0.35, 0.5], [32, 48], cluster)
+        on_ray = sweep(root / "ray", [0.35, 0.5], [32], cluster)
     return root, serial, on_ray
 
 
@@ -59,7 +59,7 @@ def test_no_timing_phase_shares_a_machine_with_another_or_with_an_export(serial_
     timings = [r["timing_window"] for r in rows]
     exports = [r["export_window"] for r in rows]
     assert all(timings) and all(exports)
-    # the work did run side by side: some exports overlapped (2 CPUs, 4 tasks)
+    # the work did run side by side: the two exports overlapped (2 CPUs, 2 tasks)
     assert any(overlaps(a, b) for i, a in enumerate(exports) for b in exports[i + 1:])
     for i, timing in enumerate(timings):
         assert not any(overlaps(timing, other) for other in timings[i + 1:])

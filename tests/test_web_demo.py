@@ -32,8 +32,8 @@ def edgecnn(*args):
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    root = tmp_path_factory.mktemp("web")
+def site(app_exports):
+    root = app_exports.parent  # the session's exports of both variants (conftest), in root / "export"
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     result = edgecnn("web-demo", "--variants", VARIANTS, "--out", str(root / "site"), "--export-root",
                      str(root / "export"), "--selftest", "--screenshot", str(SCREENSHOT))

@@ -5,10 +5,11 @@ import torch
 import edgecnn
 
 MODELS = edgecnn.list_models()
+BIGGEST = ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7")  # 456-600 px: `make test-full` only
 ALPHAS = [0.25, 0.5, 1.0, 1.4]
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in BIGGEST else n for n in MODELS])
 def test_forward_at_default_resolution_across_widths(name):
     info = edgecnn.get_model_info(name)
     for alpha in ALPHAS:

@@ -29,7 +29,7 @@ VALIDATE_ARGS := $(or $(EXPORT_DIR),export/$(VARIANT)) $(if $(IMAGES),--images $
 	$(if $(COUNT),--count $(COUNT)) $(if $(DATASET),--dataset $(DATASET)) $(if $(DATASET_COUNT),--dataset-count $(DATASET_COUNT))
 
 .PHONY: setup test test-slow test-full test-torchvision list summary export validate sweep bench clean \
-	scorecard train-demo train-zoo inspect-int8 int8-zoo bench-zoo bench-executorch demo-card android-assets android-check android-test \
+	scorecard train-demo train-zoo inspect-int8 int8-zoo int8-error-split bench-zoo bench-executorch demo-card android-assets android-check android-test \
 	web-demo web-serve bench-web
 
 setup: $(STAMP) $(VENV)/.installed-apt $(WEB_STAMP)
@@ -147,6 +147,10 @@ bench-zoo: setup
 # int8 against fp32 on every committed trained model, before and after repair, on the 10,000 test images
 int8-zoo: setup
 	$(BIN)/python -m edgecnn.studies.int8_zoo
+
+# where one trained model's int8 error comes from: weights against activations, and each activation tensor
+int8-error-split: setup
+	$(BIN)/python -m edgecnn.studies.int8_error_split --weights $(or $(WEIGHTS),fashion-mnist-efficientnet-b0) $(if $(COUNT),--count $(COUNT))
 
 demo-card: setup
 	$(BIN)/edgecnn export --model mobilenet_v2 --weights fashion-mnist-demo --out $(DEMO_EXPORT) --force --no-validate

@@ -192,3 +192,32 @@ def test_the_operator_profile_counts_the_programs_xnnpack_operators(exported):
     assert all(t.ms >= 0 for t in profile.values()) and sum(t.ms for t in profile.values()) > 0
     # int8 in, int8 out: the only float work would be a Convert at an edge, and there is none
     assert not any(kind.startswith("Convert") for kind in profile)
+
+
+class PaddedMaxPoolNet(nn.Module):
+    """ResNet's stem in small: conv, ReLU, a padded max pool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.stem(x).mean((2, 3), keepdim=True), 1))
+
+
+def test_a_padded_max_pool_runs_as_one_int8_xnnpack_operator(tmp_path):
+    """Not as the zero pad and unpadded pool the TFLite needs: ExecuTorch left that pad in float."""
+    from edgecnn.formats.executorch import operator_profile
+
+    torch.manual_seed(0)
+    model = PaddedMaxPoolNet().eval()
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    job = ExportJob("maxpool", 24, 4, RawRGBInput(model, mean, std), model, mean, std,
+                    load_calibration(24, 8, progress=False).images, [str(i) for i in range(4)], {}, tmp_path)
+    assert [type(w).__name__ for w in export_executorch(job)] == ["Artifact", "Artifact"]
+    int8 = {t.kind: t.count for t in operator_profile(tmp_path / "model_int8.pte", runs=2)}
+    assert int8.get("Max Pooling (NHWC, S8)") == 1
+    assert not any(kind.startswith(("Constant Pad", "Convert")) for kind in int8), int8
+    fp32 = {t.kind: t.count for t in operator_profile(tmp_path / "model_fp32.pte", runs=2)}
+    assert not any(kind.startswith("Constant Pad") for kind in fp32), fp32

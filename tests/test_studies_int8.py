@@ -1,9 +1,12 @@
-"""`make int8-zoo` and `make bench-zoo` on a small scale: real exports, validation and timing."""
+"""`make int8-zoo`, `make bench-zoo` and the int8 error split on a small scale: real exports, validation and timing."""
 import json
 
+import numpy as np
 import pytest
+import torch
 
 import edgecnn
+from edgecnn.data.calibration import load_calibration
 from edgecnn.studies import bench_zoo, int8_zoo
 
 
@@ -43,3 +46,56 @@ def test_the_studies_refuse_unknown_names_in_one_line(capsys):
     assert bench_zoo.main(["--models", "no_such_model", "--out", "/nonexistent"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("edgecnn: error: ") for line in err)
+
+
+def test_the_error_split_shows_both_halves_of_a_broken_int8_and_the_activation_to_blame(tmp_path):
+    """A network whose int8 is broken on purpose (four channels of the first conv scaled by 50, divided out by
+    the next conv: the same float function): its ReLU output's int8 grid gets 50x coarser for the other
+    channels, and the next conv's weights on the shrunk channels keep few levels. The split shows both:
+    activations alone and weights alone each lose SQNR against the intact network, and that ReLU output is
+    the one activation whose unrounding gains. Unrounding everything gives PyTorch's logits back."""
+    from edgecnn.data.preprocess import Int8InputEncoding
+    from edgecnn.formats import tflite
+    from edgecnn.formats.base import ExportJob
+    from edgecnn.studies import int8_error_split as split
+    from edgecnn.zoo.models.layers import RawRGBInput
+
+    torch.manual_seed(0)
+    backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                                   torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(),
+                                   torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(1), torch.nn.Linear(8, 4)).eval()
+    mean, std = (0.5,) * 3, (0.25,) * 3
+    images = load_calibration(32, 24, progress=False).images
+    encoding = Int8InputEncoding.for_normalization(mean, std)
+    normalized = torch.from_numpy(encoding.decode(encoding.encode(images)))
+
+    def measured(network):
+        job = ExportJob("split_net", 32, 4, RawRGBInput(network, mean, std).eval(), network, mean, std, images[:16],
+                        [f"c{i}" for i in range(4)], {}, tmp_path)
+        with torch.no_grad():
+            reference = network(normalized.permute(0, 3, 1, 2)).numpy().astype(np.float64)
+        graph = tflite.quantize(job, network, any_batch=True).graph
+        unrounded = split.without_rounding(split.without_rounding(graph, split.Rounding.WEIGHTS),
+                                           split.Rounding.ACTIVATIONS)
+        with torch.no_grad():
+            np.testing.assert_allclose(unrounded(normalized).numpy(), reference, rtol=1e-4, atol=1e-5)
+        return split.split_error(graph, normalized, reference, "split-net", tflite.WRAPPER_PREFIX)
+
+    intact = measured(backbone)
+    with torch.no_grad():
+        backbone[0].weight[:4] *= 50.0
+        backbone[0].bias[:4] *= 50.0
+        backbone[2].weight[:, :4] /= 50.0
+    broken = measured(backbone)
+    assert broken.int8.sqnr_db < intact.int8.sqnr_db - 10
+    assert broken.activations_only.sqnr_db < intact.activations_only.sqnr_db - 5
+    assert broken.weights_only.sqnr_db < intact.weights_only.sqnr_db - 5
+    for case in (intact, broken):
+        assert min(case.weights_only.sqnr_db, case.activations_only.sqnr_db) >= case.int8.sqnr_db
+    first, *rest = broken.tensors
+    assert (first.module, first.operator) == ("1", "relu") and first.gain_db > 1.0
+    assert all(t.gain_db < 0.2 for t in rest), rest
+    written = split.write(broken, tmp_path / "results")
+    document = json.loads(written[0].read_text())
+    assert document["schema"] == split.SCHEMA and document["tensors"][0]["tensor"] == first.tensor
+    assert "split-net" in written[1].read_text() and written[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -52,13 +52,16 @@ NORMALIZATION = ("folded into the float graphs (raw RGB 0..255 in); the int8 TFL
                  "normalised image (its input.encoding has the lookup table)")
 
 
+CALIBRATION_IMAGES = 100  # calibration images of an export unless --calib-count says otherwise
+
+
 @dataclass
 class ExportRequest:
     spec: VariantSpec
     formats: list[Format]
     weights: Optional[str] = None  # a path, "torchvision" or a packaged source (edgecnn.weights.sources)
     calib_dir: Optional[Path] = None
-    calib_count: int = 100
+    calib_count: int = CALIBRATION_IMAGES
     out: Optional[Path] = None
     force: bool = False
     validate: bool = True  # the full harness with a report; without it a 4-photo self-check

@@ -152,7 +152,7 @@ def export_fp32(job: ExportJob) -> Artifact:
     from executorch.exir import to_edge_transform_and_lower
 
     sample = torch.from_numpy(job.calibration[:1]).permute(0, 3, 1, 2).float().contiguous()
-    network = with_native_hardswish(for_xnnpack(job.model, sample, int8=False))
+    network = with_native_hardswish(for_xnnpack(job.model, sample, int8=False, pad_max_pools=False))
     with console.step("executorch fp32: lowered to XNNPACK"), _quiet(), _lowering_errors("fp32"):
         graph = scalars_as_4d_tensors(torch.export.export(network, (sample,), strict=True).module())
         program = torch.export.export(graph, (sample,), strict=True)
@@ -190,7 +190,10 @@ def export_int8(job: ExportJob) -> Artifact:
 
     encoding = Int8InputEncoding.for_normalization(job.mean, job.std)
     sample = torch.from_numpy(encoding.decode(encoding.encode(job.calibration[:1]))).permute(0, 3, 1, 2).contiguous()
-    network = with_native_hardswish(for_xnnpack(job.backbone, sample, int8=True))
+    # a padded max pool stays whole: XNNPACK takes it here, while as a zero pad and a pool (what LiteRT
+    # needs) the pad was left unquantized and ran in float between two Converts (measured on resnet18 at
+    # 224 px, 1 thread: 0.45 ms of 11.4)
+    network = with_native_hardswish(for_xnnpack(job.backbone, sample, int8=True, pad_max_pools=False))
     graph = quantize(job, network, encoding)
     with console.step("executorch int8: lowered to XNNPACK"), _quiet(), _lowering_errors("int8"):
         program = torch.export.export(graph, (sample,), strict=True)

@@ -43,12 +43,12 @@ SENSITIVITY_IMAGES = 256  # images each unit's gain is measured on (the bound is
 
 
 
-def _is_quantize(node: fx.Node) -> bool:
+def is_quantize(node: fx.Node) -> bool:
     return str(node.target) in ("quantized_decomposed.quantize_per_tensor.default",
                                 "quantized_decomposed.quantize_per_channel.default")
 
 
-def _is_dequantize(node: fx.Node) -> bool:
+def is_dequantize(node: fx.Node) -> bool:
     return str(node.target) in ("quantized_decomposed.dequantize_per_tensor.default",
                                 "quantized_decomposed.dequantize_per_channel.default")
 
@@ -119,7 +119,7 @@ class FloatUnitSearch:
             if self.units.get(node.name) not in chosen:
                 continue
             for arg in node.all_input_nodes:
-                if not _is_dequantize(arg) or not isinstance(arg.args[0], fx.Node) or not _is_quantize(arg.args[0]):
+                if not is_dequantize(arg) or not isinstance(arg.args[0], fx.Node) or not is_quantize(arg.args[0]):
                     continue
                 source = arg.args[0].args[0]
                 if source.op == "get_attr" or self.units.get(source.name) in chosen:
@@ -146,7 +146,7 @@ class FloatUnitSearch:
             if consumer is None:
                 continue
             for arg in node.all_input_nodes:
-                if _is_dequantize(arg) and isinstance(arg.args[0], fx.Node) and _is_quantize(arg.args[0]):
+                if is_dequantize(arg) and isinstance(arg.args[0], fx.Node) and is_quantize(arg.args[0]):
                     producer = self.units.get(arg.args[0].args[0].name)
                     if producer is not None and producer != consumer:
                         reading[producer].add(consumer)
@@ -205,7 +205,7 @@ def compute_units(graph: fx.GraphModule, blocks: set[str], prefix: str) -> dict[
     """Compute node name -> unit, for the nodes of `graph` that a module of the network computes."""
     units = {}
     for node in graph.graph.nodes:
-        if node.op != "call_function" or _is_quantize(node) or _is_dequantize(node):
+        if node.op != "call_function" or is_quantize(node) or is_dequantize(node):
             continue
         unit = unit_of(module_path(node, prefix), blocks)
         if unit is not None:

@@ -108,8 +108,11 @@ def _replace(model: nn.Module, target: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent), name, module)
 
 
-def for_xnnpack(model: nn.Module, sample: torch.Tensor, *, int8: bool) -> nn.Module:
-    """An eval-mode copy of `model` rewritten as above (the average pool and BatchNorm rules for int8)."""
+def for_xnnpack(model: nn.Module, sample: torch.Tensor, *, int8: bool, pad_max_pools: bool = True) -> nn.Module:
+    """An eval-mode copy of `model` rewritten as above (the average pool and BatchNorm rules for int8).
+
+    `pad_max_pools=False` keeps padded max pools as they are, for converters that hand them to XNNPACK
+    whole (ExecuTorch: the zero pad stayed a float operator there, see `formats.executorch`)."""
     model = copy.deepcopy(model).eval()
     traced = fx.symbolic_trace(model)
     ShapeProp(traced).propagate(sample)
@@ -120,7 +123,8 @@ def for_xnnpack(model: nn.Module, sample: torch.Tensor, *, int8: bool) -> nn.Mod
             uses.setdefault(node.target, []).append(node)
     for target, nodes in uses.items():
         module = modules[target]
-        if isinstance(module, nn.MaxPool2d) and not module.ceil_mode and _pair(module.padding) != (0, 0) \
+        if pad_max_pools and isinstance(module, nn.MaxPool2d) and not module.ceil_mode \
+                and _pair(module.padding) != (0, 0) \
                 and all(_nonnegative(n.args[0], modules) for n in nodes):
             _replace(model, target, ZeroPaddedMaxPool(module))
         elif int8 and isinstance(module, nn.AvgPool2d) and module.count_include_pad and not module.ceil_mode \

@@ -66,8 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--int8-repair", choices=("auto", "none"), default="auto",
                         help="auto (default): where int8 has a bound, also make it with cross-layer equalisation "
                              "and bias correction and keep whichever measures better; if the bound is still "
-                             "missed, also write model_int8_mixed.tflite with float for the fewest layers that "
-                             "meet it (not pure int8); none: never")
+                             "missed, fine-tune the int8 weights to PyTorch's logits (weights that come with a "
+                             "dataset) and keep that if better; if a stated bound is still missed, also write "
+                             "model_int8_mixed.tflite with float for the fewest layers that meet it (not pure "
+                             "int8); none: never")
     export.add_argument("--int8-target", help="the bound int8 must meet against PyTorch: cosine=V (worst logits "
                                               "cosine), agreement=V (top-1 equal to PyTorch's on V of the images) "
                                               "or top1=V (top-1 accuracy V x PyTorch's; needs a labelled dataset); "

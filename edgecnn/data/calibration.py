@@ -117,9 +117,41 @@ def load_repair_set(name: str, resolution: int, calibration_indices: list[int],
     from edgecnn.data.datasets import get_dataset
 
     dataset = get_dataset(name)
-    total = len(dataset.load("train")[1])
-    rest = np.setdiff1d(np.arange(total), np.asarray(calibration_indices, dtype=np.int64))
-    indices = np.sort(np.random.default_rng(SEED + 1).choice(rest, min(count, len(rest)), replace=False))
+    indices = _repair_indices(len(dataset.load("train")[1]), calibration_indices, count)
     images, labels = dataset.model_inputs("train", resolution, indices,
                                           label=f"int8 repair images ({len(indices)} of {name}, not calibration's)")
     return images, labels, f"images of {name}'s train split that calibration did not use"
+
+
+def _repair_indices(total: int, calibration_indices: list[int], count: int) -> np.ndarray:
+    rest = np.setdiff1d(np.arange(total), np.asarray(calibration_indices, dtype=np.int64))
+    return np.sort(np.random.default_rng(SEED + 1).choice(rest, min(count, len(rest)), replace=False))
+
+
+# Fine-tuning trains on these and is judged on the repair images, so the two never share an image.
+TUNING_IMAGES = 10_000
+
+
+@dataclass(frozen=True)
+class TuningSet:
+    """Where int8-aware fine-tuning takes its images: a dataset's train split, less the calibration and
+    repair images. Loaded only by the remedy that needs them (10,000 images of 224 px are 1.5 GB)."""
+
+    dataset: str
+    resolution: int
+    calibration_indices: tuple[int, ...]
+    count: int = TUNING_IMAGES
+
+    def load(self) -> tuple[np.ndarray, str]:
+        """Unlabelled images (uint8, N x R x R x 3), and what they are."""
+        from edgecnn.data.datasets import get_dataset
+
+        dataset = get_dataset(self.dataset)
+        total = len(dataset.load("train")[1])
+        repair = _repair_indices(total, list(self.calibration_indices), REPAIR_IMAGES)
+        rest = np.setdiff1d(np.setdiff1d(np.arange(total), np.asarray(self.calibration_indices, dtype=np.int64)),
+                            repair)
+        indices = np.sort(np.random.default_rng(SEED + 2).choice(rest, min(self.count, len(rest)), replace=False))
+        images, _ = dataset.model_inputs("train", self.resolution, indices,
+                                         label=f"int8 fine-tuning images ({len(indices)} of {self.dataset})")
+        return images, f"{len(indices)} images of {self.dataset}'s train split used by neither calibration nor repair"

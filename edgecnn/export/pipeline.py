@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from edgecnn.data.calibration import (CalibrationSet, find_images, load_calibration, load_dataset_calibration,
+from edgecnn.data.calibration import (CalibrationSet, TuningSet, find_images, load_calibration, load_dataset_calibration,
                                       load_repair_set)
 from edgecnn.data.datasets import get_dataset
 from edgecnn.data.preprocess import CROP_FRACTION, Preprocessing
@@ -149,6 +149,8 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
                     int8_target_stated=request.int8_target is not None)
     if target is not None and request.int8_repair != "none":
         job.repair_images, job.repair_labels, job.repair_source = repair_set(request, calibration)
+        if calibration.dataset is not None:
+            job.tuning = TuningSet(calibration.dataset["name"], spec.resolution, tuple(calibration.dataset["indices"]))
     count = request.validate_count if request.validate else SELF_CHECK_IMAGES
     images, origin = parity_images_for(dataset, spec.resolution, fraction, count)
     artifacts, refused, outputs = convert_formats(request, job, images)
@@ -192,14 +194,15 @@ def compare_repair(manifest: Manifest, report: ValidationReport, backbone: torch
     from edgecnn.harness.inspect_int8 import inspect, repair_comparison
 
     record = next((a for a in manifest.artifacts if a.format == "tflite" and a.precision == "int8"), None)
-    if record is None or not record.details.get("repair", {}).get("applied"):
+    repair = record.details.get("repair", {}) if record is not None else {}
+    kept = repair.get("applied", []) + (["int8-aware fine-tuning"] if repair.get("fine_tuning", {}).get("kept") else [])
+    if not kept:
         return None
-    repair = record.details["repair"]
     before = dataclasses.replace(record, path=BEFORE_REPAIR, details={**record.details, "repair": {**repair, "applied": []}})
     source = report.parity_images.source
     with console.step(f"{manifest.variant}: int8 inspected layer by layer before and after repair"):
         return repair_comparison(inspect(work, manifest, before, images, source, backbone),
-                                 inspect(work, manifest, record, images, source, backbone), repair["applied"])
+                                 inspect(work, manifest, record, images, source, backbone), kept)
 
 
 def int8_target(request: ExportRequest, weights: WeightsRecord) -> Optional[Int8Target]:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, Union, runtime_checka
 from edgecnn.util.errors import UsageError
 
 if TYPE_CHECKING:
+    from edgecnn.data.calibration import TuningSet
     from edgecnn.formats.int8_repair import Int8Target
     import numpy as np
     import torch
@@ -117,6 +118,7 @@ class ExportJob:
     repair_images: Optional["np.ndarray"] = None
     repair_labels: Optional["np.ndarray"] = None
     repair_source: str = ""
+    tuning: Optional["TuningSet"] = None  # images int8-aware fine-tuning may train on; None: not tried
 
 
 @runtime_checkable

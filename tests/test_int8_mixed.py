@@ -82,6 +82,11 @@ def test_int8_that_misses_its_bound_gets_float_for_the_fewest_layers_that_meet_i
     assert (out / "rejected" / "inspect-int8" / "layers.json").is_file()
     repair = json.loads((out / "manifest.json").read_text())["refused"]
     assert any("misses --int8-target agreement=0.99" in r["reason"] for r in repair)
+    # before float layers, the int8 weights were fine-tuned to PyTorch's logits, kept only if better
+    tuning = mixed.details["repair"]["fine_tuning"]
+    candidates = mixed.details["repair"]["candidates"]
+    assert tuning["tried"] and "int8-aware fine-tuning" in candidates[-1]["remedies"]
+    assert tuning["kept"] == (candidates[-1]["agreement"] > max(c["agreement"] for c in candidates[:-1]))
 
 
 @pytest.mark.slow  # `make test-full`: keeps `make test` within its 25 minutes

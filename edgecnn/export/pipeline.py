@@ -18,8 +18,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from edgecnn.data.calibration import (CalibrationSet, TuningSet, find_images, load_calibration, load_dataset_calibration,
-                                      load_repair_set)
+from edgecnn.data.calibration import (CalibrationSet, TuningSet, find_images, load_calibration,
+                                      load_dataset_calibration, load_repair_set)
 from edgecnn.data.datasets import get_dataset
 from edgecnn.data.preprocess import CROP_FRACTION, Preprocessing
 from edgecnn.export.manifest import (LABELS_FILE, MANIFEST_SCHEMA, Manifest, ParityRecord, WeightsRecord,

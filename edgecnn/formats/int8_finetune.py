@@ -11,13 +11,14 @@ recomputed from the weight as it trains, as the int8 converter does.
 
 The graph trained is a copy in which each quantize -> dequantize pair rounds with the same operators and
 parameters and passes gradients straight through, so before training it computes exactly what the
-converted graph computes. The trained weights
-and biases are then written back into a converted graph of the same network, with the weight scales their
-new ranges give; the converter then writes the int8 file from it like any other.
+converted graph computes. The trained weights and biases are then written back into a converted graph
+of the same network, with the weight scales their new ranges give; the converter then writes the int8
+file from it like any other.
 """
 from __future__ import annotations
 
 import copy
+import operator
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
@@ -30,16 +31,15 @@ from edgecnn.formats.int8_mixed import is_dequantize, is_quantize
 LEARNING_RATE = 1e-5  # Adam; 1e-4 made EfficientNet-B0's logit SQNR worse after an epoch (24.2 -> 22.5 dB)
 EPOCHS = 1  # a second epoch added 0.05 dB on EfficientNet-B0
 BATCH = 64
-TUNING_IMAGES = 10_000  # EfficientNet-B0 alpha 0.25: 24.2 -> 24.9 dB and 98.4% -> 98.7% top-1 agreement
+# measured with these on EfficientNet-B0 alpha 0.25 and 10,000 images (`TuningSet`): logit SQNR 23.7 -> 24.8 dB,
+# top-1 agreement 98.26% -> 98.78% simulated on the test images
 
 
 _PER_CHANNEL = "quantized_decomposed.quantize_per_channel.default"
 
 
 def _attribute(module: nn.Module, path: str):
-    for part in path.split("."):
-        module = getattr(module, part)
-    return module
+    return operator.attrgetter(path)(module)
 
 
 def _attribute_or_none(module: nn.Module, path: str) -> Optional[torch.Tensor]:
@@ -153,7 +153,8 @@ def trainable_copy(converted: fx.GraphModule) -> TrainableInt8:
     graph = copy.deepcopy(converted)
     for quantize in _weights(graph):  # the scales training recomputes must be the ones the graph has
         held = _attribute(graph, quantize.args[1].target)
-        if not torch.equal(held, weight_scales(_attribute(graph, quantize.args[0].target), *quantize.args[3:6]).to(held.dtype)):
+        recomputed = weight_scales(_attribute(graph, quantize.args[0].target), *quantize.args[3:6])
+        if not torch.equal(held, recomputed.to(held.dtype)):
             raise ValueError(f"{quantize.name}: the int8 graph's weight scales are not symmetric per-channel "
                              f"min-max with floor {WEIGHT_SCALE_FLOOR:g}; fine-tuning would change them")
     trained = [n.args[0].target for n in _weights(graph)] + _biases(graph)

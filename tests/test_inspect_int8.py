@@ -61,6 +61,7 @@ def test_a_failing_int8_is_kept_as_rejected_with_its_inspection_and_what_passed_
     [refusal] = manifest.refused
     assert (refusal.precision, refusal.kept) == ("int8", "rejected/model_int8.tflite")
     assert refusal.reason.startswith("model_int8.tflite (int8): ")
+    assert refusal.details["repair"]["mode"] == "none"  # the rejected file's record comes with it
     assert (root / "rejected" / "model_int8.tflite").is_file() and not (root / "model_int8.tflite").exists()
     for name in ("layers.json", "layers.md", "layers.png"):
         assert (root / "rejected" / "inspect-int8" / name).stat().st_size > 0

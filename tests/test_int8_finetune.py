@@ -8,42 +8,25 @@ import numpy as np
 import pytest
 import torch
 
-from edgecnn.data.calibration import TuningSet, load_dataset_calibration, load_repair_set
+from edgecnn.data.calibration import TuningSet, load_repair_set
 from edgecnn.data.datasets import get_dataset
-from edgecnn.data.preprocess import Int8InputEncoding
-from edgecnn.export.reference import prepare_model
 from edgecnn.formats import int8_finetune as finetune
 from edgecnn.formats import tflite
-from edgecnn.formats.base import ExportJob
 from edgecnn.formats.int8_mixed import logits_sqnr_db
-from edgecnn.weights.recipes import RECIPES
-from edgecnn.weights.sources import resolve
-from edgecnn.zoo.registry import get_model_info
-from edgecnn.zoo.spec import VariantSpec
+
+from conftest import trained_int8_case
 
 WEIGHTS = "fashion-mnist-mobilenet-v3-small"  # its pure int8 agrees with PyTorch on about 97%: room to gain
 
 
 @pytest.fixture(scope="module")
 def case(tmp_path_factory):
-    recipe = RECIPES[WEIGHTS]
-    spec = VariantSpec.create(recipe.model, alpha=recipe.alpha, resolution=recipe.resolution,
-                              num_classes=recipe.num_classes)
-    info = get_model_info(spec.model)
-    model, _ = prepare_model(spec, resolve(WEIGHTS, recipe.model, download=False), np.empty((0,)))
-    calibration = load_dataset_calibration(recipe.dataset, recipe.resolution, 100)
-    job = ExportJob(spec.id, spec.resolution, spec.num_classes, model, model.model, info.mean, info.std,
-                    calibration.images, [], {}, tmp_path_factory.mktemp("finetune"))
-    encoding = Int8InputEncoding.for_normalization(info.mean, info.std)
-    tuning = TuningSet(recipe.dataset, recipe.resolution, tuple(calibration.dataset["indices"]), count=1500)
+    trained = trained_int8_case(WEIGHTS, tmp_path_factory.mktemp("finetune"))
+    recipe = trained.recipe
+    tuning = TuningSet(recipe.dataset, recipe.resolution, tuple(trained.calibration.dataset["indices"]), count=1500)
     train, _ = tuning.load()
     test, _ = get_dataset(recipe.dataset).model_inputs("test", recipe.resolution, indices=range(500), progress=False)
-
-    def pytorch(images):
-        with torch.no_grad():
-            return model(torch.from_numpy(images).permute(0, 3, 1, 2).float())
-
-    return job, encoding, calibration, tuning, train, test, pytorch
+    return trained.job, trained.encoding, trained.calibration, tuning, train, test, trained.pytorch
 
 
 def test_tuning_images_are_neither_calibration_nor_repair_images(case):
@@ -87,10 +70,6 @@ def test_fine_tuning_brings_the_int8_file_closer_to_pytorch(case):
 def test_write_back_refuses_a_graph_of_another_network(case):
     job, _, _, _, _, _, _ = case
     trainable = finetune.trainable_copy(tflite.quantize(job, any_batch=True).graph)
-    other = RECIPES["fashion-mnist-demo"]
-    spec = VariantSpec.create(other.model, alpha=other.alpha, resolution=other.resolution, num_classes=10)
-    model, _ = prepare_model(spec, resolve("fashion-mnist-demo", other.model, download=False), np.empty((0,)))
-    foreign = ExportJob(spec.id, spec.resolution, 10, model, model.model, job.mean, job.std, job.calibration,
-                        [], {}, None)
+    foreign = trained_int8_case("fashion-mnist-demo", job.work_dir).job
     with pytest.raises(ValueError, match="not a graph of the trained network"):
         finetune.write_back(trainable, tflite.quantize(foreign).graph)

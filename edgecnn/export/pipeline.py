@@ -336,7 +336,7 @@ def keep_rejected(request: ExportRequest, backbone: torch.nn.Module, manifest: M
             line += (f"; {worst_line(inspection)}; per-layer inspection: "
                      f"{request.target / REJECTED_FOLDER / FOLDER / 'layers.md'}")
         rejected.append(Refusal(record.format, record.precision, record.path, check.failure_line(),
-                                kept=f"{REJECTED_FOLDER}/{record.path}"))
+                                kept=f"{REJECTED_FOLDER}/{record.path}", details=record.details))
         console.say(f"[edgecnn] {record.path} rejected: {line}")
         if record.precision == "int8" and stand_in is not None:
             # the user's bound is met by the int8 file with float layers: the export succeeds with it

@@ -76,6 +76,7 @@ class Refusal:
     path: str  # the file it would have been
     reason: str
     kept: Optional[str] = None  # where a file made but failing its check is kept, as rejected (inside the export)
+    details: dict[str, Any] = field(default_factory=dict)  # a kept file's record (e.g. the int8 repair it went through)
 
     def line(self) -> str:
         kept = f"; kept as {self.kept}" if self.kept else ""

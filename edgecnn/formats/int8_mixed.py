@@ -154,9 +154,15 @@ class FloatUnitSearch:
 
     def search(self, measure: Callable[[np.ndarray, int], float], met: Callable[[float], bool],
                reference: np.ndarray, progress_label: str) -> FloatChoice:
-        """Rank every unit, with its readers, by `measure` with them alone in float, on a subset, ties broken
-        by the logits' SQNR against `reference` (PyTorch's logits on the repair images); then add them best
-        first until `measure` on all images is `met`, within MAX_FLOAT_FRACTION of the units."""
+        """Rank every unit, with its readers, by the logits' SQNR against `reference` (PyTorch's logits on the
+        repair images) with them alone in float, on a subset; then add them best first until `measure` on
+        all images is `met`, within MAX_FLOAT_FRACTION of the units.
+
+        The ranking is by SQNR, not by the bound's own metric: a top-1 metric on the subset moves in steps
+        of one image, so the ranking was one of noise. Measured on EfficientNet-B0 (alpha 0.25, Fashion-MNIST):
+        its stem in float is 1.8 dB ahead of any other unit and takes agreement from 98.34% to 99.12% on
+        5,000 test images, yet 20 units ranked above it by agreement on 256 images, and the 18 units the
+        search then chose reached 98.48%."""
         all_images = len(reference)
         order = _network_order(self.graph, self.units)
         candidates = sorted(set(self.units.values()), key=order)
@@ -167,7 +173,7 @@ class FloatUnitSearch:
             checkpoint()
             logits = self.run_with_float({unit} | readers[unit], subset)
             ranking.append((unit, measure(logits, subset), logits_sqnr_db(logits, reference[:subset])))
-        ranking.sort(key=lambda item: (-item[1], -item[2]))
+        ranking.sort(key=lambda item: (-item[2], -item[1]))
         ranked_sets = [sorted({unit} | readers[unit], key=order) for unit, *_ in ranking]
         limit = max(1, int(len(candidates) * MAX_FLOAT_FRACTION))
         chosen: list[str] = []

@@ -73,12 +73,15 @@ def measure(name: str, repair: str, work: Path, count: Optional[int] = None, tar
     record = next(a for a in result.manifest.artifacts if a.path == int8.path)
     pure = next((a for a in result.manifest.artifacts if a.precision == "int8"), None)
     refused = next((r for r in result.manifest.refused if r.precision == "int8"), None)
-    repair_record = (pure.details if pure is not None else {}).get("repair") or {}
+    mixed = int8.precision == "int8-mixed"
+    # a mixed file is made from the network the pure int8 remedies left (equalised where that was kept), but
+    # not from the pure file's fine-tuned weights
+    repair_record = (record if mixed or pure is None else pure).details.get("repair") or {}
     applied = list(repair_record.get("applied", []))
     tuning = repair_record.get("fine_tuning", {})
-    if tuning.get("kept"):
+    if tuning.get("kept") and not mixed:
         applied.append(f"int8-aware fine-tuning ({tuning['images'].split(' ', 1)[0]} images)")
-    if refused is not None and int8.precision == "int8-mixed":
+    if refused is not None and mixed:
         applied.append(f"float for {len(record.details['float_layers'])} layers (the pure int8 file missed the bound)")
     return Int8ZooRow(recipe.model, recipe.alpha, recipe.resolution, name, repair, report.labelled.pytorch_fp32.top1,
                       int8.accuracy.top1, int8.accuracy.top1_agreement, applied, report.labelled.images, target,

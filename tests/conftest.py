@@ -1,7 +1,6 @@
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 import torch
@@ -54,43 +53,3 @@ def app_exports(_app_exports, tmp_path_factory):
     shutil.copytree(_app_exports, copy)
     return copy
 
-
-class TrainedInt8Case(NamedTuple):
-    """A trained checkpoint's int8 export job as `edgecnn export` makes it, and what the int8 tests read."""
-
-    job: object  # edgecnn.formats.base.ExportJob
-    encoding: object  # its Int8InputEncoding
-    calibration: object  # its CalibrationSet
-    recipe: object  # the checkpoint's TrainingRecipe
-
-    def pytorch(self, images) -> torch.Tensor:
-        """PyTorch's logits for NHWC float images."""
-        with torch.no_grad():
-            return self.job.model(torch.from_numpy(images).permute(0, 3, 1, 2).float())
-
-    def normalized(self, images) -> torch.Tensor:
-        """The images as the int8 file's input encoding delivers them to the graph."""
-        return torch.from_numpy(self.encoding.decode(self.encoding.encode(images)))
-
-
-def trained_int8_case(weights: str, work_dir: Path) -> TrainedInt8Case:
-    import numpy as np
-
-    from edgecnn.data.calibration import load_dataset_calibration
-    from edgecnn.data.preprocess import Int8InputEncoding
-    from edgecnn.export.reference import prepare_model
-    from edgecnn.formats.base import ExportJob
-    from edgecnn.weights.recipes import RECIPES
-    from edgecnn.weights.sources import resolve
-    from edgecnn.zoo.registry import get_model_info
-    from edgecnn.zoo.spec import VariantSpec
-
-    recipe = RECIPES[weights]
-    spec = VariantSpec.create(recipe.model, alpha=recipe.alpha, resolution=recipe.resolution,
-                              num_classes=recipe.num_classes)
-    info = get_model_info(spec.model)
-    model, _ = prepare_model(spec, resolve(weights, recipe.model, download=False), np.empty((0,)))
-    calibration = load_dataset_calibration(recipe.dataset, recipe.resolution, 100)
-    job = ExportJob(spec.id, spec.resolution, spec.num_classes, model, model.model, info.mean, info.std,
-                    calibration.images, [], {}, work_dir)
-    return TrainedInt8Case(job, Int8InputEncoding.for_normalization(info.mean, info.std), calibration, recipe)

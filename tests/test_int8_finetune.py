@@ -14,14 +14,14 @@ from edgecnn.formats import int8_finetune as finetune
 from edgecnn.formats import tflite
 from edgecnn.formats.int8_mixed import logits_sqnr_db
 
-from conftest import trained_int8_case
+from edgecnn.studies.trained_int8 import trained_int8
 
 WEIGHTS = "fashion-mnist-mobilenet-v3-small"  # its pure int8 agrees with PyTorch on about 97%: room to gain
 
 
 @pytest.fixture(scope="module")
 def case(tmp_path_factory):
-    trained = trained_int8_case(WEIGHTS, tmp_path_factory.mktemp("finetune"))
+    trained = trained_int8(WEIGHTS, tmp_path_factory.mktemp("finetune"))
     recipe = trained.recipe
     tuning = TuningSet(recipe.dataset, recipe.resolution, tuple(trained.calibration.dataset["indices"]), count=1500)
     train, _ = tuning.load()
@@ -70,6 +70,6 @@ def test_fine_tuning_brings_the_int8_file_closer_to_pytorch(case):
 def test_write_back_refuses_a_graph_of_another_network(case):
     job, _, _, _, _, _, _ = case
     trainable = finetune.trainable_copy(tflite.quantize(job, any_batch=True).graph)
-    foreign = trained_int8_case("fashion-mnist-demo", job.work_dir).job
+    foreign = trained_int8("fashion-mnist-demo", job.work_dir).job
     with pytest.raises(ValueError, match="not a graph of the trained network"):
         finetune.write_back(trainable, tflite.quantize(foreign).graph)

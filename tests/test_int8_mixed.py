@@ -22,7 +22,7 @@ from edgecnn.export.reference import reference_model
 
 import torch
 
-from conftest import trained_int8_case
+from edgecnn.studies.trained_int8 import trained_int8
 
 
 def test_units_are_the_smallest_blocks_of_leaf_modules():
@@ -59,7 +59,7 @@ def test_units_are_ranked_by_their_logit_sqnr_whatever_the_bound_measures(tmp_pa
     """A top-1 bound measured on the few ranking images moves in steps of one image: ranked by it, EfficientNet-B0's
     stem (1.8 dB ahead of any other unit in float) fell behind 20 units, and the units then chosen missed the bound.
     Here the bound's measure is made to disagree with SQNR outright, and the ranking must still follow SQNR."""
-    case = trained_int8_case("fashion-mnist-mobilenet-v3-small", tmp_path)
+    case = trained_int8("fashion-mnist-mobilenet-v3-small", tmp_path)
     # 64 images, not the search's 256: a quarter of the time, and SQNR, unlike top-1, needs few images
     images, _ = get_dataset("fashion-mnist").model_inputs("test", 32, np.arange(64), progress=False)
     reference = case.pytorch(images).numpy().astype(np.float64)

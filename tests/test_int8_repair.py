@@ -6,11 +6,8 @@ from torch import nn
 
 import edgecnn
 from edgecnn.data.datasets import get_dataset
-from edgecnn.data.preprocess import Int8InputEncoding
-from edgecnn.export.reference import prepare_model
 from edgecnn.formats.int8_repair import _concat_groups, equalize_concat_ranges
-from edgecnn.weights.recipes import RECIPES
-from edgecnn.weights.sources import resolve
+from edgecnn.studies.trained_int8 import trained_int8
 
 
 def _trained_looking(name, alpha):
@@ -74,25 +71,13 @@ def test_concats_read_by_convs_are_left_alone():
 def test_concat_equalisation_raises_trained_densenets_simulated_int8_sqnr():
     """The trained DenseNet-121 through the PT2E int8 graph the TFLite is converted from, on 1,000 test
     images: the logits come closer to PyTorch's (measured 26.0 -> 30.1 dB on all 10,000)."""
-    from edgecnn.data.calibration import load_dataset_calibration
     from edgecnn.formats import tflite
-    from edgecnn.formats.base import ExportJob
-    from edgecnn.zoo.registry import get_model_info
-    from edgecnn.zoo.spec import VariantSpec
 
-    name = "fashion-mnist-densenet121"
-    recipe = RECIPES[name]
-    spec = VariantSpec.create(recipe.model, alpha=recipe.alpha, resolution=recipe.resolution,
-                              num_classes=recipe.num_classes)
-    info = get_model_info(spec.model)
-    model, _ = prepare_model(spec, resolve(name, recipe.model, download=False), np.empty((0,)))
-    calibration = load_dataset_calibration(recipe.dataset, recipe.resolution, 100).images
-    job = ExportJob(spec.id, spec.resolution, spec.num_classes, model, model.model, info.mean, info.std,
-                    calibration, [], {}, None)
+    trained = trained_int8("fashion-mnist-densenet121")
+    job, recipe, model = trained.job, trained.recipe, trained.job.model
     images, _ = get_dataset(recipe.dataset).model_inputs("test", recipe.resolution, indices=range(1000), progress=False)
-    encoding = Int8InputEncoding.for_normalization(info.mean, info.std)
-    normalized = torch.from_numpy(encoding.decode(encoding.encode(images)))
-    calibration_batch = torch.from_numpy(encoding.decode(encoding.encode(calibration))).permute(0, 3, 1, 2)
+    normalized = trained.normalized(images)
+    calibration_batch = trained.normalized(trained.calibration.images).permute(0, 3, 1, 2)
     with torch.no_grad():
         reference = model.model(normalized.permute(0, 3, 1, 2)).numpy()
 

@@ -189,32 +189,17 @@ def write(split: ErrorSplit, out: Path) -> list[Path]:
 
 def measure_recipe(name: str, count: int) -> ErrorSplit:
     """The split of a committed Fashion-MNIST model, calibrated as its export is (100 images)."""
-    from edgecnn.data.calibration import load_dataset_calibration
     from edgecnn.data.datasets import get_dataset
-    from edgecnn.data.preprocess import Int8InputEncoding
-    from edgecnn.export.pipeline import CALIBRATION_IMAGES
-    from edgecnn.export.reference import prepare_model
     from edgecnn.formats import tflite
-    from edgecnn.formats.base import ExportJob
-    from edgecnn.weights.recipes import RECIPES
-    from edgecnn.weights.sources import resolve
-    from edgecnn.zoo.registry import get_model_info
-    from edgecnn.zoo.spec import VariantSpec
+    from edgecnn.studies.trained_int8 import trained_int8
 
-    recipe = RECIPES[name]
-    spec = VariantSpec.create(recipe.model, alpha=recipe.alpha, resolution=recipe.resolution,
-                              num_classes=recipe.num_classes)
-    info = get_model_info(spec.model)
-    model, _ = prepare_model(spec, resolve(name, recipe.model, download=False), np.empty((0,)))
-    calibration = load_dataset_calibration(recipe.dataset, recipe.resolution, CALIBRATION_IMAGES).images
-    job = ExportJob(spec.id, spec.resolution, spec.num_classes, model, model.model, info.mean, info.std,
-                    calibration, [], {}, Path(tempfile.gettempdir()))
+    trained = trained_int8(name, Path(tempfile.gettempdir()))
+    recipe, backbone = trained.recipe, trained.job.backbone
     images, _ = get_dataset(recipe.dataset).model_inputs("test", recipe.resolution, indices=range(count))
-    encoding = Int8InputEncoding.for_normalization(info.mean, info.std)
-    normalized = torch.from_numpy(encoding.decode(encoding.encode(images)))  # NHWC, as the int8 graph takes it
+    normalized = trained.normalized(images)  # NHWC, as the int8 graph takes it
     with torch.no_grad():
-        reference = model.model(normalized.permute(0, 3, 1, 2)).numpy().astype(np.float64)
-    graph = tflite.quantize(job, model.model, any_batch=True).graph
+        reference = backbone(normalized.permute(0, 3, 1, 2)).numpy().astype(np.float64)
+    graph = tflite.quantize(trained.job, backbone, any_batch=True).graph
     return split_error(graph, normalized, reference, name, tflite.WRAPPER_PREFIX)
 
 

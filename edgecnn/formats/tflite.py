@@ -85,9 +85,9 @@ def _shape(job: ExportJob) -> list[int]:
 REPAIR_CANDIDATE = ".model_int8_repaired.tflite"
 BEFORE_REPAIR = ".model_int8_before_repair.tflite"  # read by the validation's before/after, then removed
 MIXED_FILE = "model_int8_mixed.tflite"
-# candidates (a unit with its readers) added beyond what the search's simulation needed, when LiteRT's own run of the file misses the
-# bound (measured: mobilenet_v3_small simulated 0.992, LiteRT 0.988 agreement with the same two float units)
-EXTRA_FLOAT_UNITS = 3
+# greedy steps (each a unit with its readers) taken beyond what the search's simulation needed, when LiteRT's own run of the
+# file misses the bound (measured: mobilenet_v3_small simulated 0.992, LiteRT 0.988 agreement with the same two float units)
+EXTRA_FLOAT_STEPS = 3
 SEARCH_BATCH = 64  # images per simulated forward in the float-unit search
 MIXED_PRECISION = "int8-mixed"  # int8 I/O and int8 everywhere but the float layers it names: not pure int8
 _STRICT_FILE = ".model_int8_mixed_float_io.tflite"
@@ -235,11 +235,11 @@ def _float_units_to_target(job: ExportJob, backbone: torch.nn.Module, quantized:
     """The last remedy: `model_int8_mixed.tflite`, with float for the fewest units that meet the bound,
     kept only if LiteRT's run of it meets the bound too. Records the search in `repair`.
 
-    Units, each with the units that read it, are ranked by knocking them out of the graph's quantization
-    alone, then added best first until the simulation meets the bound; the choice is confirmed by
-    quantizing afresh with those units in float (their neighbours' ranges are calibrated anew), adding the
-    next-ranked candidate while that still misses."""
-    from edgecnn.formats.int8_mixed import MAX_FLOAT_FRACTION, FloatUnitSearch, compute_units, leaf_blocks
+    Units, each with the units that read it, are knocked out of the graph's quantization one greedy step at
+    a time (the one that raises the logits' SQNR most) until the simulation meets the bound; the choice is
+    confirmed by quantizing afresh with those units in float (their neighbours' ranges are calibrated anew),
+    taking a few more steps while that, or LiteRT's run of the file, still misses."""
+    from edgecnn.formats.int8_mixed import FloatUnitSearch, compute_units, leaf_blocks
 
     target = job.int8_target
     normalized = torch.from_numpy(quantized.encoding.decode(quantized.encoding.encode(job.repair_images)))
@@ -254,14 +254,16 @@ def _float_units_to_target(job: ExportJob, backbone: torch.nn.Module, quantized:
     # (measured: DenseNet-121's 73 units took 1,424 s at batch 1, on a loaded machine).
     searchable = quantize(job, backbone, any_batch=True)
     units = compute_units(searchable.graph, leaf_blocks(searchable.network), WRAPPER_PREFIX)
-    search = FloatUnitSearch(searchable.graph, units, lambda graph, count: simulate(graph, count, SEARCH_BATCH))
-    choice = search.search(measure.of_logits, target.met, measure.reference,
-                           f"tflite int8 misses {target}: each of {len(set(units.values()))} units tried in float")
+    search = FloatUnitSearch(searchable.graph, units, lambda graph, count: simulate(graph, count, SEARCH_BATCH),
+                             measure.reference)
+    label = f"tflite int8 misses {target}: units tried in float"
+    choice = search.search(measure.of_logits, target.met, label)
     found = {"units_tried": choice.total_units,
              "most_sensitive": [{"unit": u, target.metric: round(v, 6), "logits_sqnr_db": round(db, 2)}
-                                for u, v, db in choice.ranking[:5]]}
+                                for u, v, db in choice.ranking[:5]],
+             "greedy_steps": [{"float_units": len(floated), "logits_sqnr_db": round(db, 2)}
+                              for floated, db in choice.steps]}
     repair["float_units"] = found
-    limit = max(1, int(choice.total_units * MAX_FLOAT_FRACTION))
     chosen = list(choice.units)
 
     def give_up(outcome: str) -> None:
@@ -272,8 +274,7 @@ def _float_units_to_target(job: ExportJob, backbone: torch.nn.Module, quantized:
         give_up(f"float for the {len(chosen)} units that matter most (of {choice.total_units}, the most allowed) "
                 f"reaches {target.metric} {choice.simulated:.4f} in simulation, short of {target.value:g}")
         return None
-    # what may be added if LiteRT misses where the simulation met: the next few candidates, in rank order
-    extra = [c for c in choice.ranked_sets if not set(c) <= set(chosen)][:EXTRA_FLOAT_UNITS]
+    extra_steps = EXTRA_FLOAT_STEPS
 
     while True:
         checkpoint()
@@ -295,15 +296,13 @@ def _float_units_to_target(job: ExportJob, backbone: torch.nn.Module, quantized:
             if target.met(value):
                 break
             (job.work_dir / MIXED_FILE).unlink()
-        grown = None
-        while extra and grown is None:
-            candidate = chosen + [unit for unit in extra.pop(0) if unit not in chosen]
-            grown = candidate if len(chosen) < len(candidate) <= limit else None
-        if grown is None:
+        step = search.grow(chosen, f"{label}: one more step") if extra_steps else None
+        extra_steps -= 1
+        if step is None:
             reached = f"{value:.4f} in LiteRT" if value is not None else f"{simulated:.4f} in simulation"
             give_up(f"float for {', '.join(chosen)} reaches {target.metric} {reached}, short of {target.value:g}")
             return None
-        chosen = grown
+        chosen = step[0]
     found["float_units"] = list(chosen)
     found["measured"] = value
     found["outcome"] = "met"

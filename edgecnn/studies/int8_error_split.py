@@ -5,6 +5,9 @@ cost it most or every tensor a little. On the PT2E graph the int8 TFLite is conv
 simulated in PyTorch), the logits are compared with PyTorch's (SQNR in dB, top-1 agreement):
 - with every rounding of the int8 model;
 - with only the weights rounded, and with only the activations rounded;
+- with the activations rounded on their int8 step but never clipped (is it range or resolution?);
+- with 16-bit activations over the same ranges and int8 weights (TFLite's 16x8 scheme), which says what
+  int16 activations would buy if a converter could write them;
 - with each activation tensor alone left unrounded, ranked by what that gains.
 
 Written to benchmarks/results/int8-error-split-NAME.json, .md and .png (each file atomically).
@@ -30,7 +33,7 @@ from edgecnn.util import console
 from edgecnn.util.atomic import replace_file
 from edgecnn.util.tables import format_table
 
-SCHEMA = "edgecnn.int8-error-split/1"
+SCHEMA = "edgecnn.int8-error-split/2"
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 BATCH = 250  # images per simulated forward
 SHOWN = 20  # tensors in the table and the chart
@@ -66,6 +69,8 @@ class ErrorSplit:
     int8: Closeness
     weights_only: Closeness  # activations unrounded
     activations_only: Closeness  # weights unrounded
+    unclipped: Closeness  # activations rounded on their int8 step, never clipped
+    activations_16bit: Closeness  # 16x8: activations on 16 bits over their int8 range, weights int8
     tensors: list[TensorGain]  # every activation tensor, largest gain first
 
 
@@ -107,6 +112,27 @@ def with_tensor_unrounded(graph: fx.GraphModule, tensor: str) -> fx.GraphModule:
     return graph
 
 
+def with_activation_grid(graph: fx.GraphModule, bits: Optional[int]) -> fx.GraphModule:
+    """A copy of `graph` whose activations are rounded on another grid: `bits=None` keeps each int8 step and
+    drops the clipping; `bits=16` rounds symmetrically on 16 bits over the int8 range, zero point 0, as
+    TFLite's 16x8 mode does."""
+    graph = copy.deepcopy(graph)
+    for quantizer in activation_quantizers(graph):
+        value, scale, zero_point, low, high, _ = quantizer.args[:6]
+        if bits is None:
+            grid = (scale, zero_point, -2 ** 31, 2 ** 31 - 1, torch.int32)
+        else:
+            widest = max(abs(low - zero_point), abs(high - zero_point)) * scale
+            levels = 2 ** (bits - 1) - 1
+            grid = (widest / levels, 0, -levels, levels, torch.int16 if bits == 16 else torch.int32)
+        quantizer.args = (value, *grid)
+        for reader in list(quantizer.users):
+            if is_dequantize(reader):
+                reader.args = (quantizer, *grid, *reader.args[6:])
+    graph.recompile()
+    return graph
+
+
 def closeness(logits: np.ndarray, reference: np.ndarray) -> Closeness:
     noise = float(((logits - reference) ** 2).sum())
     sqnr = float("inf") if noise == 0 else 10 * np.log10(float((reference ** 2).sum()) / noise)
@@ -124,6 +150,8 @@ def split_error(graph: fx.GraphModule, images: torch.Tensor, reference: np.ndarr
     int8 = measure(graph)
     weights_only = measure(without_rounding(graph, Rounding.ACTIVATIONS))
     activations_only = measure(without_rounding(graph, Rounding.WEIGHTS))
+    unclipped = measure(with_activation_grid(graph, None))
+    activations_16bit = measure(with_activation_grid(graph, 16))
     gains = []
     quantizers = activation_quantizers(graph)
     for node in console.track(quantizers, f"int8 error split: each of {len(quantizers)} activations unrounded"):
@@ -131,7 +159,7 @@ def split_error(graph: fx.GraphModule, images: torch.Tensor, reference: np.ndarr
         gains.append(TensorGain(node.name, module_path(node.args[0], module_prefix), node.args[0].name,
                                 float(node.args[1]), round(float(alone.sqnr_db - int8.sqnr_db), 3), alone.agreement))
     gains.sort(key=lambda g: -g.gain_db)
-    return ErrorSplit(weights, len(images), int8, weights_only, activations_only, gains)
+    return ErrorSplit(weights, len(images), int8, weights_only, activations_only, unclipped, activations_16bit, gains)
 
 
 def markdown(split: ErrorSplit) -> str:
@@ -139,7 +167,11 @@ def markdown(split: ErrorSplit) -> str:
             ["weights rounded, activations float", f"{split.weights_only.sqnr_db:.2f}",
              f"{split.weights_only.agreement:.2%}"],
             ["activations rounded, weights float", f"{split.activations_only.sqnr_db:.2f}",
-             f"{split.activations_only.agreement:.2%}"]]
+             f"{split.activations_only.agreement:.2%}"],
+            ["activations rounded on their int8 step, never clipped", f"{split.unclipped.sqnr_db:.2f}",
+             f"{split.unclipped.agreement:.2%}"],
+            ["16-bit activations, int8 weights (16x8, simulated)", f"{split.activations_16bit.sqnr_db:.2f}",
+             f"{split.activations_16bit.agreement:.2%}"]]
     tensors = [[g.module or "-", g.operator, f"{g.scale:.4g}", f"{g.gain_db:+.2f}", f"{g.agreement:.2%}"]
                for g in split.tensors[:SHOWN]]
     return "\n".join([

@@ -1,4 +1,5 @@
 """`make int8-zoo`, `make bench-zoo` and the int8 error split on a small scale: real exports, validation and timing."""
+import dataclasses
 import json
 
 import numpy as np
@@ -84,6 +85,17 @@ def test_the_error_split_shows_both_halves_of_a_broken_int8_and_the_activation_t
         return split.split_error(graph, normalized, reference, "split-net", tflite.WRAPPER_PREFIX)
 
     intact = measured(backbone)
+    # the file LiteRT runs: this small network's two kernel sets agree far closer than either does with PyTorch
+    job = ExportJob("split_net", 32, 4, RawRGBInput(backbone, mean, std).eval(), backbone, mean, std, images[:16],
+                    [f"c{i}" for i in range(4)], {}, tmp_path)
+    artifact, quantized = tflite.export_int8(job, backbone)
+    with torch.no_grad():
+        reference = backbone(normalized.permute(0, 3, 1, 2)).numpy().astype(np.float64)
+        simulated = np.concatenate([quantized.graph(normalized[i:i + 1]).numpy() for i in range(len(images))])
+    spread = split.kernel_spread(tmp_path / artifact.path, images, encoding, simulated.astype(np.float64), reference)
+    assert abs(spread.xnnpack.sqnr_db - intact.int8.sqnr_db) < 3 and abs(spread.reference_kernels.sqnr_db - intact.int8.sqnr_db) < 3
+    assert spread.between_kernels.sqnr_db > intact.int8.sqnr_db + 10 and spread.xnnpack_vs_simulation.sqnr_db > intact.int8.sqnr_db + 10
+    assert "XNNPACK" in split.markdown(dataclasses.replace(intact, litert=spread))
     grey = measured(backbone, np.full_like(images[:16], 128))  # flat grey: every range far too narrow
     assert grey.unclipped.sqnr_db > grey.int8.sqnr_db + 3 and intact.unclipped.sqnr_db > intact.int8.sqnr_db - 0.5
     with torch.no_grad():

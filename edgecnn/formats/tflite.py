@@ -93,11 +93,14 @@ MIXED_PRECISION = "int8-mixed"  # int8 I/O and int8 everywhere but the float lay
 _STRICT_FILE = ".model_int8_mixed_float_io.tflite"
 
 
-def litert_logits(path: Path, images: np.ndarray, encoding: Int8InputEncoding) -> np.ndarray:
-    """Dequantized logits of an int8-input TFLite file on uint8 NHWC `images`, one at a time."""
-    from ai_edge_litert.interpreter import Interpreter
+def litert_logits(path: Path, images: np.ndarray, encoding: Int8InputEncoding,
+                  reference_kernels: bool = False) -> np.ndarray:
+    """Dequantized logits of an int8-input TFLite file on uint8 NHWC `images`, one at a time, run as a phone
+    runs it (XNNPACK) or, with `reference_kernels`, by LiteRT's built-in kernels alone."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if reference_kernels else OpResolverType.AUTO
+    interpreter = Interpreter(model_path=str(path), num_threads=1, experimental_op_resolver_type=resolver)
     interpreter.allocate_tensors()
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     scale, zero_point = out["quantization"]

@@ -8,7 +8,12 @@ simulated in PyTorch), the logits are compared with PyTorch's (SQNR in dB, top-1
 - with the activations rounded on their int8 step but never clipped (is it range or resolution?);
 - with 16-bit activations over the same ranges and int8 weights (TFLite's 16x8 scheme), which says what
   int16 activations would buy if a converter could write them;
-- with each activation tensor alone left unrounded, ranked by what that gains.
+- with each activation tensor alone left unrounded, ranked by what that gains;
+- and, when the int8 TFLite file is given, that file run by LiteRT with XNNPACK and with LiteRT's own
+  reference kernels: against PyTorch, against each other, and against the simulation. Two correct int8
+  implementations differ by a rounding step here and there; if their logits differ about as much as either
+  differs from PyTorch, the network amplifies a single step's difference to the size of its whole int8
+  error, and no choice of ranges or of a few float layers can make its int8 agree reliably.
 
 Written to benchmarks/results/int8-error-split-NAME.json, .md and .png (each file atomically).
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import enum
 import json
 import sys
@@ -53,6 +59,16 @@ class Closeness:
 
 
 @dataclass(frozen=True)
+class KernelSpread:
+    """The int8 TFLite file run by LiteRT two ways, on the same images."""
+
+    xnnpack: Closeness  # against PyTorch
+    reference_kernels: Closeness  # LiteRT's built-in kernels, without XNNPACK, against PyTorch
+    between_kernels: Closeness  # XNNPACK's logits against the reference kernels'
+    xnnpack_vs_simulation: Closeness  # XNNPACK's logits against the PT2E graph's
+
+
+@dataclass(frozen=True)
 class TensorGain:
     tensor: str  # the quantize node of the PT2E graph
     module: Optional[str]  # the module path of the operator that computes it
@@ -72,6 +88,7 @@ class ErrorSplit:
     unclipped: Closeness  # activations rounded on their int8 step, never clipped
     activations_16bit: Closeness  # 16x8: activations on 16 bits over their int8 range, weights int8
     tensors: list[TensorGain]  # every activation tensor, largest gain first
+    litert: Optional[KernelSpread] = None
 
 
 def _rounded_value(dequantize: fx.Node) -> Optional[fx.Node]:
@@ -174,12 +191,25 @@ def markdown(split: ErrorSplit) -> str:
              f"{split.activations_16bit.agreement:.2%}"]]
     tensors = [[g.module or "-", g.operator, f"{g.scale:.4g}", f"{g.gain_db:+.2f}", f"{g.agreement:.2%}"]
                for g in split.tensors[:SHOWN]]
+    kernels = []
+    if split.litert is not None:
+        spread = split.litert
+        pairs = [["XNNPACK (as a phone runs it)", "PyTorch", spread.xnnpack],
+                 ["LiteRT's reference kernels", "PyTorch", spread.reference_kernels],
+                 ["XNNPACK", "LiteRT's reference kernels", spread.between_kernels],
+                 ["XNNPACK", "the PT2E simulation", spread.xnnpack_vs_simulation]]
+        kernels = ["The int8 TFLite file itself, run by LiteRT two ways on the same images. Two correct int8 "
+                   "implementations differ by a rounding step here and there: when they differ from each other about "
+                   "as much as from PyTorch, the network amplifies one step to the size of its whole int8 error.", "",
+                   "```", format_table(["logits of", "against", "SQNR dB", "top-1 agreement"],
+                                       [[a, b, f"{c.sqnr_db:.2f}", f"{c.agreement:.2%}"] for a, b, c in pairs],
+                                       right=(2, 3)), "```", ""]
     return "\n".join([
         f"# Where int8 error comes from: {split.weights}", "",
         f"The PT2E graph the int8 TFLite is converted from, simulated on {split.images} Fashion-MNIST test images; "
         "logits against PyTorch's. Reproduce with `python -m edgecnn.studies.int8_error_split --weights "
         f"{split.weights} --count {split.images}`.", "", "```",
-        format_table(["rounding", "logit SQNR dB", "top-1 agreement"], rows, right=(1, 2)), "```", "",
+        format_table(["rounding", "logit SQNR dB", "top-1 agreement"], rows, right=(1, 2)), "```", "", *kernels,
         f"Each of the {len(split.tensors)} activation tensors alone left unrounded, the {SHOWN} that gain most:", "",
         "```", format_table(["module", "operator", "scale", "SQNR gain dB", "agreement"], tensors, right=(2, 3, 4)),
         "```", "", f"![SQNR gain per activation tensor](int8-error-split-{split.weights}.png)", ""])
@@ -219,20 +249,39 @@ def write(split: ErrorSplit, out: Path) -> list[Path]:
     return [stem.with_suffix(s) for s in writers]
 
 
-def measure_recipe(name: str, count: int) -> ErrorSplit:
-    """The split of a committed Fashion-MNIST model, calibrated as its export is (100 images)."""
+def kernel_spread(path: Path, images: np.ndarray, encoding, simulated: np.ndarray,
+                  reference: np.ndarray) -> KernelSpread:
+    """The int8 TFLite file at `path` on uint8 `images`, run with XNNPACK and with the reference kernels;
+    `simulated` and `reference` are the PT2E graph's and PyTorch's logits on the same images."""
+    from edgecnn.formats.tflite import litert_logits
+
+    with console.step(f"int8 error split: the TFLite file run with XNNPACK and the reference kernels"):
+        xnnpack = litert_logits(path, images, encoding)
+        builtin = litert_logits(path, images, encoding, reference_kernels=True)
+    return KernelSpread(closeness(xnnpack, reference), closeness(builtin, reference), closeness(xnnpack, builtin),
+                        closeness(xnnpack, simulated))
+
+
+def measure_recipe(name: str, count: int, work_dir: Path) -> ErrorSplit:
+    """The split of a committed Fashion-MNIST model, calibrated as its export is (100 images), with its int8
+    TFLite file written to `work_dir` and run both ways."""
     from edgecnn.data.datasets import get_dataset
     from edgecnn.formats import tflite
     from edgecnn.studies.trained_int8 import trained_int8
 
-    trained = trained_int8(name, Path(tempfile.gettempdir()))
+    trained = trained_int8(name, work_dir)
     recipe, backbone = trained.recipe, trained.job.backbone
     images, _ = get_dataset(recipe.dataset).model_inputs("test", recipe.resolution, indices=range(count))
     normalized = trained.normalized(images)  # NHWC, as the int8 graph takes it
     with torch.no_grad():
         reference = backbone(normalized.permute(0, 3, 1, 2)).numpy().astype(np.float64)
     graph = tflite.quantize(trained.job, backbone, any_batch=True).graph
-    return split_error(graph, normalized, reference, name, tflite.WRAPPER_PREFIX)
+    split = split_error(graph, normalized, reference, name, tflite.WRAPPER_PREFIX)
+    artifact, quantized = tflite.export_int8(trained.job, backbone)
+    with torch.no_grad():
+        simulated = torch.cat([graph(normalized[i:i + BATCH]) for i in range(0, count, BATCH)]).numpy()
+    spread = kernel_spread(work_dir / artifact.path, images, quantized.encoding, simulated.astype(np.float64), reference)
+    return dataclasses.replace(split, litert=spread)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -254,7 +303,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     torch.set_num_threads(1)  # as every export computes (formats are deterministic at one thread)
     with tempfile.TemporaryDirectory(prefix="edgecnn-int8-split-") as work:
         with console.third_party_to(Path(work) / "third-party.log"):
-            split = measure_recipe(args.weights, args.count)
+            split = measure_recipe(args.weights, args.count, Path(work))
     written = write(split, args.out)
     print(markdown(split))
     console.say(f"[edgecnn] written: {', '.join(str(p) for p in written)}")

@@ -72,12 +72,17 @@ def test_the_error_split_shows_both_halves_of_a_broken_int8_and_the_activation_t
     encoding = Int8InputEncoding.for_normalization(mean, std)
     normalized = torch.from_numpy(encoding.decode(encoding.encode(images)))
 
-    def measured(network, calibration=images[:16]):
-        job = ExportJob("split_net", 32, 4, RawRGBInput(network, mean, std).eval(), network, mean, std, calibration,
-                        [f"c{i}" for i in range(4)], {}, tmp_path)
+    def job_of(network, calibration=images[:16]):
+        return ExportJob("split_net", 32, 4, RawRGBInput(network, mean, std).eval(), network, mean, std, calibration,
+                         [f"c{i}" for i in range(4)], {}, tmp_path)
+
+    def pytorch(network):
         with torch.no_grad():
-            reference = network(normalized.permute(0, 3, 1, 2)).numpy().astype(np.float64)
-        graph = tflite.quantize(job, network, any_batch=True).graph
+            return network(normalized.permute(0, 3, 1, 2)).numpy().astype(np.float64)
+
+    def measured(network, calibration=images[:16]):
+        reference = pytorch(network)
+        graph = tflite.quantize(job_of(network, calibration), network, any_batch=True).graph
         unrounded = split.without_rounding(split.without_rounding(graph, split.Rounding.WEIGHTS),
                                            split.Rounding.ACTIVATIONS)
         with torch.no_grad():
@@ -86,13 +91,11 @@ def test_the_error_split_shows_both_halves_of_a_broken_int8_and_the_activation_t
 
     intact = measured(backbone)
     # the file LiteRT runs: this small network's two kernel sets agree far closer than either does with PyTorch
-    job = ExportJob("split_net", 32, 4, RawRGBInput(backbone, mean, std).eval(), backbone, mean, std, images[:16],
-                    [f"c{i}" for i in range(4)], {}, tmp_path)
-    artifact, quantized = tflite.export_int8(job, backbone)
+    artifact, quantized = tflite.export_int8(job_of(backbone), backbone)
     with torch.no_grad():
-        reference = backbone(normalized.permute(0, 3, 1, 2)).numpy().astype(np.float64)
         simulated = np.concatenate([quantized.graph(normalized[i:i + 1]).numpy() for i in range(len(images))])
-    spread = split.kernel_spread(tmp_path / artifact.path, images, encoding, simulated.astype(np.float64), reference)
+    spread = split.kernel_spread(tmp_path / artifact.path, images, encoding, simulated.astype(np.float64),
+                                 pytorch(backbone))
     assert abs(spread.xnnpack.sqnr_db - intact.int8.sqnr_db) < 3 and abs(spread.reference_kernels.sqnr_db - intact.int8.sqnr_db) < 3
     assert spread.between_kernels.sqnr_db > intact.int8.sqnr_db + 10 and spread.xnnpack_vs_simulation.sqnr_db > intact.int8.sqnr_db + 10
     assert "XNNPACK" in split.markdown(dataclasses.replace(intact, litert=spread))

@@ -50,6 +50,11 @@ class Rounding(enum.Enum):
     ACTIVATIONS = "activations"
 
 
+class ActivationGrid(enum.Enum):
+    INT8_UNCLIPPED = "each int8 step, no clipping"
+    INT16 = "16 bits, symmetric over the int8 range (TFLite's 16x8)"
+
+
 @dataclass(frozen=True)
 class Closeness:
     """Logits of a simulated int8 graph against PyTorch's."""
@@ -129,19 +134,17 @@ def with_tensor_unrounded(graph: fx.GraphModule, tensor: str) -> fx.GraphModule:
     return graph
 
 
-def with_activation_grid(graph: fx.GraphModule, bits: Optional[int]) -> fx.GraphModule:
-    """A copy of `graph` whose activations are rounded on another grid: `bits=None` keeps each int8 step and
-    drops the clipping; `bits=16` rounds symmetrically on 16 bits over the int8 range, zero point 0, as
-    TFLite's 16x8 mode does."""
+def with_activation_grid(graph: fx.GraphModule, grid_kind: ActivationGrid) -> fx.GraphModule:
+    """A copy of `graph` whose activations are rounded on another grid (16 bits: zero point 0, as TFLite's
+    16x8 mode has it)."""
     graph = copy.deepcopy(graph)
     for quantizer in activation_quantizers(graph):
         value, scale, zero_point, low, high, _ = quantizer.args[:6]
-        if bits is None:
+        if grid_kind is ActivationGrid.INT8_UNCLIPPED:
             grid = (scale, zero_point, -2 ** 31, 2 ** 31 - 1, torch.int32)
         else:
             widest = max(abs(low - zero_point), abs(high - zero_point)) * scale
-            levels = 2 ** (bits - 1) - 1
-            grid = (widest / levels, 0, -levels, levels, torch.int16 if bits == 16 else torch.int32)
+            grid = (widest / 32767, 0, -32767, 32767, torch.int16)
         quantizer.args = (value, *grid)
         for reader in list(quantizer.users):
             if is_dequantize(reader):
@@ -167,8 +170,8 @@ def split_error(graph: fx.GraphModule, images: torch.Tensor, reference: np.ndarr
     int8 = measure(graph)
     weights_only = measure(without_rounding(graph, Rounding.ACTIVATIONS))
     activations_only = measure(without_rounding(graph, Rounding.WEIGHTS))
-    unclipped = measure(with_activation_grid(graph, None))
-    activations_16bit = measure(with_activation_grid(graph, 16))
+    unclipped = measure(with_activation_grid(graph, ActivationGrid.INT8_UNCLIPPED))
+    activations_16bit = measure(with_activation_grid(graph, ActivationGrid.INT16))
     gains = []
     quantizers = activation_quantizers(graph)
     for node in console.track(quantizers, f"int8 error split: each of {len(quantizers)} activations unrounded"):
@@ -255,7 +258,7 @@ def kernel_spread(path: Path, images: np.ndarray, encoding, simulated: np.ndarra
     `simulated` and `reference` are the PT2E graph's and PyTorch's logits on the same images."""
     from edgecnn.formats.tflite import litert_logits
 
-    with console.step(f"int8 error split: the TFLite file run with XNNPACK and the reference kernels"):
+    with console.step("int8 error split: the TFLite file run with XNNPACK and the reference kernels"):
         xnnpack = litert_logits(path, images, encoding)
         builtin = litert_logits(path, images, encoding, reference_kernels=True)
     return KernelSpread(closeness(xnnpack, reference), closeness(builtin, reference), closeness(xnnpack, builtin),

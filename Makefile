@@ -79,7 +79,7 @@ bench: $(VENV)/.installed-bench bench-executorch
 
 # our .pte against ExecuTorch's stock flow and our TFLite (4 models), and the four-format export's wall time
 bench-executorch: setup
-	$(BIN)/python -m edgecnn.studies.bench_executorch
+	$(BIN)/python -m benchmarks.bench_executorch
 
 test-full: test test-slow test-torchvision
 
@@ -131,26 +131,26 @@ scorecard: setup
 # then its model card with every format's accuracy on the 10,000 test images.
 DEMO_EXPORT := export/fashion-mnist-demo
 train-demo: setup
-	$(BIN)/python -m edgecnn.weights.training --out models
+	$(BIN)/python -m edgecnn.weights.training
 	$(MAKE) demo-card
 
 # one small model per family on Fashion-MNIST (edgecnn/weights/recipes.py): each 5-30 min on 2 cores
 ZOO_RECIPES := fashion-mnist-resnet18 fashion-mnist-googlenet fashion-mnist-vgg16 fashion-mnist-densenet121 \
 	fashion-mnist-mobilenet-v3-small fashion-mnist-efficientnet-b0
 train-zoo: setup
-	@for w in $(ZOO_RECIPES); do $(BIN)/python -m edgecnn.weights.training --weights $$w --out models || exit 1; done
+	@for w in $(ZOO_RECIPES); do $(BIN)/python -m edgecnn.weights.training --weights $$w || exit 1; done
 
 # one variant per family: fp32 against int8 TFLite latency at 1 and 2 threads, interleaved (benchmarks/results/)
 bench-zoo: setup
-	$(BIN)/python -m edgecnn.studies.bench_zoo
+	$(BIN)/python -m benchmarks.bench_zoo
 
 # int8 against fp32 on every committed trained model, before and after repair, on the 10,000 test images
 int8-zoo: setup
-	$(BIN)/python -m edgecnn.studies.int8_zoo
+	$(BIN)/python -m benchmarks.int8_zoo
 
 # where one trained model's int8 error comes from: weights against activations, and each activation tensor
 int8-error-split: setup
-	$(BIN)/python -m edgecnn.studies.int8_error_split --weights $(or $(WEIGHTS),fashion-mnist-efficientnet-b0) $(if $(COUNT),--count $(COUNT))
+	$(BIN)/python -m benchmarks.int8_error_split --weights $(or $(WEIGHTS),fashion-mnist-efficientnet-b0) $(if $(COUNT),--count $(COUNT))
 
 demo-card: setup
 	$(BIN)/edgecnn export --model mobilenet_v2 --weights fashion-mnist-demo --out $(DEMO_EXPORT) --force --no-validate
@@ -181,7 +181,7 @@ web-serve: setup
 
 # the page's latency in headless Chromium next to Python's for the same files: benchmarks/results/web.*
 bench-web: setup
-	$(BIN)/python -m edgecnn.studies.bench_web
+	$(BIN)/python -m benchmarks.bench_web
 
 clean:
 	rm -rf $(VENV) $(TV_VENV) build *.egg-info

@@ -130,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--out", type=Path, default=Path("web_demo/site"), help="the site folder (default web_demo/site)")
     web.add_argument("--export-root", type=Path, default=Path("export"),
                      help="where exports are found, or made if missing (default export/)")
+    web.add_argument("--npm-folder", type=Path, default=Path("web_demo"),
+                     help="the npm project with the page's runtimes and its self-test driver (default web_demo)")
     web.add_argument("--selftest", action="store_true",
                      help="then run the page's self-test in headless Chromium (exit 1 if it fails)")
     web.add_argument("--screenshot", type=Path, help="with --selftest: the page at a phone's viewport, as PNG")
@@ -347,7 +349,7 @@ LOCAL_RAY = "local"
 
 
 def _cluster(args: argparse.Namespace):
-    from edgecnn.studies.variants import RayCluster
+    from edgecnn.sweeps.variants import RayCluster
 
     if args.ray is None:
         return nullcontext(None)
@@ -363,7 +365,7 @@ def _fail_on_failed_variants(rows: list[dict]) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     from edgecnn.harness.report import sweep_markdown
-    from edgecnn.studies.sweep import SweepRequest, parse_numbers, run_sweep
+    from edgecnn.sweeps.sweep import SweepRequest, parse_numbers, run_sweep
     from edgecnn.zoo.registry import get_model_info
 
     get_model_info(args.model)  # an unknown model is refused before the numbers are looked at
@@ -381,8 +383,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_scorecard(args: argparse.Namespace) -> None:
-    from edgecnn.studies.scorecard import ScorecardRequest, markdown, run_scorecard
-    from edgecnn.studies.sweep import parse_numbers
+    from edgecnn.sweeps.scorecard import ScorecardRequest, markdown, run_scorecard
+    from edgecnn.sweeps.sweep import parse_numbers
     from edgecnn.zoo.registry import list_models
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list_models()
@@ -446,7 +448,7 @@ def cmd_web_demo(args: argparse.Namespace) -> None:
         raise UsageError("--screenshot is taken by the self-test: add --selftest")
     variants = parse_variants(args.variants)
     with console.third_party_into(args.export_root, "web-demo.log", args.verbose):  # not into the site
-        catalog = build_site(variants, args.out, args.export_root)
+        catalog = build_site(variants, args.out, args.export_root, args.npm_folder)
     for variant in catalog["variants"]:
         for entry in variant["files"]:
             print(f"{entry['file']}  {entry['precision']}  {entry['runtime']}  {entry['bytes'] / 2**20:.2f} MiB")
@@ -455,7 +457,7 @@ def cmd_web_demo(args: argparse.Namespace) -> None:
     if args.selftest:
         from edgecnn.web.browser import run_selftest
 
-        outcome = run_selftest(args.out, args.screenshot)
+        outcome = run_selftest(args.out, args.screenshot, npm_folder=args.npm_folder)
         for entry in outcome["result"].get("files", []):
             verdict = "passed" if entry["passed"] else f"FAILED {entry.get('error', '')}".rstrip()
             timing = f"median {entry['medianMs']:.2f} ms" if "medianMs" in entry else ""

@@ -15,7 +15,7 @@ from edgecnn.export.pipeline import ExportRequest, run_export
 from edgecnn.formats import parse_formats
 from edgecnn.harness.latency import LatencyOptions
 from edgecnn.data.photos import dependency_photos
-from edgecnn.export.reference import reference_model
+from edgecnn.weights.reference import reference_model
 from edgecnn.harness.parity import CheckStatus
 
 SKIMAGE = Path(__import__("skimage").__file__).parent / "data"

@@ -1,4 +1,4 @@
-"""The project's own trained model (models/, `make train-demo`) through every format, on all 10,000
+"""The project's own trained model (edgecnn/weights/checkpoints/, `make train-demo`) through every format, on all 10,000
 Fashion-MNIST test images: the accuracy int8 costs, measured, bounded, and as the model card records it."""
 import hashlib
 import json

@@ -11,8 +11,8 @@ from torch import nn
 
 import edgecnn
 from edgecnn.data.calibration import load_calibration
-from edgecnn.export.manifest import open_export
-from edgecnn.export.reference import reference_model
+from edgecnn.schema.manifest import open_export
+from edgecnn.weights.reference import reference_model
 from edgecnn.formats.base import ExportJob, Refusal
 from edgecnn.formats.executorch import Runner, export as export_executorch
 from edgecnn.harness.parity import CheckStatus

@@ -10,9 +10,9 @@ import torch
 import edgecnn
 from edgecnn.data.calibration import load_calibration
 from edgecnn.util.errors import ExportError, UsageError
-from edgecnn.export.manifest import MANIFEST_SCHEMA, open_export, to_json
+from edgecnn.schema.manifest import MANIFEST_SCHEMA, open_export, to_json
 from edgecnn.export.pipeline import ExportRequest, run_export
-from edgecnn.export.reference import prepare_model
+from edgecnn.weights.reference import prepare_model
 from edgecnn.harness.parity import CheckStatus
 from edgecnn.formats import FORMATS, parse_formats, sha256_of
 from edgecnn.formats.onnx import Runner as OnnxRunner

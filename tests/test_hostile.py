@@ -70,7 +70,7 @@ def test_two_exports_of_one_variant_at_once_one_wins_and_the_other_stops_cleanly
     assert loser.strip().splitlines()[-1].startswith("edgecnn: cannot write: ") and \
         "is being written by another edgecnn process" in loser, loser
     assert "Traceback" not in loser
-    from edgecnn.export.manifest import open_export
+    from edgecnn.schema.manifest import open_export
 
     manifest = open_export(target)  # the winner's complete export, through the gate
     assert [a.path for a in manifest.artifacts] == ["model.onnx"]

@@ -10,9 +10,9 @@ import torch
 import edgecnn
 from edgecnn.cli import main
 from edgecnn.data.calibration import load_calibration
-from edgecnn.export.manifest import open_export
+from edgecnn.schema.manifest import open_export
 from edgecnn.export.pipeline import ExportRequest, run_export
-from edgecnn.export.reference import prepare_model
+from edgecnn.weights.reference import prepare_model
 from edgecnn.formats import parse_formats
 from edgecnn.harness.inspect_int8 import SCHEMA
 from edgecnn.util.errors import ExportError

@@ -14,7 +14,7 @@ from edgecnn.formats import int8_finetune as finetune
 from edgecnn.formats import tflite
 from edgecnn.formats.int8_mixed import logits_sqnr_db
 
-from edgecnn.studies.trained_int8 import trained_int8
+from trained_int8 import trained_int8
 
 WEIGHTS = "fashion-mnist-mobilenet-v3-small"  # its pure int8 agrees with PyTorch on about 97%: room to gain
 

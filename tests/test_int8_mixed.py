@@ -13,16 +13,16 @@ import pytest
 import edgecnn
 from edgecnn.cli import main
 from edgecnn.data.datasets import get_dataset
-from edgecnn.export.manifest import open_export
+from edgecnn.schema.manifest import open_export
 from edgecnn.formats.int8_mixed import FloatUnitSearch, compute_units, leaf_blocks, logits_sqnr_db, unit_of
 from edgecnn.formats.int8_repair import Int8Target
 from edgecnn.formats.tflite import MIXED_FILE, WRAPPER_PREFIX, inspect_graph, litert_logits, quantize
 from edgecnn.data.preprocess import Int8InputEncoding
-from edgecnn.export.reference import reference_model
+from edgecnn.weights.reference import reference_model
 
 import torch
 
-from edgecnn.studies.trained_int8 import trained_int8
+from trained_int8 import trained_int8
 
 
 def test_units_are_the_smallest_blocks_of_leaf_modules():

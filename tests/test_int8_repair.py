@@ -7,7 +7,7 @@ from torch import nn
 import edgecnn
 from edgecnn.data.datasets import get_dataset
 from edgecnn.formats.int8_repair import _concat_groups, equalize_concat_ranges
-from edgecnn.studies.trained_int8 import trained_int8
+from trained_int8 import trained_int8
 
 
 def _trained_looking(name, alpha):

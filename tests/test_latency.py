@@ -13,7 +13,7 @@ from edgecnn.harness.device import Adb, REMOTE_DIR, connect, parse_benchmark_out
 from edgecnn.util.errors import DeviceError, UsageError
 from edgecnn.export.pipeline import ExportRequest, run_export
 from edgecnn.formats import parse_formats
-from edgecnn.export.manifest import to_json
+from edgecnn.schema.manifest import to_json
 from edgecnn.harness.latency import LatencyOptions, LoadAndMemory, parse_threads
 
 SPEC = edgecnn.VariantSpec.create("mobilenet_v3_small", alpha=0.5, resolution=96)

@@ -61,23 +61,50 @@ def test_no_import_cycle_among_edgecnns_modules():
     assert cycles == []
 
 
-def _importers(prefix: str, of: str) -> list[str]:
-    """Modules under `prefix` that import anything under `of`, anywhere in their code."""
+# Lowest first: each subpackage may import only those before it, counting imports inside functions.
+# (the root package `edgecnn` and `cli` are the top: the public API and the command line)
+LAYERS = ["util", "schema", "zoo", "data", "weights", "formats", "harness", "export", "sweeps", "apps",
+          "android", "web", "cli", "__main__"]
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "edgecnn"
+
+
+def test_every_subpackage_has_a_layer():
+    found = {_layer(m) for m in MODULES} - {"edgecnn"}
+    assert found == set(LAYERS), found ^ set(LAYERS)
+
+
+def test_subpackages_import_only_the_layers_below_them():
+    rank = {name: i for i, name in enumerate(LAYERS)} | {"edgecnn": len(LAYERS)}
+    upward = sorted(f"{m} -> {t}" for m, targets in _graph(module_level_only=False).items()
+                    for t in targets if rank[_layer(t)] > rank[_layer(m)])
+    assert upward == []
+
+
+def test_schema_imports_nothing_of_edgecnn_but_util():
     graph = _graph(module_level_only=False)
-    return sorted(m for m, targets in graph.items() if m.startswith(prefix)
-                  and any(t == of or t.startswith(of + ".") for t in targets))
+    outside = sorted(f"{m} -> {t}" for m, targets in graph.items() if _layer(m) == "schema"
+                     for t in targets if _layer(t) not in ("schema", "util"))
+    assert outside == []
 
 
-def test_data_flows_one_way():
-    assert _importers("edgecnn.zoo", "edgecnn.formats") == _importers("edgecnn.zoo", "edgecnn.harness") == []
-    assert _importers("edgecnn.zoo", "edgecnn.export") == _importers("edgecnn.zoo", "edgecnn.weights") == []
-    assert _importers("edgecnn.formats", "edgecnn.harness") == []
-    assert _importers("edgecnn.harness", "edgecnn.export.pipeline") == []  # exports are read through the gate
-    # the two demo apps share edgecnn.apps and know nothing of each other
-    assert _importers("edgecnn.web", "edgecnn.android") == _importers("edgecnn.android", "edgecnn.web") == []
-    outside_util = [t for m, targets in _graph(False).items() if m.startswith("edgecnn.util")
-                    for t in targets if not t.startswith("edgecnn.util") and t != "edgecnn"]
-    assert outside_util == []  # util depends on nothing else of ours
+def test_the_harness_reads_exports_only_through_the_gate():
+    graph = _graph(module_level_only=False)
+    assert [m for m, targets in graph.items() if _layer(m) == "harness"
+            and any(_layer(t) == "export" for t in targets)] == []
+    assert [m for m, targets in graph.items() if _layer(m) == "web" and any(_layer(t) == "android" for t in targets)] == []
+
+
+def test_nothing_in_the_package_computes_a_path_outside_it():
+    # a module finds its data beside itself: Path(__file__).with_name(...) or .parent / ...
+    uses = [(m, line.strip()) for m, p in MODULES.items() for line in p.read_text().splitlines() if "__file__" in line]
+    assert uses, "the pattern below no longer finds the package's data files"
+    reaching_out = [(m, line) for m, line in uses
+                    if not re.search(r"Path\(__file__\)(\.resolve\(\))?\.(with_name\(|parent /)", line)]
+    assert reaching_out == []
 
 
 def test_nothing_but_the_gate_reads_a_manifest_file():
@@ -100,7 +127,6 @@ def test_the_readme_layout_section_names_every_subpackage():
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
     subpackages = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
-    assert subpackages == ["android", "apps", "data", "export", "formats", "harness", "studies", "util", "web",
-                           "weights", "zoo"]
+    assert subpackages == sorted(set(LAYERS) - {"cli", "__main__"})
     for name in subpackages:
         assert f"{name}/" in section, name

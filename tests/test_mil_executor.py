@@ -7,7 +7,7 @@ import torch
 
 import edgecnn
 from edgecnn.data.calibration import load_calibration
-from edgecnn.export.reference import prepare_model
+from edgecnn.weights.reference import prepare_model
 from edgecnn.formats import coreml as coreml_format
 from edgecnn.formats.mil_executor import OPS, MilProgram, UnsupportedOperation
 from edgecnn.harness.parity import compare, violations

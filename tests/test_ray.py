@@ -11,8 +11,8 @@ import pytest
 
 from edgecnn.formats import parse_formats
 from edgecnn.harness.latency import LatencyOptions
-from edgecnn.studies.sweep import SweepRequest, run_sweep
-from edgecnn.studies.variants import RayCluster
+from edgecnn.sweeps.sweep import SweepRequest, run_sweep
+from edgecnn.sweeps.variants import RayCluster
 
 import ray  # the `cluster` extra; make setup installs it
 
@@ -163,7 +163,7 @@ def test_the_scorecard_records_every_artifact_of_a_variant(serial_and_ray):
     """Over the serial sweep's folder: the variant is kept, not exported again, and recorded in full."""
     import json
 
-    from edgecnn.studies.scorecard import SCHEMA, ScorecardRequest, run_scorecard
+    from edgecnn.sweeps.scorecard import SCHEMA, ScorecardRequest, run_scorecard
 
     root, serial, _ = serial_and_ray
     out = root / "serial"

@@ -4,10 +4,10 @@ import re
 
 import pytest
 
-from edgecnn.export.manifest import WeightsRecord, to_json
+from edgecnn.schema.manifest import WeightsRecord, to_json
 from edgecnn.harness.latency import Latency, LatencyReport, LoadAndMemory
 from edgecnn.harness.parity import CheckStatus, Limits, Parity, is_gated, limits, status_of, violations
-from edgecnn.harness.records import Accuracy, ArtifactCheck, ImagesUsed, LabelledSummary, ValidationReport
+from edgecnn.schema.report import Accuracy, ArtifactCheck, ImagesUsed, LabelledSummary, ValidationReport
 from edgecnn.harness.report import console_table, latency_table, markdown, plot, plot_latency
 from edgecnn.util.tables import format_table
 

@@ -8,7 +8,7 @@ import torch
 
 import edgecnn
 from edgecnn.data.calibration import load_calibration
-from edgecnn.studies import bench_zoo, int8_zoo
+from benchmarks import bench_zoo, int8_zoo
 
 
 def test_an_int8_zoo_row_reproduces_through_export_and_validate(tmp_path):
@@ -60,7 +60,7 @@ def test_the_error_split_shows_both_halves_of_a_broken_int8_and_the_activation_t
     from edgecnn.data.preprocess import Int8InputEncoding
     from edgecnn.formats import tflite
     from edgecnn.formats.base import ExportJob
-    from edgecnn.studies import int8_error_split as split
+    from benchmarks import int8_error_split as split
     from edgecnn.zoo.models.layers import RawRGBInput
 
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ from PIL import Image
 from edgecnn.data.calibration import load_calibration
 from edgecnn.formats import parse_formats
 from edgecnn.harness.latency import LatencyOptions
-from edgecnn.studies.sweep import SweepRequest, pareto, run_sweep
+from edgecnn.sweeps.sweep import SweepRequest, pareto, run_sweep
 
 
 def test_pareto_keeps_what_nothing_beats():

@@ -19,10 +19,10 @@ from edgecnn.export.pipeline import ExportRequest, run_export
 from edgecnn.formats import parse_formats, sha256_of
 from edgecnn.harness.latency import LatencyOptions
 from edgecnn.data.preprocess import preprocess
-from edgecnn.export.manifest import MANIFEST_SCHEMA, open_export
-from edgecnn.export.reference import reference_model
+from edgecnn.schema.manifest import MANIFEST_SCHEMA, open_export
+from edgecnn.weights.reference import reference_model
 from edgecnn.harness.parity import CheckStatus
-from edgecnn.harness.records import REPORT_SCHEMA
+from edgecnn.schema.report import REPORT_SCHEMA
 from edgecnn.harness.validate import run_validation
 
 SPEC = edgecnn.VariantSpec.create("mobilenet_v2", alpha=0.35, resolution=96)

@@ -19,7 +19,7 @@ from edgecnn.apps.golden import (AppVariant, ensure_export, golden_tensors, litt
                                  tensor_spec, top_k)
 from edgecnn.data.photos import SKIMAGE
 from edgecnn.data.preprocess import load_image, preprocess
-from edgecnn.export.manifest import open_export
+from edgecnn.schema.manifest import open_export
 from edgecnn.util.atomic import atomic_folder, check_writable
 from edgecnn.util.errors import UsageError
 

@@ -22,10 +22,10 @@ from edgecnn.data.calibration import (CalibrationSet, TuningSet, find_images, lo
                                       load_dataset_calibration, load_repair_set)
 from edgecnn.data.datasets import get_dataset
 from edgecnn.data.preprocess import CROP_FRACTION, Preprocessing
-from edgecnn.export.manifest import (LABELS_FILE, MANIFEST_SCHEMA, Manifest, ParityRecord, WeightsRecord,
+from edgecnn.schema.manifest import (LABELS_FILE, MANIFEST_SCHEMA, Manifest, ParityRecord, WeightsRecord,
                                      write_manifest)
 from edgecnn.export.conversion import Converted, convert_in_processes, convert_one, export_threads, workers_for
-from edgecnn.export.reference import prepare_model
+from edgecnn.weights.reference import prepare_model
 from edgecnn.formats import Artifact, ExportJob, Format, Refusal, sha256_of, tool_versions
 from edgecnn.formats.int8_repair import Int8Target
 from edgecnn.formats.tflite import BEFORE_REPAIR
@@ -34,7 +34,7 @@ from edgecnn.harness.checks import check_artifacts
 from edgecnn.harness.images import DEFAULT_IMAGE_COUNT, parity_images_for
 from edgecnn.harness.parity import INT8_PRECISIONS, THRESHOLDS, CheckStatus
 from edgecnn.harness.latency import LatencyOptions, measure_artifacts
-from edgecnn.harness.records import ValidationReport
+from edgecnn.schema.report import ValidationReport
 from edgecnn.harness.report import VALIDATION_FOLDER, write_report
 from edgecnn.util import console
 from edgecnn.util.atomic import atomic_folder, check_writable

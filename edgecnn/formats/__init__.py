@@ -53,9 +53,7 @@ def format_of(record: ArtifactRecord) -> Format:
 
 def tool_versions(formats: "list[Format] | None" = None) -> dict[str, str]:
     """Versions of edgecnn, Python, the base packages and the tools of `formats` (default: all)."""
-    from edgecnn import __version__
-
-    versions = {"edgecnn": __version__, "python": platform.python_version()}
+    versions = {"edgecnn": metadata.version("edgecnn"), "python": platform.python_version()}
     for dist in BASE_TOOLS + tuple(t for f in (formats or FORMATS.values()) for t in f.tools):
         try:
             versions[dist] = metadata.version(dist)

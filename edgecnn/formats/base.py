@@ -13,7 +13,6 @@ versions an export records) is declared by its `Format` entry, not looked up in 
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Optional, Protocol, Union, runtime_checkable
 
+from edgecnn.schema.artifacts import ArtifactRecord, Quantization, Refusal, TensorSpec, sha256_of, size_of
 from edgecnn.util.errors import UsageError
 
 if TYPE_CHECKING:
@@ -28,26 +28,6 @@ if TYPE_CHECKING:
     from edgecnn.formats.int8_repair import Int8Target
     import numpy as np
     import torch
-
-
-@dataclass(frozen=True)
-class Quantization:
-    scale: float
-    zero_point: int
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One input or output of an artifact, as an app must feed or read it."""
-
-    name: str
-    shape: list[Union[int, str]]  # "batch" for a dynamic batch axis
-    dtype: str  # float32 | int8 | image (Core ML ImageType)
-    values: str  # what the numbers mean, in words
-    layout: Optional[str] = None
-    quantization: Optional[Quantization] = None
-    # int8 image inputs: the lookup table from 0..255 pixels to codes (edgecnn.data.preprocess.Int8InputEncoding)
-    encoding: Optional[dict[str, Any]] = None
 
 
 @dataclass
@@ -65,36 +45,6 @@ class Artifact:
         target = root / self.path
         return ArtifactRecord(self.format, self.precision, self.path, sha256_of(target), size_of(target),
                               self.input, self.output, self.details)
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A precision a format could not produce for this model, and why; its other precisions are kept."""
-
-    format: str
-    precision: str
-    path: str  # the file it would have been
-    reason: str
-    kept: Optional[str] = None  # where a file made but failing its check is kept, as rejected (inside the export)
-    details: dict[str, Any] = field(default_factory=dict)  # a kept file's record (e.g. the int8 repair it went through)
-
-    def line(self) -> str:
-        kept = f"; kept as {self.kept}" if self.kept else ""
-        return f"{self.format} {self.precision} ({self.path}) refused: {self.reason}{kept}"
-
-
-@dataclass(frozen=True)
-class ArtifactRecord:
-    """An artifact as the manifest lists it: the file, its hash and size, and its I/O contract."""
-
-    format: str
-    precision: str
-    path: str
-    sha256: str
-    bytes: int
-    input: TensorSpec
-    output: TensorSpec
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -172,21 +122,3 @@ def int8_image_input(name: str, shape: list, layout: str, encoding: dict) -> Ten
 def logits_output(name: str, shape: list, dtype: str = "float32",
                   quantization: Optional[Quantization] = None) -> TensorSpec:
     return TensorSpec(name, shape, dtype, "logits", quantization=quantization)
-
-
-def sha256_of(path: Path) -> str:
-    """sha256 of a file; for a folder (an .mlpackage), of its files' relative paths and contents."""
-    digest = hashlib.sha256()
-    if path.is_dir():
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(str(f.relative_to(path)).encode() + b"\0")
-            digest.update(hashlib.sha256(f.read_bytes()).digest())
-    else:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def size_of(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size

@@ -5,8 +5,8 @@ from pathlib import Path
 from typing import Optional
 
 from edgecnn.data.calibration import load_calibration
-from edgecnn.export.manifest import open_export
-from edgecnn.export.reference import reference_model
+from edgecnn.schema.manifest import open_export
+from edgecnn.weights.reference import reference_model
 from edgecnn.harness.latency import Latency, LatencyOptions, LatencyReport, LoadAndMemory, measure_artifacts
 from edgecnn.harness.report import write_latency_report
 from edgecnn.util import console

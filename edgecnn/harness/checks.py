@@ -14,12 +14,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from edgecnn.export.manifest import Manifest, manifest_sha256
+from edgecnn.schema.manifest import Manifest, manifest_sha256
 from edgecnn.formats import ArtifactRecord, format_of, tool_versions
 from edgecnn.harness.images import LabelledSet
 from edgecnn.harness.parity import (FP32_NOISE_FACTOR, CheckStatus, Parity, compare, distinct_outputs, limits,
                                     status_of, violations)
-from edgecnn.harness.records import Accuracy, ArtifactCheck, ImagesUsed, LabelledSummary, ValidationReport
+from edgecnn.schema.report import Accuracy, ArtifactCheck, ImagesUsed, LabelledSummary, ValidationReport
 from edgecnn.util import console
 from edgecnn.util.errors import ExportError
 from edgecnn.util.interrupts import checkpoint

@@ -8,8 +8,8 @@ import numpy as np
 from edgecnn.util.errors import UsageError
 from edgecnn.util.interrupts import deferred_interrupts
 from edgecnn.data.preprocess import load_image, preprocess
-from edgecnn.export.manifest import open_export, read_labels
-from edgecnn.export.reference import reference_model
+from edgecnn.schema.manifest import open_export, read_labels
+from edgecnn.weights.reference import reference_model
 from edgecnn.formats import format_of
 from edgecnn.harness.checks import BATCH, pytorch_logits
 

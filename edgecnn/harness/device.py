@@ -18,7 +18,7 @@ from edgecnn.util import console
 from edgecnn.util.errors import DeviceError, UsageError
 
 if TYPE_CHECKING:
-    from edgecnn.export.manifest import Manifest
+    from edgecnn.schema.manifest import Manifest
 
 REMOTE_DIR = "/data/local/tmp/edgecnn"
 ADB_TIMEOUT_S = 600

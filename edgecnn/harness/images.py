@@ -11,7 +11,7 @@ import numpy as np
 from edgecnn.data.calibration import find_images, load_calibration
 from edgecnn.data.datasets import IdxDataset, get_dataset
 from edgecnn.data.preprocess import CROP_FRACTION, load_image, preprocess
-from edgecnn.export.manifest import Manifest
+from edgecnn.schema.manifest import Manifest
 from edgecnn.util import console
 from edgecnn.util.errors import UsageError
 from edgecnn.util.interrupts import checkpoint

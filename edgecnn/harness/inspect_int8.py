@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from edgecnn.data.preprocess import Int8InputEncoding
-from edgecnn.export.manifest import Manifest, open_export, to_json
-from edgecnn.export.reference import calibration_images, reference_model
+from edgecnn.schema.manifest import Manifest, open_export, to_json
+from edgecnn.weights.reference import calibration_images, reference_model
 from edgecnn.formats import ArtifactRecord
 from edgecnn.formats.int8_repair import apply_remedies
 from edgecnn.formats.rewrites import for_xnnpack

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from edgecnn.export.manifest import Manifest, to_json
+from edgecnn.schema.manifest import Manifest, to_json
 from edgecnn.formats import format_of
 from edgecnn.util import console
 from edgecnn.util.interrupts import checkpoint

@@ -1,8 +1,8 @@
 """The demo model's card: written from the training record and a validation report, never by hand.
 
 `python -m edgecnn.harness.model_card REPORT` reads the report of `edgecnn validate EXPORT --dataset fashion-mnist`,
-finds the training record of the checkpoint it was made from (models/<stem>.training.json, matched by
-sha256), and writes models/<stem>.md with the data, recipe, seed and every format's top-1 on the test set.
+finds the training record of the checkpoint it was made from (edgecnn/weights/checkpoints/<stem>.training.json, matched by
+sha256), and writes edgecnn/weights/checkpoints/<stem>.md with the data, recipe, seed and every format's top-1 on the test set.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ A model edgecnn trains itself (`python -m edgecnn.weights.training --weights {we
 of int8 can be measured on a real trained network. Export it with `make export MODEL={recipe['model']}
 WEIGHTS={weights}` (width, resolution and classes come from the checkpoint).
 
-- Checkpoint: `models/{record['checkpoint']}` (fp32 state_dict in torchvision's {recipe['model']} layout,
+- Checkpoint: `edgecnn/weights/checkpoints/{record['checkpoint']}` (fp32 state_dict in torchvision's {recipe['model']} layout,
   {record['parameters']:,} parameters), sha256 `{record['sha256']}`
 - Classes (index order): {', '.join(report.get('class_names', [])) or 'see labels.txt of an export'}
 
@@ -103,7 +103,7 @@ def write_card(report_path: Path) -> Path:
         raise UsageError(f"{report_path} is not a report on a checkpoint edgecnn trained (weights: {weights['source']})")
     record_path, record = find_training_record(weights["sha256"])
     export = Path(report["export"])
-    from edgecnn.export.manifest import open_export, read_labels
+    from edgecnn.schema.manifest import open_export, read_labels
 
     manifest = open_export(export)  # the gate, as for every reader of an export
     report = {**report, "class_names": read_labels(export, manifest),

@@ -1,11 +1,11 @@
 """How closely an artifact reproduces PyTorch, and the one table of limits per precision."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from enum import Enum
 from typing import Optional
 
 import numpy as np
+
+from edgecnn.schema.parity import CheckStatus, Limits, Parity
 
 # Per precision: the largest max-abs error relative to PyTorch's largest |logit|, the smallest cosine
 # similarity of any single image's logits, and the smallest top-1 agreement. None: not gated.
@@ -31,54 +31,11 @@ FP32_NOISE_FACTOR = 4.0
 UNGATED_WHEN_UNTRAINED = {"int8", "int8-mixed", "w8"}
 
 
-class CheckStatus(Enum):
-    """What the harness concluded about one artifact. Display text is made from it, never stored."""
-
-    PASSED = "passed"
-    FAILED = "failed"
-    REPORTED = "reported"  # measured, not gated: quantized precisions of untrained weights
-    NOT_RUN = "not run"  # no runtime for it on this machine
-
-    def display(self, reason: str = "") -> str:
-        if self is CheckStatus.REPORTED:
-            return "reported (not gated: untrained weights)"
-        if self is CheckStatus.NOT_RUN:
-            return f"not run: {reason}" if reason else "not run"
-        return self.value
-
-    @property
-    def counts_against(self) -> bool:
-        return self is CheckStatus.FAILED
-
-
 def status_of(precision: str, trained: bool, problems: list[str]) -> CheckStatus:
     """Gated precisions pass or fail on their problems; ungated ones are reported."""
     if not is_gated(precision, trained):
         return CheckStatus.REPORTED
     return CheckStatus.FAILED if problems else CheckStatus.PASSED
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The limits one artifact was held to; None: not gated."""
-
-    max_rel_error: Optional[float] = None
-    min_cosine: Optional[float] = None
-    min_top1_agreement: Optional[float] = None
-
-
-@dataclass(frozen=True)
-class Parity:
-    images: int
-    max_abs_error: float
-    max_rel_error: float
-    mean_cosine: float
-    worst_cosine: float
-    top1_agreement: float
-    top5_agreement: float  # fraction of images whose top-5 set equals PyTorch's
-
-    def to_dict(self) -> dict:
-        return {k: (round(v, 8) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
 def compare(actual: np.ndarray, expected: np.ndarray) -> Parity:

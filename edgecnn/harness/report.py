@@ -9,10 +9,10 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from edgecnn.export.manifest import to_json
+from edgecnn.schema.manifest import to_json
 from edgecnn.harness.latency import Latency, LatencyReport
 from edgecnn.harness.parity import CheckStatus
-from edgecnn.harness.records import ArtifactCheck, ValidationReport
+from edgecnn.schema.report import ArtifactCheck, ValidationReport
 from edgecnn.util.atomic import atomic_folder, replace_file
 from edgecnn.util.tables import format_table
 

@@ -1,7 +1,7 @@
 """`edgecnn validate`: every artifact of an export against PyTorch fp32, on photos and labelled images.
 
-An export folder is read through the manifest gate (`edgecnn.export.manifest.open_export`). The
-PyTorch reference is rebuilt from what the manifest records (`edgecnn.export.reference`), and each
+An export folder is read through the manifest gate (`edgecnn.schema.manifest.open_export`). The
+PyTorch reference is rebuilt from what the manifest records (`edgecnn.weights.reference`), and each
 artifact runs through its format's runner on the same preprocessed images (`edgecnn.harness.checks`).
 Parity limits come from `edgecnn.harness.parity.THRESHOLDS`. The report is written even when a limit is
 broken, and then the command fails.
@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Callable, ContextManager, Optional
 
 from edgecnn.data.calibration import find_images
-from edgecnn.export.manifest import open_export, read_labels
-from edgecnn.export.reference import reference_model
+from edgecnn.schema.manifest import open_export, read_labels
+from edgecnn.weights.reference import reference_model
 from edgecnn.harness.checks import check_artifacts
 from edgecnn.harness.images import (DEFAULT_IMAGE_COUNT, check_dataset_labels, load_dataset_labelled, load_labelled,
                                     parity_images)
 from edgecnn.harness.latency import LatencyOptions, measure_artifacts
-from edgecnn.harness.records import ValidationReport
+from edgecnn.schema.report import ValidationReport
 from edgecnn.harness.report import VALIDATION_FOLDER, console_table, latency_table, write_report
 from edgecnn.util import console
 from edgecnn.util.atomic import check_writable
@@ -35,7 +35,7 @@ def run_validation(export_dir: Path, images: Optional[Path] = None, count: int =
     """Check, run, time, report (written even when a limit is broken), then fail if one was.
 
     `timing_slot`: held while latency is measured, so that a caller running several validations at once
-    keeps their timing phases apart (`edgecnn.studies.variants`)."""
+    keeps their timing phases apart (`edgecnn.sweeps.variants`)."""
     export_dir = Path(export_dir)
     with deferred_interrupts():
         if count < 1:

@@ -2,7 +2,8 @@
 
 For every requested variant (`model:alpha:resolution[:weights]`) the export is made if it is missing (ONNX
 and TFLite), checked against its manifest, and its model files are copied into the site with the page
-(`web_demo/`) and the two WebAssembly runtimes from `web_demo/node_modules`:
+(package data, `edgecnn/web/page/`) and the two WebAssembly runtimes from the npm project of a checkout
+(`web_demo/node_modules`; `--npm-folder` names another):
 - fp32 ONNX in onnxruntime-web (WASM SIMD, threads where the page is cross-origin isolated);
 - fp32 and int8 TFLite in LiteRT.js: the int8 file with its int8 input and output, as on a phone.
 `catalog.json` describes each model file as the page needs it. For two golden images of different aspect
@@ -22,13 +23,17 @@ from edgecnn.apps.golden import (AppVariant, ensure_export, golden_tensors, litt
                                  top_k)
 from edgecnn.data.photos import SKIMAGE
 from edgecnn.data.preprocess import load_image, preprocess
-from edgecnn.export.manifest import open_export
+from edgecnn.schema.manifest import open_export
 from edgecnn.util.atomic import atomic_folder, check_writable
 from edgecnn.util.errors import UsageError
 
 CATALOG_SCHEMA = "edgecnn.web-catalog/1"
-PAGE_SOURCE = Path(__file__).resolve().parents[2] / "web_demo"
-DEFAULT_SITE = PAGE_SOURCE / "site"
+PAGE_SOURCE = Path(__file__).with_name("page")
+# the npm project (package.json, node_modules, tools/selftest.mjs): not package data, since its packages are
+# installed by npm; by default the checkout's, relative to where edgecnn runs
+NPM_FOLDER = Path("web_demo")
+DEFAULT_SITE = NPM_FOLDER / "site"
+NPM_PACKAGES = ("onnxruntime-web", "@litertjs/core", "puppeteer-core")
 PAGE_FILES = ("index.html", "style.css", "js")
 # format -> the runtime the page runs it with
 WEB_RUNTIMES = {"onnx": "onnxruntime-web", "tflite": "litert.js"}
@@ -53,32 +58,37 @@ def golden_images() -> list[tuple[str, Image.Image, str]]:
             ("coffee-portrait.png", coffee, "scikit-image coffee.png, columns 180..446")]
 
 
-def runtime_files(page: Path = PAGE_SOURCE) -> list[tuple[Path, str]]:
+def missing_npm_packages(npm_folder: Path) -> UsageError:
+    return UsageError(f"the web demo needs the npm packages {', '.join(NPM_PACKAGES)}, not found in {npm_folder}/"
+                      f"node_modules: run `npm ci` in a checkout's web_demo/ (make web-demo does) and pass "
+                      f"--npm-folder PATH/web_demo")
+
+
+def runtime_files(npm_folder: Path = NPM_FOLDER) -> list[tuple[Path, str]]:
     """(installed file, path in the site) of the runtimes' files; a missing one is a UsageError."""
-    modules = page / "node_modules"
+    modules = npm_folder / "node_modules"
     files = []
     for folder, names, target in RUNTIME_FILES:
         for name in names:
             source = modules / folder / name
             if not source.is_file():
-                raise UsageError(f"{source} is missing: install the page's npm packages (make setup, or "
-                                 f"npm ci in {page})")
+                raise missing_npm_packages(npm_folder)
             files.append((source, f"vendor/{target}/{name}"))
     return files
 
 
-def _package_versions(page: Path) -> dict[str, str]:
+def _package_versions(npm_folder: Path) -> dict[str, str]:
     versions = {}
     for package in ("onnxruntime-web", "@litertjs/core"):
-        record = json.loads((page / "node_modules" / package / "package.json").read_text())
+        record = json.loads((npm_folder / "node_modules" / package / "package.json").read_text())
         versions[package] = record["version"]
     return versions
 
 
 def build_site(variants: list[AppVariant], out: Path = DEFAULT_SITE, export_root: Path = Path("export"),
-               page: Path = PAGE_SOURCE) -> dict:
+               npm_folder: Path = NPM_FOLDER) -> dict:
     check_writable(out.parent)
-    runtimes = runtime_files(page)  # before any export: a missing runtime is found in a second
+    runtimes = runtime_files(npm_folder)  # before any export: a missing runtime is found in a second
     folders = [ensure_export(v, export_root, WEB_RUNTIMES) for v in variants]
     manifests = [open_export(folder) for folder in folders]  # the gate, before anything is copied
     for folder, manifest in zip(folders, manifests):
@@ -87,13 +97,13 @@ def build_site(variants: list[AppVariant], out: Path = DEFAULT_SITE, export_root
     images = golden_images()
     with atomic_folder(out, replace=True) as work:
         for name in PAGE_FILES:
-            source = page / name
+            source = PAGE_SOURCE / name
             (shutil.copytree if source.is_dir() else shutil.copyfile)(source, work / name)
         for source, target in runtimes:
             (work / target).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, work / target)
         (work / "golden").mkdir()
-        catalog = {"schema": CATALOG_SCHEMA, "runtimes": _package_versions(page), "variants": [],
+        catalog = {"schema": CATALOG_SCHEMA, "runtimes": _package_versions(npm_folder), "variants": [],
                    "golden": {"images": [], "results": []}}
         for name, image, source in images:
             image.save(work / "golden" / name)

@@ -104,8 +104,8 @@ PACKAGED = {
                                       "models/efficientnet-lite0-57934424.pth", "imagenet"),
 }
 
-PROJECT_MODELS = Path(__file__).resolve().parents[2] / "models"  # the repository's models/
-# checkpoints this project trains and commits in models/
+PROJECT_MODELS = Path(__file__).with_name("checkpoints")  # package data
+# checkpoints this project trains and ships in edgecnn/weights/checkpoints/
 PROJECT = {name: (TrainedVariant(r.model, r.alpha, r.num_classes, r.resolution, r.dataset), r.checkpoint)
            for name, r in RECIPES.items()}
 
@@ -191,7 +191,7 @@ def _project(name: str, model: str) -> WeightsSource:
         raise UsageError(f"--weights {name} is for {variant.model}, not {model}")
     path = PROJECT_MODELS / file
     if not path.is_file():
-        raise UsageError(f"--weights {name}: {path} not found (it is committed in the repository's models/; "
+        raise UsageError(f"--weights {name}: {path} not found (it ships with edgecnn in edgecnn/weights/checkpoints/; "
                          f"python -m edgecnn.weights.training --weights {name} trains it anew)")
     return WeightsSource("project", name, path, trained_as=variant)
 

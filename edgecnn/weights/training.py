@@ -3,7 +3,7 @@
 They give the harness real trained networks whose int8 cost can be measured on 10,000 labelled test
 images. The recipes are data (`edgecnn.weights.recipes`); a run writes the checkpoint (torchvision
 layout, fp32 state_dict) and a record of the run (recipe, seed, per-epoch accuracy, machine, time) into
-`models/`, each file written under a temporary name and renamed when complete.
+`edgecnn/weights/checkpoints/`, each file written under a temporary name and renamed when complete.
 """
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgecnn.weights.training", description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="fashion-mnist-demo", choices=sorted(RECIPES),
                         help="the recipe, by the --weights name its checkpoint is exported with")
-    parser.add_argument("--out", type=Path, default=Path("models"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("checkpoints"))
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs (a shorter trial run)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, every core)")
     args = parser.parse_args(argv)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from edgecnn.data.calibration import load_calibration, load_dataset_calibration
-from edgecnn.export.manifest import Manifest, WeightsRecord
+from edgecnn.schema.manifest import Manifest, WeightsRecord
 from edgecnn.util import console
 from edgecnn.util.errors import UsageError
 from edgecnn.weights.loading import load_weights, reestimate_batchnorm

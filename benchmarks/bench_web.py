@@ -5,7 +5,7 @@ checks) with onnxruntime-web or LiteRT.js on WebAssembly; Python times the same 
 LiteRT on the same input, at the same thread counts, on the same machine, one after the other (never at
 once). Writes benchmarks/results/web.json, .md and .png.
 
-    python -m edgecnn.studies.bench_web [--variants "..."] [--runs N]
+    python -m benchmarks.bench_web [--variants "..."] [--runs N]
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.apps.golden import parse_variants
-from edgecnn.export.manifest import open_export
+from edgecnn.schema.manifest import open_export
 from edgecnn.formats import format_of
 from edgecnn.harness.latency import machine, measure_interleaved
 from edgecnn.util import console
@@ -93,7 +93,7 @@ def table(result: dict) -> str:
 
 
 def write(result: dict, out: Path) -> None:
-    from edgecnn.studies.plots import grouped_bars
+    from benchmarks.plots import grouped_bars
 
     out.mkdir(parents=True, exist_ok=True)
     replace_file(out / "web.json", lambda p: p.write_text(json.dumps(result, indent=1) + "\n"))

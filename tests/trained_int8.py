@@ -36,7 +36,7 @@ def trained_int8(name: str, work_dir: Optional[Path] = None) -> TrainedInt8:
     """The job of committed checkpoint `name`, calibrated on as many images as its export is."""
     from edgecnn.data.calibration import load_dataset_calibration
     from edgecnn.export.pipeline import CALIBRATION_IMAGES
-    from edgecnn.export.reference import prepare_model
+    from edgecnn.weights.reference import prepare_model
     from edgecnn.weights.recipes import RECIPES
     from edgecnn.weights.sources import resolve
     from edgecnn.zoo.registry import get_model_info

@@ -18,7 +18,7 @@ from typing import Optional
 from edgecnn.export.pipeline import ExportRequest, run_export
 from edgecnn.formats import parse_formats
 from edgecnn.harness.validate import run_validation
-from edgecnn.studies.plots import grouped_bars
+from benchmarks.plots import grouped_bars
 from edgecnn.util import console
 from edgecnn.util.atomic import replace_file
 from edgecnn.util.errors import ExportError, UsageError
@@ -151,7 +151,7 @@ def merged(previous: Path, rows: list[Int8ZooRow], failures: list[str],
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgecnn.studies.int8_zoo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.int8_zoo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--weights", nargs="*", help="only these recipes (default: every committed one)")
     args = parser.parse_args(argv)

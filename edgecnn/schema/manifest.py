@@ -22,8 +22,8 @@ from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Any, Optional
 
-from edgecnn.formats.base import ArtifactRecord, Refusal, sha256_of
-from edgecnn.harness.parity import CheckStatus, Limits, Parity
+from edgecnn.schema.artifacts import ArtifactRecord, Refusal, sha256_of
+from edgecnn.schema.parity import CheckStatus, Limits, Parity
 from edgecnn.util.errors import UsageError
 
 MANIFEST_SCHEMA = "edgecnn.manifest/2"

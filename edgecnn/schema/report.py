@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from edgecnn.export.manifest import WeightsRecord, to_json
-from edgecnn.harness.parity import CheckStatus, Limits, Parity
+from edgecnn.schema.manifest import WeightsRecord, to_json
+from edgecnn.schema.parity import CheckStatus, Limits, Parity
 
 REPORT_SCHEMA = "edgecnn.report/1"
 

@@ -21,7 +21,7 @@ import numpy as np
 from edgecnn.export.pipeline import ExportRequest, run_export
 from edgecnn.formats import format_of, parse_formats
 from edgecnn.harness.latency import machine, measure_interleaved
-from edgecnn.studies.plots import grouped_bars
+from benchmarks.plots import grouped_bars
 from edgecnn.util import console
 from edgecnn.util.atomic import replace_file
 from edgecnn.util.errors import UsageError
@@ -85,7 +85,7 @@ def plot(rows: list[BenchRow], path: Path) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgecnn.studies.bench_zoo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_zoo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--models", nargs="*", help="only these models of the list")
     parser.add_argument("--budget", type=float, default=3.0, help="timed seconds per file and thread count")

@@ -1,4 +1,4 @@
-"""`python -m edgecnn.studies.int8_error_split --weights NAME`: where a trained model's int8 error comes from.
+"""`python -m benchmarks.int8_error_split --weights NAME`: where a trained model's int8 error comes from.
 
 When float units cannot repair an int8 model (`formats.int8_mixed`), the question is whether a few tensors
 cost it most or every tensor a little. On the PT2E graph the int8 TFLite is converted from (the int8 model
@@ -210,7 +210,7 @@ def markdown(split: ErrorSplit) -> str:
     return "\n".join([
         f"# Where int8 error comes from: {split.weights}", "",
         f"The PT2E graph the int8 TFLite is converted from, simulated on {split.images} Fashion-MNIST test images; "
-        "logits against PyTorch's. Reproduce with `python -m edgecnn.studies.int8_error_split --weights "
+        "logits against PyTorch's. Reproduce with `python -m benchmarks.int8_error_split --weights "
         f"{split.weights} --count {split.images}`.", "", "```",
         format_table(["rounding", "logit SQNR dB", "top-1 agreement"], rows, right=(1, 2)), "```", "", *kernels,
         f"Each of the {len(split.tensors)} activation tensors alone left unrounded, the {SHOWN} that gain most:", "",
@@ -270,7 +270,7 @@ def measure_recipe(name: str, count: int, work_dir: Path) -> ErrorSplit:
     TFLite file written to `work_dir` and run both ways."""
     from edgecnn.data.datasets import get_dataset
     from edgecnn.formats import tflite
-    from edgecnn.studies.trained_int8 import trained_int8
+    from trained_int8 import trained_int8
 
     trained = trained_int8(name, work_dir)
     recipe, backbone = trained.recipe, trained.job.backbone
@@ -291,7 +291,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from edgecnn.weights.recipes import RECIPES
     from edgecnn.weights.sources import PROJECT_MODELS
 
-    parser = argparse.ArgumentParser(prog="python -m edgecnn.studies.int8_error_split",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.int8_error_split",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--weights", required=True, help="a committed Fashion-MNIST model, e.g. fashion-mnist-efficientnet-b0")
     parser.add_argument("--count", type=int, default=1000, help="test images (default 1000)")

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from edgecnn.export.manifest import open_export
+from edgecnn.schema.manifest import open_export
 from edgecnn.formats import Format
 from edgecnn.harness.latency import LatencyOptions, machine
-from edgecnn.studies.variants import (TIMING_NOTE, RayCluster, VariantOutcome, VariantStatus, VariantWork,
+from edgecnn.sweeps.variants import (TIMING_NOTE, RayCluster, VariantOutcome, VariantStatus, VariantWork,
                                       base_record, run_works)
 from edgecnn.util.atomic import replace_file
 from edgecnn.util.errors import UsageError

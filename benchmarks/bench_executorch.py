@@ -26,12 +26,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from edgecnn.export.manifest import open_export
+from edgecnn.schema.manifest import open_export
 from edgecnn.export.pipeline import ExportRequest, run_export
-from edgecnn.export.reference import calibration_images, reference_model
+from edgecnn.weights.reference import calibration_images, reference_model
 from edgecnn.formats import format_of, parse_formats
 from edgecnn.harness.latency import machine, measure_interleaved
-from edgecnn.studies.plots import grouped_bars
+from benchmarks.plots import grouped_bars
 from edgecnn.util import console
 from edgecnn.util.atomic import replace_file
 from edgecnn.util.errors import UsageError
@@ -192,7 +192,7 @@ def plot(rows: list[BenchRow], path: Path) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgecnn.studies.bench_executorch",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_executorch",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--models", nargs="*", help="only these models of the list")

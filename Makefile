@@ -28,7 +28,8 @@ VALIDATE_ARGS := $(or $(EXPORT_DIR),export/$(VARIANT)) $(if $(IMAGES),--images $
 	$(if $(LABELS_DIR),--labels-dir $(LABELS_DIR)) $(if $(LABEL_MAP),--label-map $(LABEL_MAP)) \
 	$(if $(COUNT),--count $(COUNT)) $(if $(DATASET),--dataset $(DATASET)) $(if $(DATASET_COUNT),--dataset-count $(DATASET_COUNT))
 
-.PHONY: setup test test-slow test-full test-torchvision list summary export validate sweep bench clean \
+
+.PHONY: test-quick lint docs setup test test-slow test-full test-torchvision list summary export validate sweep bench clean \
 	scorecard train-demo train-zoo inspect-int8 int8-zoo int8-error-split bench-zoo bench-executorch demo-card android-assets android-check android-test \
 	web-demo web-serve bench-web
 
@@ -59,11 +60,25 @@ $(WEB_STAMP): web_demo/package-lock.json | $(VENV)/.installed-apt
 	touch $@
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,tflite,coreml,executorch,imagenet,cluster]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,lint,docs,tflite,coreml,executorch,imagenet,cluster]'
 	touch $@
 
-test: setup
+# the docs site builds strict (a broken link or a page missing from the nav fails), then the suite
+test: setup docs
 	$(BIN)/python -m pytest -m "not slow" --durations=15
+
+# what needs no converter: records, the gate, CLI parsing, layout, tables, the zoo's shapes and figures
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -m "quick and not slow" --durations=10
+
+# ruff (lint, import order, format) and mypy on the package, as configured in pyproject.toml
+lint: $(STAMP)
+	$(BIN)/ruff check edgecnn
+	$(BIN)/ruff format --check edgecnn
+	$(BIN)/mypy
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 # everything: the slow conversions too, and torchvision itself in its own environment
 test-slow: setup

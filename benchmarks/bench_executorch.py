@@ -32,6 +32,7 @@ from edgecnn.weights.reference import calibration_images, reference_model
 from edgecnn.formats import format_of, parse_formats
 from edgecnn.harness.latency import machine, measure_interleaved
 from benchmarks.plots import grouped_bars
+from edgecnn.schema.manifest import to_json
 from edgecnn.util import console
 from edgecnn.util.atomic import replace_file
 from edgecnn.util.errors import UsageError
@@ -39,7 +40,7 @@ from edgecnn.util.tables import format_table
 from edgecnn.zoo.spec import VariantSpec
 
 SCHEMA = "edgecnn.bench-executorch/1"
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+RESULTS = Path(__file__).with_name("results")
 VARIANTS = [("mobilenet_v2", 0.75, 224), ("mobilenet_v3_small", 1.0, 224), ("efficientnet_b0", 1.0, 224),
             ("resnet18", 1.0, 224)]
 THREADS = (1, 2)
@@ -115,7 +116,7 @@ def int8_operators(root: Path, ours: dict, stock: dict[str, Path]) -> dict:
     with console.step(f"{root.name}: int8 operators profiled (ETDump)"):
         return {"pte": [asdict(t) for t in operator_profile(root / ours[("executorch", "int8")].path)],
                 "stock_pte": [asdict(t) for t in operator_profile(stock["int8"])],
-                "tflite_operator_counts": ours[("tflite", "int8")].details.get("operators", {})}
+                "tflite_operator_counts": ours[("tflite", "int8")].details.operators}
 
 
 def bench_variant(spec: VariantSpec, work: Path, budget_s: float) -> tuple[list[BenchRow], dict]:
@@ -219,7 +220,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"edgecnn: error: {err}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    document = {"schema": SCHEMA, "machine": machine(), "cpus": os.cpu_count(),
+    document = {"schema": SCHEMA, "machine": to_json(machine()), "cpus": os.cpu_count(),
                 "method": "median of interleaved rounds, batch 1, one image, after 10 warm-up runs; thread counts "
                           "one after the other", "export_time": export_time, "rows": [asdict(r) for r in rows],
                 "int8_operators": operators}

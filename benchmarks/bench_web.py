@@ -21,6 +21,7 @@ from edgecnn.apps.golden import parse_variants
 from edgecnn.schema.manifest import open_export
 from edgecnn.formats import format_of
 from edgecnn.harness.latency import machine, measure_interleaved
+from edgecnn.schema.manifest import to_json
 from edgecnn.util import console
 from edgecnn.util.atomic import replace_file
 from edgecnn.util.tables import format_table
@@ -76,7 +77,7 @@ def run(variants: str, runs: int, export_root: Path, out: Path) -> dict:
                              "browser_p90_ms": round(file["p90Ms"], 4), "browser_load_ms": round(file["loadMs"], 1),
                              "python_runtime": ours["runtime"], "python_median_ms": ours["median_ms"],
                              "browser_over_python": round(file["medianMs"] / ours["median_ms"], 2)})
-    result = {"schema": SCHEMA, "machine": machine(), "browser": page["browser"], "runtimes": catalog["runtimes"],
+    result = {"schema": SCHEMA, "machine": to_json(machine()), "browser": page["browser"], "runtimes": catalog["runtimes"],
               "method": f"page: median of {runs} runs on the golden image after its checks, WebAssembly, "
                         f"cross-origin isolated; Python: the same files and input, interleaved rounds; one after "
                         f"the other on one machine", "rows": rows}

@@ -22,6 +22,7 @@ from edgecnn.export.pipeline import ExportRequest, run_export
 from edgecnn.formats import format_of, parse_formats
 from edgecnn.harness.latency import machine, measure_interleaved
 from benchmarks.plots import grouped_bars
+from edgecnn.schema.manifest import to_json
 from edgecnn.util import console
 from edgecnn.util.atomic import replace_file
 from edgecnn.util.errors import UsageError
@@ -29,7 +30,7 @@ from edgecnn.util.tables import format_table
 from edgecnn.zoo.spec import VariantSpec
 
 SCHEMA = "edgecnn.bench-zoo/1"
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+RESULTS = Path(__file__).with_name("results")
 # one variant per family: a mid width at a resolution where each family's stem and pools are all used
 VARIANTS = [("mobilenet_v1", 1.0, 224), ("mobilenet_v2", 1.0, 224), ("mobilenet_v3_small", 1.0, 224),
             ("mobilenet_v3_large", 1.0, 224), ("efficientnet_b0", 1.0, 224), ("efficientnet_lite0", 1.0, 224),
@@ -64,8 +65,8 @@ def bench_variant(spec: VariantSpec, work: Path, budget_s: float) -> list[BenchR
                                     budget_s=budget_s, label=f"{spec.id}: fp32 and int8 at {threads} thread(s)")
         fp32, int8 = timed["fp32"].median_ms, timed["int8"].median_ms
         rows.append(BenchRow(spec.id, threads, fp32, int8, round(int8 / fp32, 3),
-                             records["fp32"].details["xnnpack_partitions"], records["int8"].details["xnnpack_partitions"],
-                             records["int8"].details["requantize_ops"]))
+                             records["fp32"].details.xnnpack_partitions, records["int8"].details.xnnpack_partitions,
+                             records["int8"].details.requantize_ops))
     return rows
 
 
@@ -106,7 +107,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"edgecnn: error: {err}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    document = {"schema": SCHEMA, "machine": machine(), "cpus": os.cpu_count(),
+    document = {"schema": SCHEMA, "machine": to_json(machine()), "cpus": os.cpu_count(),
                 "method": "median of interleaved rounds, batch 1, one image, after 10 warm-up runs",
                 "rows": [asdict(r) for r in rows]}
     replace_file(args.out / "bench-zoo.json", lambda p: p.write_text(json.dumps(document, indent=1) + "\n"))

@@ -37,10 +37,11 @@ from torch import fx
 from edgecnn.formats.int8_mixed import is_dequantize, is_quantize, module_path
 from edgecnn.util import console
 from edgecnn.util.atomic import replace_file
+from edgecnn.util.metrics import logits_sqnr_db, top1_agreement
 from edgecnn.util.tables import format_table
 
 SCHEMA = "edgecnn.int8-error-split/2"
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+RESULTS = Path(__file__).with_name("results")
 BATCH = 250  # images per simulated forward
 SHOWN = 20  # tensors in the table and the chart
 
@@ -154,9 +155,7 @@ def with_activation_grid(graph: fx.GraphModule, grid_kind: ActivationGrid) -> fx
 
 
 def closeness(logits: np.ndarray, reference: np.ndarray) -> Closeness:
-    noise = float(((logits - reference) ** 2).sum())
-    sqnr = float("inf") if noise == 0 else 10 * np.log10(float((reference ** 2).sum()) / noise)
-    return Closeness(round(float(sqnr), 3), float((logits.argmax(1) == reference.argmax(1)).mean()))
+    return Closeness(round(logits_sqnr_db(logits, reference), 3), top1_agreement(logits, reference))
 
 
 def split_error(graph: fx.GraphModule, images: torch.Tensor, reference: np.ndarray, weights: str = "",

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Optional
 
 from edgecnn.export.pipeline import ExportRequest, run_export
-from edgecnn.formats import parse_formats
+from edgecnn.formats import FORMATS, parse_formats
 from edgecnn.harness.validate import run_validation
+from edgecnn.schema.details import TFLiteDetails
+from edgecnn.schema.enums import FormatName, Precision, RepairMode
 from benchmarks.plots import grouped_bars
 from edgecnn.util import console
 from edgecnn.util.atomic import replace_file
@@ -28,7 +30,7 @@ from edgecnn.weights.sources import PROJECT_MODELS
 from edgecnn.zoo.spec import VariantSpec
 
 SCHEMA = "edgecnn.int8-zoo/1"
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+RESULTS = Path(__file__).with_name("results")
 # (--int8-repair, --int8-target): as exported plain, and repaired to a bound on top-1 agreement (which may
 # write the int8-mixed file). `auto` with only the default bound (cosine 0.95) moved int8 top-1 by at most
 # 0.13 pt from `none` on the first five of these models (measured in an earlier run of this table).
@@ -49,7 +51,7 @@ class Int8ZooRow:
     applied: list[str]  # remedies the repair kept ([] when int8 met its bound as it was)
     images: int
     target: Optional[str] = None  # the --int8-target value (None: the default)
-    artifact: str = "model_int8.tflite"  # the file measured: the pure int8 one, or the int8-mixed one
+    artifact: str = FORMATS[FormatName.TFLITE].file(Precision.INT8)  # the file measured: the pure int8 one, or the int8-mixed one
     float_layers: list[str] = field(default_factory=list)  # layers left in float (int8-mixed only)
 
 
@@ -58,34 +60,36 @@ def committed_models() -> list[str]:
 
 
 def measure(name: str, repair: str, work: Path, count: Optional[int] = None, target: Optional[str] = None) -> Int8ZooRow:
-    from edgecnn.formats.int8_repair import Int8Target
+    from edgecnn.schema.int8 import Int8Target
 
     recipe = RECIPES[name]
     spec = VariantSpec.create(recipe.model, alpha=recipe.alpha, resolution=recipe.resolution,
                               num_classes=recipe.num_classes, weights=name)
     out = work / f"{spec.id}_{repair}_{target or 'default'}"
     result = run_export(ExportRequest(spec, parse_formats("tflite"), weights=name, out=out, force=True,
-                                      validate=False, int8_repair=repair,
+                                      validate=False, int8_repair=RepairMode(repair),
                                       int8_target=Int8Target.parse(target) if target else None))
     report = run_validation(out, dataset=recipe.dataset, dataset_count=count, latency=None,
                             out=out / "dataset-test")
     int8 = next(a for p in INT8_PRECISIONS for a in report.artifacts if a.precision == p)
     record = next(a for a in result.manifest.artifacts if a.path == int8.path)
-    pure = next((a for a in result.manifest.artifacts if a.precision == "int8"), None)
-    refused = next((r for r in result.manifest.refused if r.precision == "int8"), None)
-    mixed = int8.precision == "int8-mixed"
+    pure = next((a for a in result.manifest.artifacts if a.precision == Precision.INT8), None)
+    refused = next((r for r in result.manifest.refused if r.precision == Precision.INT8), None)
+    mixed = int8.precision == Precision.INT8_MIXED
     # a mixed file is made from the network the pure int8 remedies left (equalised where that was kept), but
     # not from the pure file's fine-tuned weights
-    repair_record = (record if mixed or pure is None else pure).details.get("repair") or {}
-    applied = list(repair_record.get("applied", []))
-    tuning = repair_record.get("fine_tuning", {})
-    if tuning.get("kept") and not mixed:
-        applied.append(f"int8-aware fine-tuning ({tuning['images'].split(' ', 1)[0]} images)")
+    details = (record if mixed or pure is None else pure).details
+    assert isinstance(details, TFLiteDetails) and isinstance(record.details, TFLiteDetails)
+    applied = list(details.repair.applied) if details.repair is not None else []
+    tuning = details.repair.fine_tuning if details.repair is not None else None
+    if tuning is not None and tuning.kept and not mixed:
+        applied.append(f"int8-aware fine-tuning ({tuning.images.split(' ', 1)[0]} images)")
+    float_layers = record.details.float_layers
     if refused is not None and mixed:
-        applied.append(f"float for {len(record.details['float_layers'])} layers (the pure int8 file missed the bound)")
+        applied.append(f"float for {len(float_layers)} layers (the pure int8 file missed the bound)")
     return Int8ZooRow(recipe.model, recipe.alpha, recipe.resolution, name, repair, report.labelled.pytorch_fp32.top1,
                       int8.accuracy.top1, int8.accuracy.top1_agreement, applied, report.labelled.images, target,
-                      int8.path, list(record.details.get("float_layers", [])))
+                      int8.path, list(float_layers))
 
 
 def markdown(rows: list[Int8ZooRow], failures: tuple[str, ...] = ()) -> str:

@@ -125,7 +125,7 @@ def main() -> int:
     report = {"variant": spec.id, "export_wall_seconds": round(export_seconds, 2),
               "latency_ms": {f"{t} threads": r for t, r in results.items()},
               "ratios_of_medians": {f"{t} threads": {k: round(v, 4) for k, v in r.items()} for t, r in ratios.items()},
-              "machine": machine(), "command": "make bench"}
+              "machine": to_json(machine()), "command": "make bench"}
     json_path = args.out / f"{spec.id}.json"
     json_path.write_text(json.dumps(report, indent=1) + "\n")
     print(table(report))

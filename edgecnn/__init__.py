@@ -3,6 +3,7 @@
 The public API is imported on first use, so that `edgecnn list` and other light commands start without
 loading torch (about a second of CPU).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -12,9 +13,12 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "UsageError": "edgecnn.util.errors",
-    "Profile": "edgecnn.zoo.profile", "profile": "edgecnn.zoo.profile",
-    "ModelInfo": "edgecnn.zoo.registry", "create_model": "edgecnn.zoo.registry",
-    "get_model_info": "edgecnn.zoo.registry", "list_models": "edgecnn.zoo.registry",
+    "Profile": "edgecnn.zoo.profile",
+    "profile": "edgecnn.zoo.profile",
+    "ModelInfo": "edgecnn.zoo.registry",
+    "create_model": "edgecnn.zoo.registry",
+    "get_model_info": "edgecnn.zoo.registry",
+    "list_models": "edgecnn.zoo.registry",
     "VariantSpec": "edgecnn.zoo.spec",
     "run_validation": "edgecnn.harness.validate",
 }

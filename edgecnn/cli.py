@@ -3,6 +3,7 @@
 Heavy modules (torch, the converters) are imported inside the commands that need them, so that `edgecnn
 list` and `--help` start in a fraction of a second.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -10,9 +11,10 @@ import sys
 import tempfile
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, NoReturn, Optional, Sequence
 
 from edgecnn.formats import FORMATS, parse_formats
+from edgecnn.schema.enums import RepairMode
 from edgecnn.util import console
 from edgecnn.util.errors import DeviceError, ExportError, UsageError, ValidationFailed, WriteError
 from edgecnn.util.tables import format_table
@@ -29,7 +31,7 @@ DATASET_NAMES = ("fashion-mnist",)  # edgecnn.data.datasets.DATASETS (a test kee
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, as for every other bad input
+    def error(self, message: str) -> NoReturn:  # one line, exit 2, as for every other bad input
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -54,43 +56,62 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export one variant to ONNX, TFLite and Core ML, with a manifest")
     export.add_argument("--model", required=True)
     _add_variant_arguments(export, from_weights=True)
-    export.add_argument("--formats", default=",".join(FORMATS),
-                        help=f"comma-separated, from: {', '.join(FORMATS)} (default: all)")
-    export.add_argument("--weights", help="a state_dict file (torchvision layout), 'torchvision' (its ImageNet "
-                        "checkpoint, downloaded on request), 'lite0-imagenet' or 'fashion-mnist-demo'; "
-                        "default: random init")
+    export.add_argument(
+        "--formats", default=",".join(FORMATS), help=f"comma-separated, from: {', '.join(FORMATS)} (default: all)"
+    )
+    export.add_argument(
+        "--weights",
+        help="a state_dict file (torchvision layout), 'torchvision' (its ImageNet "
+        "checkpoint, downloaded on request), 'lite0-imagenet' or 'fashion-mnist-demo'; "
+        "default: random init",
+    )
     export.add_argument("--calib", type=Path, help="folder of calibration images (default: bundled photos)")
     export.add_argument("--calib-count", type=int, default=100, help="calibration images (default 100)")
     export.add_argument("--out", type=Path, help="output folder (default: export/<variant-id>)")
     export.add_argument("--force", action="store_true", help="replace an existing export folder")
-    export.add_argument("--int8-repair", choices=("auto", "none"), default="auto",
-                        help="auto (default): where int8 has a bound, also make it with cross-layer equalisation "
-                             "and bias correction and keep whichever measures better; if the bound is still "
-                             "missed, fine-tune the int8 weights to PyTorch's logits (weights that come with a "
-                             "dataset) and keep that if better; if a stated bound is still missed, also write "
-                             "model_int8_mixed.tflite with float for the fewest layers that meet it (not pure "
-                             "int8); none: never")
-    export.add_argument("--int8-target", help="the bound int8 must meet against PyTorch: cosine=V (worst logits "
-                                              "cosine), agreement=V (top-1 equal to PyTorch's on V of the images) "
-                                              "or top1=V (top-1 accuracy V x PyTorch's; needs a labelled dataset); "
-                                              "default: the int8 gate's cosine=0.95 for trained weights, "
-                                              "none for untrained")
-    export.add_argument("--no-validate", dest="validate", action="store_false",
-                        help="skip the validation report (a 4-photo self-check still gates the export)")
+    export.add_argument(
+        "--int8-repair",
+        choices=[m.value for m in RepairMode],
+        default=RepairMode.AUTO.value,
+        help="auto (default): where int8 has a bound, also make it with cross-layer equalisation "
+        "and bias correction and keep whichever measures better; if the bound is still "
+        "missed, fine-tune the int8 weights to PyTorch's logits (weights that come with a "
+        "dataset) and keep that if better; if a stated bound is still missed, also write "
+        "model_int8_mixed.tflite with float for the fewest layers that meet it (not pure "
+        "int8); none: never",
+    )
+    export.add_argument(
+        "--int8-target",
+        help="the bound int8 must meet against PyTorch: cosine=V (worst logits "
+        "cosine), agreement=V (top-1 equal to PyTorch's on V of the images) "
+        "or top1=V (top-1 accuracy V x PyTorch's; needs a labelled dataset); "
+        "default: the int8 gate's cosine=0.95 for trained weights, "
+        "none for untrained",
+    )
+    export.add_argument(
+        "--no-validate",
+        dest="validate",
+        action="store_false",
+        help="skip the validation report (a 4-photo self-check still gates the export)",
+    )
     _add_verbose(export)
 
     validate = sub.add_parser("validate", help="parity (and accuracy) of every artifact of an export, with a report")
     validate.add_argument("export_dir", type=Path, help="an export folder (holding manifest.json)")
     validate.add_argument("--images", type=Path, help="folder of photos for parity (default: bundled photos)")
-    validate.add_argument("--count", type=int, default=DEFAULT_IMAGE_COUNT,
-                          help=f"photos for parity (default {DEFAULT_IMAGE_COUNT})")
-    validate.add_argument("--labels-dir", type=Path,
-                          help="labelled images, one subfolder per class: top-1/top-5 accuracy per artifact")
-    validate.add_argument("--dataset", choices=DATASET_NAMES,
-                          help="accuracy on a known dataset's test split (the model must be trained on it)")
+    validate.add_argument(
+        "--count", type=int, default=DEFAULT_IMAGE_COUNT, help=f"photos for parity (default {DEFAULT_IMAGE_COUNT})"
+    )
+    validate.add_argument(
+        "--labels-dir", type=Path, help="labelled images, one subfolder per class: top-1/top-5 accuracy per artifact"
+    )
+    validate.add_argument(
+        "--dataset",
+        choices=DATASET_NAMES,
+        help="accuracy on a known dataset's test split (the model must be trained on it)",
+    )
     validate.add_argument("--dataset-count", type=int, help="with --dataset: only its first N test images")
-    validate.add_argument("--label-map", type=Path,
-                          help="JSON object: class folder name -> label or class index")
+    validate.add_argument("--label-map", type=Path, help="JSON object: class folder name -> label or class index")
     validate.add_argument("--out", type=Path, help="report folder (default: EXPORT_DIR/validation)")
     _add_latency_arguments(validate)
     validate.add_argument("--no-latency", dest="latency", action="store_false", help="parity and accuracy only")
@@ -99,49 +120,83 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("export_dir", type=Path, help="an export folder (holding manifest.json)")
     _add_latency_arguments(bench)
     bench.add_argument("--device", default="local", help="local (default) or adb: an Android phone over adb")
-    bench.add_argument("--benchmark-binary", type=Path,
-                       help="with --device adb: LiteRT's benchmark_model built for the phone")
+    bench.add_argument(
+        "--benchmark-binary", type=Path, help="with --device adb: LiteRT's benchmark_model built for the phone"
+    )
     bench.add_argument("--serial", help="with --device adb: which phone, if several are attached")
     bench.add_argument("--out", type=Path, help="report folder (default: EXPORT_DIR/benchmark)")
 
     classify = sub.add_parser("classify", help="top-5 classes of images from PyTorch and every artifact, side by side")
     classify.add_argument("export_dir", type=Path)
     classify.add_argument("images", type=Path, nargs="*")
-    classify.add_argument("--bundled-photos", action="store_true",
-                          help="also every natural photo that ships in scikit-image, matplotlib and scikit-learn")
+    classify.add_argument(
+        "--bundled-photos",
+        action="store_true",
+        help="also every natural photo that ships in scikit-image, matplotlib and scikit-learn",
+    )
     classify.add_argument("--top", type=int, default=5)
 
     inspect = sub.add_parser("inspect-int8", help="per-layer int8 error of an export's int8 TFLite, by PyTorch module")
     inspect.add_argument("export_dir", type=Path, help="an export folder (holding manifest.json)")
-    inspect.add_argument("--images", type=Path, help="a folder of images (default: the export's own photos or test set)")
+    inspect.add_argument(
+        "--images", type=Path, help="a folder of images (default: the export's own photos or test set)"
+    )
     inspect.add_argument("--count", type=int, default=8, help="how many images (default 8)")
 
     assets = sub.add_parser("android-assets", help="the Android demo's assets: models, catalog, golden files")
-    assets.add_argument("--variants", required=True,
-                        help='space-separated model:alpha:resolution[:weights], e.g. "mobilenet_v2:0.35:128"')
-    assets.add_argument("--assets", type=Path, default=Path("android_demo/app/src/main/assets"),
-                        help="the app's assets folder (default android_demo/app/src/main/assets)")
-    assets.add_argument("--export-root", type=Path, default=Path("export"),
-                        help="where exports are found, or made if missing (default export/)")
+    assets.add_argument(
+        "--variants",
+        required=True,
+        help='space-separated model:alpha:resolution[:weights], e.g. "mobilenet_v2:0.35:128"',
+    )
+    assets.add_argument(
+        "--assets",
+        type=Path,
+        default=Path("android_demo/app/src/main/assets"),
+        help="the app's assets folder (default android_demo/app/src/main/assets)",
+    )
+    assets.add_argument(
+        "--export-root",
+        type=Path,
+        default=Path("export"),
+        help="where exports are found, or made if missing (default export/)",
+    )
 
     web = sub.add_parser("web-demo", help="the phone web demo: a static site running the exports in the browser")
-    web.add_argument("--variants", required=True,
-                     help='space-separated model:alpha:resolution[:weights], e.g. "mobilenet_v2:0.35:128"')
+    web.add_argument(
+        "--variants",
+        required=True,
+        help='space-separated model:alpha:resolution[:weights], e.g. "mobilenet_v2:0.35:128"',
+    )
     web.add_argument("--out", type=Path, default=Path("web_demo/site"), help="the site folder (default web_demo/site)")
-    web.add_argument("--export-root", type=Path, default=Path("export"),
-                     help="where exports are found, or made if missing (default export/)")
-    web.add_argument("--npm-folder", type=Path, default=Path("web_demo"),
-                     help="the npm project with the page's runtimes and its self-test driver (default web_demo)")
-    web.add_argument("--selftest", action="store_true",
-                     help="then run the page's self-test in headless Chromium (exit 1 if it fails)")
+    web.add_argument(
+        "--export-root",
+        type=Path,
+        default=Path("export"),
+        help="where exports are found, or made if missing (default export/)",
+    )
+    web.add_argument(
+        "--npm-folder",
+        type=Path,
+        default=Path("web_demo"),
+        help="the npm project with the page's runtimes and its self-test driver (default web_demo)",
+    )
+    web.add_argument(
+        "--selftest",
+        action="store_true",
+        help="then run the page's self-test in headless Chromium (exit 1 if it fails)",
+    )
     web.add_argument("--screenshot", type=Path, help="with --selftest: the page at a phone's viewport, as PNG")
 
     serve = sub.add_parser("web-serve", help="serve the web demo on the local network (HTTPS off localhost)")
-    serve.add_argument("--site", type=Path, default=Path("web_demo/site"), help="the built site (default web_demo/site)")
+    serve.add_argument(
+        "--site", type=Path, default=Path("web_demo/site"), help="the built site (default web_demo/site)"
+    )
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all, for a phone)")
     serve.add_argument("--port", type=int, default=8443, help="port (default 8443)")
-    serve.add_argument("--http", action="store_true",
-                       help="plain HTTP even off localhost (a phone then gets no camera and one thread)")
+    serve.add_argument(
+        "--http", action="store_true", help="plain HTTP even off localhost (a phone then gets no camera and one thread)"
+    )
 
     app_report = sub.add_parser("app-report", help="the demo app's benchmark.json (adb pull) as a table and plot")
     app_report.add_argument("file", type=Path)
@@ -150,8 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="export and validate a width x resolution grid; table and Pareto plot")
     sweep.add_argument("--model", required=True)
     sweep.add_argument("--alphas", default="0.35,0.5,0.75,1.0", help="width multipliers (default 0.35,0.5,0.75,1.0)")
-    sweep.add_argument("--resolutions", default="96,128,160,192,224",
-                       help="input sizes (default 96,128,160,192,224)")
+    sweep.add_argument("--resolutions", default="96,128,160,192,224", help="input sizes (default 96,128,160,192,224)")
     sweep.add_argument("--formats", default="tflite", help="formats per variant; must include tflite (default)")
     sweep.add_argument("--weights", help="as for export, for every variant (their widths must match)")
     sweep.add_argument("--calib", type=Path, help="folder of calibration images (default: bundled photos)")
@@ -161,13 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_latency_arguments(sweep)
     sweep.add_argument("--out", type=Path, help="sweep folder (default: export/sweep-MODEL)")
     _add_ray_argument(sweep)
-    card = sub.add_parser("scorecard", help="every registered model at its default resolution and chosen widths: "
-                                            "size, parity, int8 fidelity and latency per variant")
+    card = sub.add_parser(
+        "scorecard",
+        help="every registered model at its default resolution and chosen widths: "
+        "size, parity, int8 fidelity and latency per variant",
+    )
     card.add_argument("--models", help="comma-separated registered models (default: all)")
     card.add_argument("--alphas", default="1.0,0.5", help="width multipliers (default 1.0,0.5)")
     card.add_argument("--resolutions", help="instead of each model's default resolution")
-    card.add_argument("--formats", default="onnx,tflite,coreml,executorch",
-                      help="formats per variant; must include tflite (default: all four)")
+    card.add_argument(
+        "--formats",
+        default="onnx,tflite,coreml,executorch",
+        help="formats per variant; must include tflite (default: all four)",
+    )
     card.add_argument("--calib-count", type=int, default=100)
     _add_latency_arguments(card)
     card.add_argument("--out", type=Path, default=Path("export") / "scorecard", help="default: export/scorecard")
@@ -178,28 +238,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_verbose(*parsers: argparse.ArgumentParser) -> None:
     for parser in parsers:
-        parser.add_argument("--verbose", action="store_true",
-                            help="show the converters' and runtimes' own output live (by default: into a log file)")
+        parser.add_argument(
+            "--verbose",
+            action="store_true",
+            help="show the converters' and runtimes' own output live (by default: into a log file)",
+        )
 
 
 def _add_latency_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", default="1,all",
-                        help="thread counts to time, comma-separated; 'all' = every core (default 1,all)")
-    parser.add_argument("--runs", type=int,
-                        help="timed runs per configuration and thread count (default: as many as fit 1.5 s)")
+    parser.add_argument(
+        "--threads", default="1,all", help="thread counts to time, comma-separated; 'all' = every core (default 1,all)"
+    )
+    parser.add_argument(
+        "--runs", type=int, help="timed runs per configuration and thread count (default: as many as fit 1.5 s)"
+    )
 
 
 def _add_variant_arguments(parser: argparse.ArgumentParser, from_weights: bool = False) -> None:
     # with a named checkpoint (--weights lite0-imagenet, ...) what is not given is what it was trained as
     named = ", or what a named --weights was trained as" if from_weights else ""
-    parser.add_argument("--alpha", type=_number, default=None if from_weights else 1.0,
-                        help=f"width multiplier (default 1.0{named})")
+    parser.add_argument(
+        "--alpha", type=_number, default=None if from_weights else 1.0, help=f"width multiplier (default 1.0{named})"
+    )
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--resolution", type=_number, help=f"input size in pixels (default: the model's{named})")
-    size.add_argument("--rho", type=_number,
-                      help="resolution multiplier: default x rho, to the nearest multiple of 8")
-    parser.add_argument("--num-classes", type=_number, default=None if from_weights else 1000,
-                        help=f"outputs of the classifier (default 1000{named})")
+    size.add_argument("--rho", type=_number, help="resolution multiplier: default x rho, to the nearest multiple of 8")
+    parser.add_argument(
+        "--num-classes",
+        type=_number,
+        default=None if from_weights else 1000,
+        help=f"outputs of the classifier (default 1000{named})",
+    )
 
 
 def _meta_model(info: "ModelInfo", alpha: float = 1.0, num_classes: int = 1000) -> "torch.nn.Module":
@@ -223,13 +292,16 @@ def cmd_summary(args: argparse.Namespace) -> None:
     from edgecnn.zoo.registry import get_model_info
     from edgecnn.zoo.spec import VariantSpec
 
-    spec = VariantSpec.create(args.model, alpha=args.alpha, resolution=args.resolution, rho=args.rho,
-                              num_classes=args.num_classes)
+    spec = VariantSpec.create(
+        args.model, alpha=args.alpha, resolution=args.resolution, rho=args.rho, num_classes=args.num_classes
+    )
     info = get_model_info(spec.model)
     prof = profile(_meta_model(info, spec.alpha, spec.num_classes), spec.resolution)
     print(f"{spec.id}: {info.family}, input 1x3x{spec.resolution}x{spec.resolution}, {spec.num_classes} classes\n")
-    rows = [[layer.name, layer.kind, "x".join(map(str, layer.output_shape)), f"{layer.params:,}", f"{layer.macs:,}"]
-            for layer in prof.layers]
+    rows = [
+        [layer.name, layer.kind, "x".join(map(str, layer.output_shape)), f"{layer.params:,}", f"{layer.macs:,}"]
+        for layer in prof.layers
+    ]
     print(format_table(["layer", "type", "output", "params", "MACs"], rows, right=(3, 4)))
     print()
     print(_totals(prof, info, spec))
@@ -237,8 +309,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
 
 def _totals(prof: "Profile", info: "ModelInfo", spec: "VariantSpec") -> str:
     ref = info.reference
-    is_reference_variant = (spec.alpha == 1.0 and spec.resolution == info.default_resolution
-                            and spec.num_classes == 1000)
+    is_reference_variant = spec.alpha == 1.0 and spec.resolution == info.default_resolution and spec.num_classes == 1000
     lines = [
         f"parameters         {prof.params:>16,}" + _beside(prof.params, ref.params, is_reference_variant),
         f"MACs               {prof.macs:>16,}" + _beside(prof.macs, ref.macs, is_reference_variant),
@@ -262,8 +333,8 @@ def _beside(value: int, reference: Optional[int], comparable: bool) -> str:
 
 def cmd_export(args: argparse.Namespace) -> None:
     from edgecnn.export.pipeline import LOG_FILE, ExportRequest, run_export, summary_table
-    from edgecnn.formats.int8_repair import Int8Target
     from edgecnn.harness.report import VALIDATION_FOLDER, latency_table
+    from edgecnn.schema.int8 import Int8Target
     from edgecnn.weights.sources import trained_variant
     from edgecnn.zoo.spec import VariantSpec
 
@@ -274,20 +345,33 @@ def cmd_export(args: argparse.Namespace) -> None:
         trained.check(args.weights, args.model, alpha, num_classes)
         if args.resolution is None and args.rho is None:
             args.resolution = trained.resolution
-    spec = VariantSpec.create(args.model, alpha=alpha, resolution=args.resolution, rho=args.rho,
-                              num_classes=num_classes, weights=args.weights)
+    spec = VariantSpec.create(
+        args.model, alpha=alpha, resolution=args.resolution, rho=args.rho, num_classes=num_classes, weights=args.weights
+    )
     try:
         target = Int8Target.parse(args.int8_target) if args.int8_target is not None else None
     except ValueError as err:
         raise UsageError(str(err)) from None
-    request = ExportRequest(spec, parse_formats(args.formats), weights=args.weights, calib_dir=args.calib,
-                            calib_count=args.calib_count, out=args.out, force=args.force, validate=args.validate,
-                            verbose=args.verbose, int8_repair=args.int8_repair, int8_target=target)
+    request = ExportRequest(
+        spec,
+        parse_formats(args.formats),
+        weights=args.weights,
+        calib_dir=args.calib,
+        calib_count=args.calib_count,
+        out=args.out,
+        force=args.force,
+        validate=args.validate,
+        verbose=args.verbose,
+        int8_repair=RepairMode(args.int8_repair),
+        int8_target=target,
+    )
     result = run_export(request)
     print(f"{request.target}: {spec.id}, weights: {result.manifest.weights.source}")
     print(summary_table(result.manifest))
-    print(f"exported in {request.timings['total']:.1f} s; manifest: {request.target / 'manifest.json'}"
-          + ("" if args.verbose else f"; converter output: {request.target / LOG_FILE}"))
+    print(
+        f"exported in {request.timings['total']:.1f} s; manifest: {request.target / 'manifest.json'}"
+        + ("" if args.verbose else f"; converter output: {request.target / LOG_FILE}")
+    )
     if result.report is not None:
         if result.report.latency is not None:
             print(latency_table(result.report.latency))
@@ -309,40 +393,60 @@ def _latency_options(args: argparse.Namespace, **kwargs):
 def cmd_validate(args: argparse.Namespace) -> None:
     from edgecnn.harness.report import VALIDATION_FOLDER
     from edgecnn.harness.validate import run_validation, summary
+    from edgecnn.schema.report import ValidationReport
 
     out = args.out if args.out is not None else args.export_dir / VALIDATION_FOLDER
     try:
         with console.third_party_into(out, "validate.log", args.verbose):
-            report = run_validation(args.export_dir, images=args.images, count=args.count,
-                                    labels_dir=args.labels_dir, label_map=args.label_map, out=out,
-                                    latency=_latency_options(args) if args.latency else None, dataset=args.dataset,
-                                    dataset_count=args.dataset_count)
+            report = run_validation(
+                args.export_dir,
+                images=args.images,
+                count=args.count,
+                labels_dir=args.labels_dir,
+                label_map=args.label_map,
+                out=out,
+                latency=_latency_options(args) if args.latency else None,
+                dataset=args.dataset,
+                dataset_count=args.dataset_count,
+            )
     except ValidationFailed as err:  # the report was written: show it, then fail
+        if not isinstance(err.report, ValidationReport):
+            raise TypeError(f"validation failed without the report it wrote: {err}") from err
         print(summary(err.report, out))
         raise
     print(summary(report, out))
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from edgecnn.harness.bench import run_bench
-
-    from edgecnn.harness.bench import BENCHMARK_FOLDER
+    from edgecnn.harness.bench import BENCHMARK_FOLDER, run_bench
     from edgecnn.harness.report import latency_table
 
     options = _latency_options(args)
     out = args.out if args.out is not None else args.export_dir / BENCHMARK_FOLDER
     with console.third_party_into(out, "bench.log", args.verbose):
-        latency = run_bench(args.export_dir, options.threads, runs=args.runs, device=args.device,
-                            benchmark_binary=args.benchmark_binary, serial=args.serial, out=out)
+        latency = run_bench(
+            args.export_dir,
+            options.threads,
+            runs=args.runs,
+            device=args.device,
+            benchmark_binary=args.benchmark_binary,
+            serial=args.serial,
+            out=out,
+        )
     print(latency_table(latency))
     print(f"report: {out / 'latency.md'} (.json, .png)")
 
 
 def _add_ray_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
-                        help="one Ray task per variant: on a new local Ray sized to this machine, or on the "
-                             "cluster at ADDRESS (HOST:PORT of `ray start --head`); --out must be on a "
-                             "filesystem every node mounts")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const=LOCAL_RAY,
+        metavar="ADDRESS",
+        help="one Ray task per variant: on a new local Ray sized to this machine, or on the "
+        "cluster at ADDRESS (HOST:PORT of `ray start --head`); --out must be on a "
+        "filesystem every node mounts",
+    )
 
 
 LOCAL_RAY = "local"
@@ -359,8 +463,9 @@ def _cluster(args: argparse.Namespace):
 def _fail_on_failed_variants(rows: list[dict]) -> None:
     failed = [r for r in rows if r["status"] == "failed"]
     if failed:
-        raise ExportError(f"{len(failed)} of {len(rows)} variants failed; first: {failed[0]['variant']}: "
-                          f"{failed[0]['error']}")
+        raise ExportError(
+            f"{len(failed)} of {len(rows)} variants failed; first: {failed[0]['variant']}: {failed[0]['error']}"
+        )
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -370,10 +475,18 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
     get_model_info(args.model)  # an unknown model is refused before the numbers are looked at
     request = SweepRequest(
-        args.model, parse_numbers(args.alphas, "alphas"), parse_numbers(args.resolutions, "resolutions", int),
-        parse_formats(args.formats), args.out if args.out is not None else Path("export") / f"sweep-{args.model}",
-        weights=args.weights, calib_dir=args.calib, calib_count=args.calib_count, labels_dir=args.labels_dir,
-        label_map=args.label_map, latency=_latency_options(args, budget_s=1.0))
+        args.model,
+        parse_numbers(args.alphas, "alphas"),
+        parse_numbers(args.resolutions, "resolutions", int),
+        parse_formats(args.formats),
+        args.out if args.out is not None else Path("export") / f"sweep-{args.model}",
+        weights=args.weights,
+        calib_dir=args.calib,
+        calib_count=args.calib_count,
+        labels_dir=args.labels_dir,
+        label_map=args.label_map,
+        latency=_latency_options(args, budget_s=1.0),
+    )
     with console.third_party_into(request.out, "sweep.log", args.verbose), _cluster(args) as cluster:
         request.cluster = cluster
         summary = run_sweep(request)
@@ -388,9 +501,15 @@ def cmd_scorecard(args: argparse.Namespace) -> None:
     from edgecnn.zoo.registry import list_models
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list_models()
-    request = ScorecardRequest(models, parse_numbers(args.alphas, "alphas"), parse_formats(args.formats), args.out,
-                               resolutions=parse_numbers(args.resolutions, "resolutions", int) if args.resolutions else None,
-                               calib_count=args.calib_count, latency=_latency_options(args, budget_s=1.0))
+    request = ScorecardRequest(
+        models,
+        parse_numbers(args.alphas, "alphas"),
+        parse_formats(args.formats),
+        args.out,
+        resolutions=parse_numbers(args.resolutions, "resolutions", int) if args.resolutions else None,
+        calib_count=args.calib_count,
+        latency=_latency_options(args, budget_s=1.0),
+    )
     request.works()  # unknown models and widths refused before anything starts
     with console.third_party_into(request.out, "scorecard.log", args.verbose), _cluster(args) as cluster:
         request.cluster = cluster
@@ -421,8 +540,10 @@ def cmd_inspect_int8(args: argparse.Namespace) -> None:
 
     with console.third_party_into(args.export_dir / "inspect-int8", "inspect-int8.log", args.verbose):
         inspection, out = run_inspection(args.export_dir, args.images, args.count)
-    print(f"{inspection.variant}: {len(inspection.layers)} int8 operators of {inspection.artifact} on "
-          f"{inspection.images} images ({inspection.images_source}); the worst by their own error:")
+    print(
+        f"{inspection.variant}: {len(inspection.layers)} int8 operators of {inspection.artifact} on "
+        f"{inspection.images} images ({inspection.images_source}); the worst by their own error:"
+    )
     print(table(inspection))
     print(f"inspection: {out / 'layers.md'} (.json, .png)")
 
@@ -436,8 +557,10 @@ def cmd_android_assets(args: argparse.Namespace) -> None:
         catalog = build_assets(variants, args.assets, args.export_root)
     for v in catalog["variants"]:
         print(f"{v['file']}  {v['precision']}  {v['bytes'] / 2**20:.2f} MiB  sha256 {v['sha256'][:12]}")
-    print(f"{args.assets / 'catalog.json'}: {len(catalog['variants'])} model files; golden image and tensors in "
-          f"{args.assets / 'golden'}")
+    print(
+        f"{args.assets / 'catalog.json'}: {len(catalog['variants'])} model files; golden image and tensors in "
+        f"{args.assets / 'golden'}"
+    )
 
 
 def cmd_web_demo(args: argparse.Namespace) -> None:
@@ -452,8 +575,10 @@ def cmd_web_demo(args: argparse.Namespace) -> None:
     for variant in catalog["variants"]:
         for entry in variant["files"]:
             print(f"{entry['file']}  {entry['precision']}  {entry['runtime']}  {entry['bytes'] / 2**20:.2f} MiB")
-    print(f"{args.out}: {sum(len(v['files']) for v in catalog['variants'])} model files; serve it with "
-          f"`make web-serve` (edgecnn web-serve --site {args.out})")
+    print(
+        f"{args.out}: {sum(len(v['files']) for v in catalog['variants'])} model files; serve it with "
+        f"`make web-serve` (edgecnn web-serve --site {args.out})"
+    )
     if args.selftest:
         from edgecnn.web.browser import run_selftest
 
@@ -463,8 +588,10 @@ def cmd_web_demo(args: argparse.Namespace) -> None:
             timing = f"median {entry['medianMs']:.2f} ms" if "medianMs" in entry else ""
             print(f"self-test {entry['key']} ({entry['runtime']}): {verdict} {timing}")
         if not outcome["result"].get("passed"):
-            raise ValidationFailed(f"the page's self-test failed in {outcome['browser']}: "
-                                   f"{outcome['result'].get('error', 'a model file differs from Python')}")
+            raise ValidationFailed(
+                f"the page's self-test failed in {outcome['browser']}: "
+                f"{outcome['result'].get('error', 'a model file differs from Python')}"
+            )
 
 
 def cmd_web_serve(args: argparse.Namespace) -> None:
@@ -477,25 +604,40 @@ def cmd_web_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_app_report(args: argparse.Namespace) -> None:
-    from edgecnn.android.app_report import table, write_app_report
-
     import json
+
+    from edgecnn.android.app_report import table, write_app_report
 
     out = write_app_report(args.file, args.out)
     print(table(json.loads((out / "app_benchmark.json").read_text())))
     print(f"report: {out / 'app_benchmark.md'} (.json, .png)")
 
 
-COMMANDS = {"list": cmd_list, "summary": cmd_summary, "export": cmd_export, "validate": cmd_validate,
-            "bench": cmd_bench, "sweep": cmd_sweep, "scorecard": cmd_scorecard, "classify": cmd_classify, "inspect-int8": cmd_inspect_int8,
-            "android-assets": cmd_android_assets, "app-report": cmd_app_report, "web-demo": cmd_web_demo,
-            "web-serve": cmd_web_serve}
+COMMANDS = {
+    "list": cmd_list,
+    "summary": cmd_summary,
+    "export": cmd_export,
+    "validate": cmd_validate,
+    "bench": cmd_bench,
+    "sweep": cmd_sweep,
+    "scorecard": cmd_scorecard,
+    "classify": cmd_classify,
+    "inspect-int8": cmd_inspect_int8,
+    "android-assets": cmd_android_assets,
+    "app-report": cmd_app_report,
+    "web-demo": cmd_web_demo,
+    "web-serve": cmd_web_serve,
+}
 
 
 # what a failure of each kind says before its message, and the exit code
-_FAILURE_LINES = ((UsageError, "error", 2), (ExportError, "export failed", 1),
-                  (ValidationFailed, "validation failed", 1), (DeviceError, "on the device", 1),
-                  (WriteError, "cannot write", 1))
+_FAILURE_LINES = (
+    (UsageError, "error", 2),
+    (ExportError, "export failed", 1),
+    (ValidationFailed, "validation failed", 1),
+    (DeviceError, "on the device", 1),
+    (WriteError, "cannot write", 1),
+)
 FAILURES = tuple(kind for kind, _, _ in _FAILURE_LINES)
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgecnn.schema.catalog import parse_catalog
+
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "android_demo" / "core" / "src"
 JARS = [Path("/usr/share/java") / name for name in ("gson.jar", "junit4.jar", "hamcrest-core.jar")]
@@ -37,34 +39,38 @@ def built(app_exports):
 
 
 def test_catalog_lists_every_model_file_with_the_manifests_sha256(built):
-    catalog = json.loads((built / "assets" / "catalog.json").read_text())
-    assert catalog["schema"] == "edgecnn.android-catalog/1"
-    keys = [v["key"] for v in catalog["variants"]]
-    assert keys == [f"{v}/{p}" for v in ("mobilenet_v2_a0.35_r64", "mobilenet_v2_a0.5_r32")
-                    for p in ("fp32", "int8", "fp32.pte", "int8.pte")]
-    for variant in catalog["variants"]:
-        manifest = json.loads((built / "export" / variant["variant"] / "manifest.json").read_text())
-        fmt = {"litert": "tflite", "executorch": "executorch"}[variant["runtime"]]
-        record = next(a for a in manifest["artifacts"] if a["format"] == fmt
-                      and a["precision"] == variant["precision"])
-        assert variant["file"].endswith({"tflite": ".tflite", "executorch": ".pte"}[fmt])
-        assert variant["input"]["layout"] == {"tflite": "NHWC", "executorch": "NCHW"}[fmt]
-        data = (built / "assets" / variant["file"]).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == record["sha256"] == variant["sha256"]
-        assert variant["preprocessing"]["cropFraction"] == manifest["preprocessing"]["crop_fraction"]
-    fashion = next(v for v in catalog["variants"] if v["key"] == "mobilenet_v2_a0.5_r32/int8")
-    labels = (built / "assets" / fashion["labels"]).read_text().splitlines()
-    assert labels[0] == "T-shirt/top" and len(labels) == 10 and fashion["preprocessing"]["cropFraction"] == 1.0
-    assert fashion["input"]["dtype"] == "int8" and len(fashion["input"]["lookupTable"]) == 3
+    catalog = parse_catalog((built / "assets" / "catalog.json").read_text())  # the one schema, typed
+    assert catalog.schema == "edgecnn.app-catalog/1"
+    keys = [f.key for f in catalog.model_files()]
+    assert keys == [f"{v}/model_{p}" for v in ("mobilenet_v2_a0.35_r64", "mobilenet_v2_a0.5_r32")
+                    for p in ("fp32.tflite", "int8.tflite", "fp32.pte", "int8.pte")]
+    for variant in catalog.variants:
+        manifest = json.loads((built / "export" / variant.variant / "manifest.json").read_text())
+        assert variant.preprocessing.crop_fraction == manifest["preprocessing"]["crop_fraction"]
+        for file in variant.files:
+            record = next(a for a in manifest["artifacts"] if a["format"] == file.format
+                          and a["precision"] == file.precision)
+            assert file.runtime == {"tflite": "litert", "executorch": "executorch"}[file.format]
+            assert file.file.endswith({"tflite": ".tflite", "executorch": ".pte"}[file.format])
+            assert file.input.layout == {"tflite": "NHWC", "executorch": "NCHW"}[file.format]
+            data = (built / "assets" / file.file).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == record["sha256"] == file.sha256
+    fashion_variant = catalog.variants[1]
+    fashion = next(f for f in fashion_variant.files if f.key == "mobilenet_v2_a0.5_r32/model_int8.tflite")
+    labels = (built / "assets" / fashion_variant.labels).read_text().splitlines()
+    assert labels[0] == "T-shirt/top" and len(labels) == 10 and fashion_variant.preprocessing.crop_fraction == 1.0
+    assert fashion.input.dtype == "int8" and len(fashion.input.lookup_table) == 3
     # the .pte int8 takes the same codes, as planes: the golden tensors are one transpose apart
-    pte = next(v for v in catalog["variants"] if v["key"] == "mobilenet_v2_a0.5_r32/int8.pte")
-    assert pte["input"]["lookupTable"] == fashion["input"]["lookupTable"] and pte["input"]["shape"] == [1, 3, 32, 32]
-    golden = {g["key"]: g for g in catalog["golden"]["results"]}
-    nhwc = np.frombuffer((built / "assets" / golden[fashion["key"]]["inputTensor"]).read_bytes(), np.int8)
-    nchw = np.frombuffer((built / "assets" / golden[pte["key"]]["inputTensor"]).read_bytes(), np.int8)
+    pte = next(f for f in fashion_variant.files if f.key == "mobilenet_v2_a0.5_r32/model_int8.pte")
+    assert pte.input.lookup_table == fashion.input.lookup_table and pte.input.shape == [1, 3, 32, 32]
+    assert [i.name for i in catalog.golden.images] == ["chelsea.png"]  # the app bundles one golden image
+    golden = {g.key: g for g in catalog.golden.results}
+    assert len(golden) == len(catalog.golden.results) == len(keys)
+    nhwc = np.frombuffer((built / "assets" / golden[fashion.key].input_tensor).read_bytes(), np.int8)
+    nchw = np.frombuffer((built / "assets" / golden[pte.key].input_tensor).read_bytes(), np.int8)
     np.testing.assert_array_equal(nhwc.reshape(1, 32, 32, 3).transpose(0, 3, 1, 2).ravel(), nchw)
     # ExecuTorch and LiteRT run the same int8 arithmetic on the golden image: the same top-5
-    assert golden[pte["key"]]["top5"] == golden[fashion["key"]]["top5"]
+    assert golden[pte.key].top5 == golden[fashion.key].top5
 
 
 def _compile(out: Path) -> list[str]:
@@ -95,7 +101,7 @@ def test_java_core_passes_its_junit_and_golden_tests(built, tmp_path):
         assert entry["p50Ms"] == pytest.approx(np.percentile(entry["latencyMs"], 50))
         assert entry["p90Ms"] == pytest.approx(np.percentile(entry["latencyMs"], 90))
     assert (tmp_path / "report" / "app_benchmark.png").stat().st_size > 0
-    assert "mobilenet_v2_a0.5_r32/int8" in (tmp_path / "report" / "app_benchmark.md").read_text()
+    assert "mobilenet_v2_a0.5_r32/model_int8.tflite" in (tmp_path / "report" / "app_benchmark.md").read_text()
 
 
 def test_golden_input_tensor_breaks_when_python_and_java_disagree(built, tmp_path):

@@ -7,6 +7,7 @@ import edgecnn
 from edgecnn.zoo.spec import resolution_from_rho
 
 
+@pytest.mark.quick
 def test_create_model_is_eval_ready_and_records_its_info():
     model = edgecnn.create_model("mobilenet_v2", alpha=0.75, num_classes=5)
     assert not model.training
@@ -14,6 +15,7 @@ def test_create_model_is_eval_ready_and_records_its_info():
     assert model.classifier[-1].out_features == 5
 
 
+@pytest.mark.quick
 def test_builder_options_pass_through_and_unknown_ones_are_refused():
     model = edgecnn.create_model("efficientnet_b0", dropout=0.0)
     assert model.classifier[0].p == 0.0
@@ -21,6 +23,7 @@ def test_builder_options_pass_through_and_unknown_ones_are_refused():
         edgecnn.create_model("efficientnet_b0", nonsense=1)
 
 
+@pytest.mark.quick
 def test_unknown_model_lists_close_matches():
     with pytest.raises(ValueError, match="unknown model 'mobilenetv2'; did you mean mobilenet_v2"):
         edgecnn.create_model("mobilenetv2")
@@ -28,12 +31,14 @@ def test_unknown_model_lists_close_matches():
         edgecnn.create_model("zzz")
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("alpha", [0, -0.5, 4.5, 1e9, float("nan"), float("inf"), "1.0", True])
 def test_bad_alpha(alpha):
     with pytest.raises(ValueError, match="alpha must be"):
         edgecnn.create_model("mobilenet_v2", alpha=alpha)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("num_classes", [0, -3, 2.5])
 def test_bad_num_classes(num_classes):
     with pytest.raises(ValueError, match="num_classes must be"):
@@ -42,6 +47,7 @@ def test_bad_num_classes(num_classes):
 
 @pytest.mark.parametrize("resolution,message", [(31, "too small for mobilenet_v2"), (224.5, "whole number"),
                                                 ("224", "whole number"), (100_000, "maximum")])
+@pytest.mark.quick
 def test_bad_resolution(resolution, message):
     model = edgecnn.create_model("mobilenet_v2")
     with pytest.raises(ValueError, match=message):
@@ -50,6 +56,7 @@ def test_bad_resolution(resolution, message):
         edgecnn.VariantSpec.create("mobilenet_v2", resolution=resolution)
 
 
+@pytest.mark.quick
 def test_resolution_multiplier_gives_mobilenets_canonical_sizes():
     assert [resolution_from_rho(224, r) for r in (1, 6 / 7, 5 / 7, 4 / 7, 3 / 7)] == [224, 192, 160, 128, 96]
     assert [resolution_from_rho(224, r) for r in (0.857, 0.714, 0.571, 0.429)] == [192, 160, 128, 96]
@@ -58,6 +65,7 @@ def test_resolution_multiplier_gives_mobilenets_canonical_sizes():
         resolution_from_rho(224, 0)
 
 
+@pytest.mark.quick
 def test_variant_spec_id_and_rho():
     spec = edgecnn.VariantSpec.create("mobilenet_v2", alpha=0.75, rho=5 / 7)
     assert (spec.resolution, spec.id) == (160, "mobilenet_v2_a0.75_r160")
@@ -66,6 +74,7 @@ def test_variant_spec_id_and_rho():
         edgecnn.VariantSpec.create("mobilenet_v2", resolution=160, rho=0.5)
 
 
+@pytest.mark.quick
 def test_profile_totals_are_the_sum_of_layers_and_match_hand_arithmetic():
     model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
@@ -82,6 +91,7 @@ def test_profile_totals_are_the_sum_of_layers_and_match_hand_arithmetic():
     assert next(model.parameters()).device.type == "cpu"
 
 
+@pytest.mark.quick
 def test_profile_of_a_zoo_model_sums_its_layers():
     prof = edgecnn.profile(edgecnn.create_model("efficientnet_b0"), 224)
     assert prof.macs == sum(layer.macs for layer in prof.layers)

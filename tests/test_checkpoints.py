@@ -25,6 +25,7 @@ UNAMBIGUOUS = {"chelsea.png": {"tabby", "tiger cat", "Egyptian cat"}, "coffee.pn
 NEAR_TIE = 1.5  # int8 may only swap classes whose PyTorch probabilities are within this ratio
 
 
+@pytest.mark.quick
 def test_lite0_imagenet_maps_every_key_and_classifies_real_photos():
     source = resolve("lite0-imagenet", "efficientnet_lite0")
     state = source.read("efficientnet_lite0")
@@ -43,6 +44,7 @@ def test_lite0_imagenet_maps_every_key_and_classifies_real_photos():
             assert labels[int(wrapped(x).argmax())] in right, name
 
 
+@pytest.mark.quick
 def test_lite_layout_refuses_keys_without_a_place():
     state = resolve("lite0-imagenet", "efficientnet_lite0").read("efficientnet_lite0")
     raw = torch.load(resolve("lite0-imagenet", "efficientnet_lite0").path, weights_only=True)
@@ -52,11 +54,13 @@ def test_lite_layout_refuses_keys_without_a_place():
     assert len(state) == 296
 
 
+@pytest.mark.quick
 def test_imagenet_labels_are_the_usual_1000():
     labels = imagenet_labels()
     assert len(labels) == 1000 and labels[0] == "tench" and labels[285] == "Egyptian cat" and labels[967] == "espresso"
 
 
+@pytest.mark.quick
 def test_packaged_weights_are_for_their_model_only():
     with pytest.raises(UsageError, match="--weights lite0-imagenet is for efficientnet_lite0, not mobilenet_v2"):
         resolve("lite0-imagenet", "mobilenet_v2")
@@ -64,6 +68,7 @@ def test_packaged_weights_are_for_their_model_only():
         resolve("torchvision", "efficientnet_lite0")
 
 
+@pytest.mark.quick
 def test_torchvision_checkpoint_from_the_cache_needs_no_network(tmp_path, monkeypatch):
     """A checkpoint already in torch's cache (as torchvision would have left it) is used as it is."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -84,6 +89,7 @@ def test_torchvision_checkpoint_from_the_cache_needs_no_network(tmp_path, monkey
     assert torch.equal(model.model.fc.weight, torch.load(cached, weights_only=True)["fc.weight"])
 
 
+@pytest.mark.quick
 def test_torchvision_layout_quirks_are_mapped(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     cache = torch_cache_dir()
@@ -103,6 +109,7 @@ def test_torchvision_layout_quirks_are_mapped(tmp_path, monkeypatch):
     assert source.builder_options == {"transform_input": True}  # as torchvision builds it for these weights
 
 
+@pytest.mark.quick
 def test_no_network_is_one_clear_line(tmp_path):
     """With nothing cached and no way out, the download fails fast and says what to do instead."""
     env = {**__import__("os").environ, "TORCH_HOME": str(tmp_path / "torch"), "https_proxy": "http://127.0.0.1:9",
@@ -156,6 +163,7 @@ def test_real_lite0_export_says_what_pytorch_says_on_the_photos_of_the_dependenc
         run_classify(root, [SKIMAGE / "coffee.png"], top=0)
 
 
+@pytest.mark.quick
 def test_torchvision_publishes_a_checkpoint_for_every_model_in_its_layout():
     """The weights' facts sit beside each registry entry: every torchvision-layout model names its file."""
     compatible = [n for n in edgecnn.list_models() if edgecnn.get_model_info(n).torchvision_compatible]

@@ -8,6 +8,9 @@ import torch
 import edgecnn
 from edgecnn.zoo.models.inception import InceptionModule
 from edgecnn.zoo.models.resnet import BasicBlock, Bottleneck
+import pytest
+
+pytestmark = pytest.mark.quick  # needs no converter: `make test-quick`
 
 
 def conv_weights(module: torch.nn.Module, channels: int, resolution: int) -> int:

@@ -6,6 +6,8 @@ import pytest
 
 import edgecnn
 
+pytestmark = pytest.mark.quick  # needs no converter: `make test-quick`
+
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edgecnn", *args], capture_output=True, text=True, timeout=300)

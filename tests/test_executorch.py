@@ -39,8 +39,8 @@ def test_both_programs_are_written_delegated_and_pass_their_parity_gate(exported
     assert (fp32.path, int8.path) == ("model_fp32.pte", "model_int8.pte")
     for record in (fp32, int8):
         assert manifest.parity[record.path].status is CheckStatus.PASSED, record.path
-        assert record.details["backend"] == "XNNPACK" and record.details["xnnpack_partitions"] == 1
-    assert int8.details["outside_delegate"] == {}  # nothing of the int8 program runs outside XNNPACK
+        assert record.details.backend == "XNNPACK" and record.details.xnnpack_partitions == 1
+    assert int8.details.outside_delegate == {}  # nothing of the int8 program runs outside XNNPACK
     assert manifest.parity["model_fp32.pte"].parity.max_abs_error < 1e-3
     # the int8 program and the TFLite int8 share one I/O contract: the same input lookup table
     assert int8.input.dtype == "int8" and int8.input.layout == "NCHW" and fp32.input.layout == "NCHW"
@@ -102,7 +102,7 @@ def test_an_int8_program_with_compute_outside_xnnpack_is_refused_and_fp32_kept(t
     assert isinstance(refusal, Refusal) and refusal.precision == "int8"
     assert "not fully delegated to XNNPACK" in refusal.reason and "cumsum" in refusal.reason
     assert not (tmp_path / "model_int8.pte").exists() and (tmp_path / "model_fp32.pte").is_file()
-    assert "aten.cumsum.default" in written[0].details["outside_delegate"]  # fp32: counted, allowed
+    assert "aten.cumsum.default" in written[0].details.outside_delegate  # fp32: counted, allowed
 
 
 def test_the_manifest_gate_reads_a_pte_export(exported):

@@ -1,4 +1,5 @@
 """`edgecnn export` with the real converters and runtimes: ONNX Runtime, LiteRT, coremltools."""
+import dataclasses
 import json
 import pickle
 
@@ -99,15 +100,15 @@ def test_int8_tflite_is_pure_int8_end_to_end(exported, reference):
     root, manifest = exported
     record = manifest.artifacts[2]
     graph = inspect_graph(root / "model_int8.tflite")
-    assert graph["input_dtype"] == graph["output_dtype"] == "int8"
-    assert graph["float_operators"] == []
-    assert "QUANTIZE" not in graph["operators"] and "DEQUANTIZE" not in graph["operators"]
-    assert record.details["xnnpack_partitions"] == graph["xnnpack_partitions"] == 1
-    assert to_json(record.input.quantization) == graph["input_quantization"]
+    assert graph.input_dtype == graph.output_dtype == "int8"
+    assert graph.float_operators == []
+    assert "QUANTIZE" not in graph.operators and "DEQUANTIZE" not in graph.operators
+    assert record.details.xnnpack_partitions == graph.xnnpack_partitions == 1
+    assert record.input.quantization == graph.input_quantization
     # the input is the normalised image on the fixed grid an app reproduces with the recorded table
     encoding = Int8InputEncoding.for_normalization(manifest.mean, manifest.std).to_dict()
     assert record.input.encoding == encoding
-    assert graph["input_quantization"] == {"scale": encoding["scale"], "zero_point": encoding["zero_point"]}
+    assert to_json(graph.input_quantization) == {"scale": encoding["scale"], "zero_point": encoding["zero_point"]}
     assert record.input.dtype == "int8" and record.output.dtype == "int8"
     parity = compare(TfliteRunner(root / "model_int8.tflite", record).run(reference[0]), reference[1])
     assert parity.mean_cosine > 0.5  # random weights: int8 noise is large; it still follows PyTorch
@@ -196,7 +197,7 @@ def test_representative_models_through_every_format(name, tmp_path):
             assert check.parity.top1_agreement == 1.0
         if artifact.precision == "fp16":
             assert check.parity.worst_cosine > 0.99
-    assert [a for a in manifest.artifacts if a.precision == "int8"][0].details["xnnpack_partitions"] >= 1
+    assert [a for a in manifest.artifacts if a.precision == "int8"][0].details.xnnpack_partitions >= 1
 
 
 def test_vgg_below_its_224_through_every_format(tmp_path):
@@ -219,8 +220,8 @@ def test_densenet_exports_pure_int8_in_one_xnnpack_piece_beside_onnx_and_core_ml
     assert all(check.status in (CheckStatus.PASSED, CheckStatus.REPORTED) for check in manifest.parity.values())
     int8 = next(a for a in manifest.artifacts if a.precision == "int8")
     assert (int8.input.dtype, int8.output.dtype) == ("int8", "int8")
-    assert int8.details["xnnpack_partitions"] == 1 and int8.details["requantize_ops"] == 0
-    assert inspect_graph(root / int8.path)["float_operators"] == []
+    assert int8.details.xnnpack_partitions == 1 and int8.details.requantize_ops == 0
+    assert inspect_graph(root / int8.path).float_operators == []
 
 
 # one of each kind of network in `make test`; the rest (deeper, wider or larger siblings, 5-20 s each) in
@@ -261,7 +262,7 @@ def test_the_pure_int8_check_refuses_a_graph_with_float_operators(exported):
                                           "int8/int8"):
         check_pure_int8(inspect_graph(root / "model_fp32.tflite"))
     # a float island inside an int8 graph, as inspect_graph reports one
-    island = {**inspect_graph(root / "model_int8.tflite"), "float_operators": ["MUL", "MUL", "LOGISTIC"]}
+    island = dataclasses.replace(inspect_graph(root / "model_int8.tflite"), float_operators=["MUL", "MUL", "LOGISTIC"])
     with pytest.raises(ExportError, match="operators on float tensors: MUL x2, LOGISTIC x1"):
         check_pure_int8(island)
 

@@ -35,6 +35,7 @@ def tree_digest(folder):
     return digest.hexdigest()
 
 
+@pytest.mark.quick
 def test_a_target_that_cannot_really_be_written_is_refused_before_any_work(tmp_path):
     """As root, /proc passes os.access; creating an entry there fails, and so does the check."""
     if os.path.isdir("/proc/self"):
@@ -48,6 +49,7 @@ def test_a_target_that_cannot_really_be_written_is_refused_before_any_work(tmp_p
     assert time.perf_counter() - started < 60
 
 
+@pytest.mark.quick
 def test_the_lock_stops_a_second_writer_of_the_same_folder(tmp_path):
     target = tmp_path / "variant"
     with atomic_folder(target) as work:

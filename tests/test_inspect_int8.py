@@ -10,6 +10,7 @@ import torch
 import edgecnn
 from edgecnn.cli import main
 from edgecnn.data.calibration import load_calibration
+from edgecnn.schema.enums import RepairMode
 from edgecnn.schema.manifest import open_export
 from edgecnn.export.pipeline import ExportRequest, run_export
 from edgecnn.weights.reference import prepare_model
@@ -48,7 +49,7 @@ def checkpoints(tmp_path_factory):
 @pytest.fixture(scope="module")
 def rejected_export(checkpoints, tmp_path_factory):
     request = ExportRequest(SPEC, parse_formats("tflite"), weights=str(checkpoints / "broken.pth"),
-                            out=tmp_path_factory.mktemp("export") / SPEC.id, validate=False, int8_repair="none")
+                            out=tmp_path_factory.mktemp("export") / SPEC.id, validate=False, int8_repair=RepairMode.NONE)
     with pytest.raises(ExportError) as failure:
         run_export(request)
     return request.target, str(failure.value)
@@ -61,7 +62,7 @@ def test_a_failing_int8_is_kept_as_rejected_with_its_inspection_and_what_passed_
     [refusal] = manifest.refused
     assert (refusal.precision, refusal.kept) == ("int8", "rejected/model_int8.tflite")
     assert refusal.reason.startswith("model_int8.tflite (int8): ")
-    assert refusal.details["repair"]["mode"] == "none"  # the rejected file's record comes with it
+    assert refusal.details.repair.mode == RepairMode.NONE  # the rejected file's record comes with it
     assert (root / "rejected" / "model_int8.tflite").is_file() and not (root / "model_int8.tflite").exists()
     for name in ("layers.json", "layers.md", "layers.png"):
         assert (root / "rejected" / "inspect-int8" / name).stat().st_size > 0
@@ -94,7 +95,7 @@ def test_the_inspector_ranks_the_broken_unit_worst_by_its_own_error(rejected_exp
 @pytest.fixture(scope="module")
 def intact_export(checkpoints, tmp_path_factory):
     request = ExportRequest(SPEC, parse_formats("tflite"), weights=str(checkpoints / "intact.pth"),
-                            out=tmp_path_factory.mktemp("intact") / SPEC.id, latency=None, int8_repair="none")
+                            out=tmp_path_factory.mktemp("intact") / SPEC.id, latency=None, int8_repair=RepairMode.NONE)
     run_export(request)
     return request.target
 
@@ -129,13 +130,14 @@ def test_repair_brings_the_broken_int8_back_to_the_intact_models_cosine(checkpoi
     intact_cosine, _ = _int8_worst_cosine(intact_export)
     repaired_cosine, manifest = _int8_worst_cosine(repaired.target)
     assert repaired_cosine >= intact_cosine - 0.002
-    repair = next(a for a in manifest.artifacts if a.precision == "int8").details["repair"]
-    assert repair["applied"] and repair["applied"][0].startswith("cross-layer equalisation")
-    plain, candidate = repair["candidates"]
-    assert plain["remedies"] == [] and plain["cosine"] < 0.95 < candidate["cosine"]
+    repair = next(a for a in manifest.artifacts if a.precision == "int8").details.repair
+    assert repair.applied and repair.applied[0].startswith("cross-layer equalisation")
+    plain, candidate = repair.candidates
+    assert plain.remedies == [] and plain.measured.metric == "cosine"
+    assert plain.measured.value < 0.95 < candidate.measured.value
     # the validation report shows every layer before and after: the broken unit's own error is repaired
     comparison = json.loads((repaired.target / "validation" / "int8-repair" / "layers.json").read_text())
-    assert comparison["schema"] == "edgecnn.int8-repair-layers/1" and comparison["remedies"] == repair["applied"]
+    assert comparison["schema"] == "edgecnn.int8-repair-layers/1" and comparison["remedies"] == repair.applied
     broken = next(l for l in comparison["layers"] if l["module"] == BROKEN_UNIT)
     assert broken["local_sqnr_db_after"] > broken["local_sqnr_db_before"] + 10
     assert comparison["output_sqnr_db"]["after"] > comparison["output_sqnr_db"]["before"]

@@ -12,7 +12,7 @@ from edgecnn.data.calibration import TuningSet, load_repair_set
 from edgecnn.data.datasets import get_dataset
 from edgecnn.formats import int8_finetune as finetune
 from edgecnn.formats import tflite
-from edgecnn.formats.int8_mixed import logits_sqnr_db
+from edgecnn.util.metrics import logits_sqnr_db
 
 from trained_int8 import trained_int8
 

@@ -14,8 +14,9 @@ import edgecnn
 from edgecnn.cli import main
 from edgecnn.data.datasets import get_dataset
 from edgecnn.schema.manifest import open_export
-from edgecnn.formats.int8_mixed import FloatUnitSearch, compute_units, leaf_blocks, logits_sqnr_db, unit_of
-from edgecnn.formats.int8_repair import Int8Target
+from edgecnn.formats.int8_mixed import FloatUnitSearch, compute_units, leaf_blocks, unit_of
+from edgecnn.util.metrics import logits_sqnr_db
+from edgecnn.schema.int8 import Int8Target
 from edgecnn.formats.tflite import MIXED_FILE, WRAPPER_PREFIX, inspect_graph, litert_logits, quantize
 from edgecnn.data.preprocess import Int8InputEncoding
 from edgecnn.weights.reference import reference_model
@@ -121,25 +122,26 @@ def test_int8_that_misses_its_bound_gets_float_for_the_fewest_layers_that_meet_i
     records = {a.precision: a for a in manifest.artifacts}
     assert set(records) == {"fp32", "int8-mixed"}
     mixed = records["int8-mixed"]
-    assert mixed.path == MIXED_FILE and mixed.details["pure_int8"] is False
-    assert mixed.details["float_layers"][0] == "features.0"  # the stem costs most
-    assert len(mixed.details["float_layers"]) <= 4 and mixed.details["agreement"] >= 0.99
+    assert mixed.path == MIXED_FILE and mixed.details.pure_int8 is False
+    assert mixed.details.float_layers[0] == "features.0"  # the stem costs most
+    assert len(mixed.details.float_layers) <= 4
+    assert mixed.details.measured.metric == "agreement" and mixed.details.measured.value >= 0.99
     graph = inspect_graph(out / MIXED_FILE)  # int8 I/O, float only inside the named layers
-    assert graph["input_dtype"] == graph["output_dtype"] == "int8"
-    assert 0 < len(graph["float_operators"]) < sum(graph["operators"].values()) / 4
+    assert graph.input_dtype == graph.output_dtype == "int8"
+    assert 0 < len(graph.float_operators) < sum(graph.operators.values()) / 4
     # the pure int8 file is kept, as rejected, with what it measured and its inspection
     refused = {r.path: r for r in manifest.refused}
     assert refused["model_int8.tflite"].kept == "rejected/model_int8.tflite"
-    assert refused["model_int8.tflite"].details["repair"]["final"]["met"] is False  # what it went through
+    assert refused["model_int8.tflite"].details.repair.final.met is False  # what it went through
     assert (out / "rejected" / "model_int8.tflite").is_file()
     assert (out / "rejected" / "inspect-int8" / "layers.json").is_file()
     repair = json.loads((out / "manifest.json").read_text())["refused"]
     assert any("misses --int8-target agreement=0.99" in r["reason"] for r in repair)
     # before float layers, the int8 weights were fine-tuned to PyTorch's logits, kept only if better
-    tuning = mixed.details["repair"]["fine_tuning"]
-    candidates = mixed.details["repair"]["candidates"]
-    assert tuning["tried"] and "int8-aware fine-tuning" in candidates[-1]["remedies"]
-    assert tuning["kept"] == (candidates[-1]["agreement"] > max(c["agreement"] for c in candidates[:-1]))
+    tuning = mixed.details.repair.fine_tuning
+    candidates = mixed.details.repair.candidates
+    assert tuning.tried and "int8-aware fine-tuning" in candidates[-1].remedies
+    assert tuning.kept == (candidates[-1].measured.value > max(c.measured.value for c in candidates[:-1]))
 
 
 @pytest.mark.slow  # `make test-full`: keeps `make test` within its 25 minutes

@@ -9,12 +9,14 @@ import pytest
 
 import edgecnn
 from edgecnn.harness.bench import LATENCY_SCHEMA, run_bench
-from edgecnn.harness.device import Adb, REMOTE_DIR, connect, parse_benchmark_output
+from edgecnn.harness.device import Adb, OnDeviceResult, REMOTE_DIR, connect, parse_benchmark_output
+from edgecnn.schema.latency import Device
 from edgecnn.util.errors import DeviceError, UsageError
 from edgecnn.export.pipeline import ExportRequest, run_export
 from edgecnn.formats import parse_formats
 from edgecnn.schema.manifest import to_json
-from edgecnn.harness.latency import LatencyOptions, LoadAndMemory, parse_threads
+from edgecnn.harness.latency import LatencyOptions, parse_threads
+from edgecnn.schema.latency import LoadAndMemory
 
 SPEC = edgecnn.VariantSpec.create("mobilenet_v3_small", alpha=0.5, resolution=96)
 
@@ -87,6 +89,7 @@ def test_local_bench_times_every_artifact_and_pytorch_interleaved(exported, tmp_
     assert (tmp_path / "bench" / "latency.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.quick
 def test_without_runs_each_configuration_gets_its_share_of_the_time_budget():
     from edgecnn.harness.latency import measure_interleaved
 
@@ -107,11 +110,13 @@ def test_without_runs_each_configuration_gets_its_share_of_the_time_budget():
 @pytest.mark.parametrize("text, message", [("0", "--threads must be at least 1, got 0"),
                                            ("1,two", "--threads takes whole numbers or 'all'"),
                                            ("", "--threads is empty")])
+@pytest.mark.quick
 def test_bad_thread_counts(text, message):
     with pytest.raises(UsageError, match=message):
         parse_threads(text)
 
 
+@pytest.mark.quick
 def test_thread_counts_parse():
     assert parse_threads("1,all") == [1, os.cpu_count()] and parse_threads("2,2,1") == [2, 1]
     with pytest.raises(UsageError, match="--runs must be at least 1"):
@@ -131,27 +136,28 @@ def test_bench_cli_refuses_bad_input_in_one_line(exported, args, message):
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"edgecnn: error: {message}"), result.stderr
 
 
+@pytest.mark.quick
 def test_benchmark_model_output_is_parsed_in_both_formats():
     new = parse_benchmark_output(NEW_OUTPUT)
-    assert new["runs"] == 287  # the timed run, not the warm-up's count=131
-    assert new["median_ms"] == 3.391 and new["p95_ms"] == 4.102 and new["min_ms"] == 3.301
-    assert new["avg_ms"] == 3.4869 and new["init_ms"] == 41.205 and new["first_run_ms"] == 9.12
-    assert new["memory_delta_mb"] == {"init": 6.125, "overall": 11.5} and new["peak_memory_mb"] == 14.3164
+    assert new.runs == 287  # the timed run, not the warm-up's count=131
+    assert new.median_ms == 3.391 and new.p95_ms == 4.102 and new.min_ms == 3.301
+    assert new.avg_ms == 3.4869 and new.init_ms == 41.205 and new.first_run_ms == 9.12
+    assert new.memory_delta_mb == {"init": 6.125, "overall": 11.5} and new.peak_memory_mb == 14.3164
     old = parse_benchmark_output(OLD_OUTPUT)
-    assert old["runs"] == 50 and old["median_ms"] is None and old["p95_ms"] is None
-    assert old["avg_ms"] == 1250.34 and old["warmup_avg_ms"] == 1512.39 and "peak_memory_mb" not in old
+    assert old.runs == 50 and old.median_ms is None and old.p95_ms is None
+    assert old.avg_ms == 1250.34 and old.warmup_avg_ms == 1512.39 and old.peak_memory_mb is None
     with pytest.raises(DeviceError, match="printed no timings"):
         parse_benchmark_output("ERROR: Could not open '/data/local/tmp/edgecnn/x.tflite'.\nAborted\n")
 
 
+@pytest.mark.quick
 def test_phone_results_join_the_report_in_the_local_shape():
     from edgecnn.harness.bench import on_device_as_latency
     from edgecnn.harness.report import latency_table
 
-    result = {"device": {"serial": "R58M", "model": "Pixel 7", "abi": "arm64-v8a", "tool": "benchmark_model",
-                         "binary": "bm"},
-              "threads": {"4": {"model_int8.tflite": parse_benchmark_output(NEW_OUTPUT),
-                                "model_fp32.tflite": parse_benchmark_output(OLD_OUTPUT)}}}
+    result = OnDeviceResult(Device("R58M", "Pixel 7", "arm64-v8a", "benchmark_model", "bm"),
+                            {"4": {"model_int8.tflite": parse_benchmark_output(NEW_OUTPUT),
+                                   "model_fp32.tflite": parse_benchmark_output(OLD_OUTPUT)}})
     latency = on_device_as_latency(result)
     int8, fp32 = latency.threads["4"]["model_int8.tflite"], latency.threads["4"]["model_fp32.tflite"]
     assert int8.median_ms == 3.391 and not int8.median_is_mean
@@ -162,6 +168,7 @@ def test_phone_results_join_the_report_in_the_local_shape():
     assert "median / p95 / min" in table and "Pixel 7 (arm64-v8a), serial R58M" in table
 
 
+@pytest.mark.quick
 def test_adb_commands_are_built_for_the_chosen_phone_and_threads(tmp_path):
     adb = Adb("/usr/bin/adb", "R58M")
     assert adb.push(tmp_path / "model_int8.tflite", f"{REMOTE_DIR}/model_int8.tflite") == [
@@ -172,6 +179,7 @@ def test_adb_commands_are_built_for_the_chosen_phone_and_threads(tmp_path):
         "--warmup_runs=10 --use_xnnpack=true"]
 
 
+@pytest.mark.quick
 def test_adb_missing_from_path(tmp_path, monkeypatch):
     binary = tmp_path / "benchmark_model"
     binary.write_bytes(b"\x7fELF")

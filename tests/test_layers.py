@@ -8,6 +8,8 @@ from edgecnn.zoo.models.layers import (
     replace_unfused_batchnorms,
 )
 
+pytestmark = pytest.mark.quick  # needs no converter: `make test-quick`
+
 
 @pytest.mark.parametrize("value,expected", [(32 * 0.35, 16), (16 * 0.35, 8), (24 * 0.75, 24), (1280 * 1.4, 1792),
                                             (96 * 0.5, 48), (20, 24), (12, 16), (3, 8)])

@@ -4,6 +4,9 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+import pytest
+
+pytestmark = pytest.mark.quick  # needs no converter: `make test-quick`
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "edgecnn"

@@ -5,6 +5,8 @@ from PIL import Image
 
 from edgecnn.data.preprocess import Int8InputEncoding, center_crop_box, preprocess
 
+pytestmark = pytest.mark.quick  # needs no converter: `make test-quick`
+
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 

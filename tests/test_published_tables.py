@@ -4,6 +4,8 @@ import torch
 
 import edgecnn
 
+pytestmark = pytest.mark.quick  # needs no converter: `make test-quick`
+
 # MobileNet v1 (Howard et al. 2017): million MACs and million parameters, as published with its checkpoints.
 # The checkpoint table lists 317M MACs for 0.75/224, but at alpha 0.75 every channel count (24, 48, ..., 768)
 # is a whole multiple of 8, so there is no rounding choice to explain it; the arithmetic gives 325.4M, which

@@ -12,7 +12,8 @@ import pytest
 from edgecnn.formats import parse_formats
 from edgecnn.harness.latency import LatencyOptions
 from edgecnn.sweeps.sweep import SweepRequest, run_sweep
-from edgecnn.sweeps.variants import RayCluster
+from edgecnn.schema.parity import CheckStatus
+from edgecnn.sweeps.variants import Executor, RayCluster, VariantStatus
 
 import ray  # the `cluster` extra; make setup installs it
 
@@ -41,23 +42,24 @@ def serial_and_ray(tmp_path_factory):
 
 def test_a_sweep_on_ray_gives_what_the_serial_sweep_gives(serial_and_ray):
     root, serial, on_ray = serial_and_ray
-    assert [r["variant"] for r in on_ray["rows"]] == [r["variant"] for r in serial["rows"]]
-    for a, b in zip(serial["rows"], on_ray["rows"]):
-        assert (a["executor"], b["executor"]) == ("serial", "ray") and b["status"] == a["status"] == "done"
-        assert b["node"]["node_id"] != "local" and b["node"]["cores"] == a["node"]["cores"]
-        assert b["int8_bytes"] == a["int8_bytes"] and b["params"] == a["params"] and b["macs"] == a["macs"]
+    assert [r.variant for r in on_ray.rows] == [r.variant for r in serial.rows]
+    for a, b in zip(serial.rows, on_ray.rows):
+        assert (a.executor, b.executor) == (Executor.SERIAL, Executor.RAY)
+        assert b.status == a.status == VariantStatus.DONE
+        assert b.node.node_id != "local" and b.node.cores == a.node.cores
+        assert b.int8_bytes == a.int8_bytes and b.params == a.params and b.macs == a.macs
         # the same files; the PyTorch reference sums in another order at another thread count
-        assert b["int8_worst_cosine"] == pytest.approx(a["int8_worst_cosine"], abs=1e-4)
+        assert b.int8_worst_cosine == pytest.approx(a.int8_worst_cosine, abs=1e-4)
         for name in ("model_fp32.tflite", "model_int8.tflite"):  # the same files: byte for byte
-            assert (root / "ray" / b["variant"] / name).read_bytes() == (root / "serial" / a["variant"] / name).read_bytes()
+            assert (root / "ray" / b.variant / name).read_bytes() == (root / "serial" / a.variant / name).read_bytes()
     assert not [p.name for p in (root / "ray").iterdir() if ".partial-" in p.name]
 
 
 def test_no_timing_phase_shares_a_machine_with_another_or_with_an_export(serial_and_ray):
     _, _, on_ray = serial_and_ray
-    rows = on_ray["rows"]
-    timings = [r["timing_window"] for r in rows]
-    exports = [r["export_window"] for r in rows]
+    rows = on_ray.rows
+    timings = [r.timing_window for r in rows]
+    exports = [r.export_window for r in rows]
     assert all(timings) and all(exports)
     # the work did run side by side: the two exports overlapped (2 CPUs, 2 tasks)
     assert any(overlaps(a, b) for i, a in enumerate(exports) for b in exports[i + 1:])
@@ -92,9 +94,9 @@ def test_a_worker_killed_mid_variant_is_retried_and_leaves_no_partial_folder(tmp
         summary = sweep(out, [0.75], [32], cluster)
     killer.join(timeout=5)
     assert killed, "no worker was running the variant"
-    (row,) = summary["rows"]
-    assert row["status"] == "done" and row["int8_ms"]["1"] > 0
-    assert (out / row["variant"] / "validation" / "report.json").is_file()
+    (row,) = summary.rows
+    assert row.status == VariantStatus.DONE and row.int8_ms["1"] > 0
+    assert (out / row.variant / "validation" / "report.json").is_file()
     assert not [p.name for p in out.iterdir() if ".partial-" in p.name or ".old-" in p.name]
 
 
@@ -111,11 +113,11 @@ def test_on_a_two_node_cluster_work_spreads_and_each_node_times_its_own(tmp_path
             summary = sweep(tmp_path / "sweep", [0.35, 0.5], [32], connected)
     finally:
         cluster.shutdown()
-    rows = summary["rows"]
-    assert [r["status"] for r in rows] == ["done", "done"]
-    assert len({r["node"]["node_id"] for r in rows}) == 2  # one task per node: each has one CPU
+    rows = summary.rows
+    assert [r.status for r in rows] == [VariantStatus.DONE, VariantStatus.DONE]
+    assert len({r.node.node_id for r in rows}) == 2  # one task per node: each has one CPU
     for r in rows:  # timed where it ran: the report's machine is the node's
-        assert r["timed_on"]["cores"] == r["node"]["cores"] and r["timing_window"] is not None
+        assert r.timed_on.cores == r.node.cores and r.timing_window is not None
 
 
 def test_an_unreachable_ray_address_is_one_line_and_quick(tmp_path):
@@ -163,23 +165,26 @@ def test_the_scorecard_records_every_artifact_of_a_variant(serial_and_ray):
     """Over the serial sweep's folder: the variant is kept, not exported again, and recorded in full."""
     import json
 
-    from edgecnn.sweeps.scorecard import SCHEMA, ScorecardRequest, run_scorecard
+    from edgecnn.sweeps.scorecard import SCHEMA, ScorecardRequest, read, run_scorecard
 
     root, serial, _ = serial_and_ray
     out = root / "serial"
     request = ScorecardRequest(["mobilenet_v2"], [0.35], parse_formats("tflite"), out, resolutions=[32],
                                calib_count=8, latency=LATENCY)
     card = run_scorecard(request)
-    (row,) = card["rows"]
-    assert (row["variant"], row["family"], row["status"], row["executor"]) == ("mobilenet_v2_a0.35_r32", "mobilenet",
-                                                                               "kept", "serial")
-    assert set(row["artifacts"]) == {"model_fp32.tflite", "model_int8.tflite"}
-    for artifact in row["artifacts"].values():
-        assert artifact["bytes"] > 0 and artifact["parity"] in ("passed", "reported") and artifact["worst_cosine"]
-    assert row["latency_ms"]["model_int8.tflite"]["1"] > 0
-    assert row["int8_over_fp32"]["1"] == pytest.approx(
-        row["latency_ms"]["model_int8.tflite"]["1"] / row["latency_ms"]["model_fp32.tflite"]["1"], abs=1e-3)
+    (row,) = card.rows
+    assert (row.variant, row.family, row.status, row.executor) == ("mobilenet_v2_a0.35_r32", "mobilenet",
+                                                                   VariantStatus.KEPT, Executor.SERIAL)
+    assert row.published_top1 is None  # alpha 0.35 at 32 px: no published figure
+    assert set(row.artifacts) == {"model_fp32.tflite", "model_int8.tflite"}
+    for artifact in row.artifacts.values():
+        assert artifact.bytes > 0 and artifact.parity in (CheckStatus.PASSED, CheckStatus.REPORTED)
+        assert artifact.worst_cosine
+    assert row.latency_ms["model_int8.tflite"]["1"] > 0
+    assert row.int8_over_fp32["1"] == pytest.approx(
+        row.latency_ms["model_int8.tflite"]["1"] / row.latency_ms["model_fp32.tflite"]["1"], abs=1e-3)
     assert json.loads((out / "scorecard.json").read_text())["schema"] == SCHEMA
+    assert read(out / "scorecard.json") == card
     assert "mobilenet_v2_a0.35_r32" in (out / "scorecard.md").read_text()
     assert (out / "scorecard.png").read_bytes()[:4] == b"\x89PNG"
 

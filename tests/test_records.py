@@ -5,11 +5,13 @@ import re
 import pytest
 
 from edgecnn.schema.manifest import WeightsRecord, to_json
-from edgecnn.harness.latency import Latency, LatencyReport, LoadAndMemory
+from edgecnn.schema.latency import Latency, LatencyReport, LoadAndMemory, Machine
 from edgecnn.harness.parity import CheckStatus, Limits, Parity, is_gated, limits, status_of, violations
 from edgecnn.schema.report import Accuracy, ArtifactCheck, ImagesUsed, LabelledSummary, ValidationReport
 from edgecnn.harness.report import console_table, latency_table, markdown, plot, plot_latency
 from edgecnn.util.tables import format_table
+
+pytestmark = pytest.mark.quick  # needs no converter: `make test-quick`
 
 GOOD = Parity(8, 1e-6, 1e-6, 1.0, 1.0, 1.0, 1.0)
 NOISY = Parity(8, 0.4, 0.2, 0.9, 0.6, 0.5, 0.25)
@@ -77,7 +79,7 @@ def test_report_json_stores_status_values_and_renderings_show_display_text(tmp_p
 
 def test_latency_table_and_plot_from_records(tmp_path):
     latency = LatencyReport(
-        machine={"cpu": "test cpu", "cores": 2, "load_average": [0.1, 0.1, 0.1]},
+        machine=Machine("test cpu", 2, [0.1, 0.1, 0.1]),
         threads={"1": {"pytorch eager (fp32)": Latency(20, 3.0, 2.5, p90_ms=3.5),
                        "model.onnx": Latency(20, 1.0, 0.9, p90_ms=1.2)}},
         not_measured={"model.mlpackage": "Core ML predicts only on macOS/iOS"},

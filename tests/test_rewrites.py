@@ -6,6 +6,8 @@ from torch import nn
 import edgecnn
 from edgecnn.formats.rewrites import ZeroPaddedMaxPool, for_xnnpack
 
+pytestmark = pytest.mark.quick  # needs no converter: `make test-quick`
+
 
 def _trained_looking(name, alpha, resolution):
     torch.manual_seed(0)

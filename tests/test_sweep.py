@@ -10,13 +10,29 @@ from PIL import Image
 from edgecnn.data.calibration import load_calibration
 from edgecnn.formats import parse_formats
 from edgecnn.harness.latency import LatencyOptions
-from edgecnn.sweeps.sweep import SweepRequest, pareto, run_sweep
+from edgecnn.sweeps.sweep import SweepRequest, pareto, read_sweep, run_sweep
+from edgecnn.schema.report import REPORT_SCHEMA
+from edgecnn.sweeps.variants import Executor, VariantStatus, VariantWork, finished_report
 
 
 def test_pareto_keeps_what_nothing_beats():
     # (cost, value): lower cost and higher value are better
     points = [(1.0, 10.0), (2.0, 20.0), (2.5, 15.0), (3.0, 20.0), (0.5, 5.0), (1.0, 10.0)]
     assert pareto(points) == [True, True, False, False, True, True]  # ties both stay
+
+
+@pytest.mark.quick
+def test_an_earlier_report_that_does_not_parse_is_validated_again(tmp_path, capfd):
+    work = VariantWork("mobilenet_v2", 0.35, 64, tmp_path / "v", ("tflite",))
+    (tmp_path / "v" / "validation").mkdir(parents=True)
+    report = tmp_path / "v" / "validation" / "report.json"
+    report.write_text(json.dumps({"schema": REPORT_SCHEMA, "variant": work.spec.id, "latency": {"threads": 1}}))
+    assert finished_report(work) is None
+    err = capfd.readouterr().err
+    assert f"[sweep] mobilenet_v2_a0.35_r64: the earlier report is not read ({report} does not follow" in err
+    report.write_text("{")
+    assert finished_report(work) is None
+    assert "the earlier report is not read" in capfd.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -34,17 +50,19 @@ def swept(tmp_path_factory):
 
 def test_sweep_writes_one_row_per_variant_with_frontiers(swept):
     request, summary = swept
-    rows = summary["rows"]
-    assert [r["variant"] for r in rows] == ["mobilenet_v2_a0.35_r64", "mobilenet_v2_a0.5_r64"]
-    assert rows[0]["macs"] < rows[1]["macs"] and rows[0]["params"] < rows[1]["params"]
+    rows = summary.rows
+    assert [r.variant for r in rows] == ["mobilenet_v2_a0.35_r64", "mobilenet_v2_a0.5_r64"]
+    assert rows[0].macs < rows[1].macs and rows[0].params < rows[1].params
     for r in rows:
-        assert r["int8_ms"]["1"] > 0 and 0 <= r["int8_top1"] <= 1 and r["int8_bytes"] > 0
-        assert (r["status"], r["executor"], r["node"]["node_id"]) == ("done", "serial", "local")
-        assert r["node"]["cores"] >= 1 and r["timed_on"]["cores"] == r["node"]["cores"]
-    costs = [(r["int8_ms"]["1"], r["macs"]) for r in rows]
-    assert [r["frontier_macs"] for r in rows] == pareto(costs)
-    assert [r["frontier_accuracy"] for r in rows] == pareto([(r["int8_ms"]["1"], r["int8_top1"]) for r in rows])
-    assert json.loads((request.out / "sweep.json").read_text())["rows"] == json.loads(json.dumps(rows))
+        assert r.int8_ms["1"] > 0 and 0 <= r.int8_top1 <= 1 and r.int8_bytes > 0 and r.pytorch_ms["1"] > 0
+        assert (r.status, r.executor, r.node.node_id) == (VariantStatus.DONE, Executor.SERIAL, "local")
+        assert r.node.cores >= 1 and r.timed_on.cores == r.node.cores and r.error is None
+    costs = [(r.int8_ms["1"], r.macs) for r in rows]
+    assert [r.frontier_macs for r in rows] == pareto(costs)
+    assert [r.frontier_accuracy for r in rows] == pareto([(r.int8_ms["1"], r.int8_top1) for r in rows])
+    written = json.loads((request.out / "sweep.json").read_text())
+    assert written["rows"][0]["status"] == "done" and written["rows"][0]["executor"] == "serial"  # enums by value
+    assert read_sweep(request.out / "sweep.json") == summary  # read back into the same records
     table = (request.out / "sweep.md").read_text()
     assert table.count("| mobilenet_v2_a0") == 2 and "int8 top-1" in table
     assert (request.out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
@@ -64,12 +82,13 @@ def test_a_rerun_keeps_finished_variants_and_redoes_only_what_is_missing(swept, 
     err = capfd.readouterr().err
     assert "[sweep] 1 of 2 variants finished earlier, kept" in err
     assert "[sweep] mobilenet_v2_a0.5_r64: done" in err and "mobilenet_v2_a0.35_r64: done" not in err
-    assert [r["status"] for r in second["rows"]] == ["kept", "done"]
+    assert [r.status for r in second.rows] == [VariantStatus.KEPT, VariantStatus.DONE]
     assert (kept / "validation" / "report.json").stat().st_mtime_ns == kept_mtime
     assert (redo / "manifest.json").stat().st_mtime_ns == manifest_mtime  # validated again, not re-exported
     assert (redo / "validation" / "report.json").is_file()
-    assert [r["variant"] for r in second["rows"]] == [r["variant"] for r in first["rows"]]
-    assert np.isclose(second["rows"][0]["int8_ms"]["1"], first["rows"][0]["int8_ms"]["1"])
+    assert [r.variant for r in second.rows] == [r.variant for r in first.rows]
+    assert np.isclose(second.rows[0].int8_ms["1"], first.rows[0].int8_ms["1"])
+    assert second.rows[0].int8_top1 == first.rows[0].int8_top1  # the kept report, parsed back
 
 
 @pytest.mark.parametrize("args, message", [

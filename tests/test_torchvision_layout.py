@@ -7,6 +7,8 @@ import torch
 import edgecnn
 from conftest import torchvision_reference, torchvision_reference_names
 
+pytestmark = pytest.mark.quick  # needs no converter: `make test-quick`
+
 COMPATIBLE = sorted(n for n in edgecnn.list_models() if edgecnn.get_model_info(n).torchvision_compatible)
 
 

@@ -6,6 +6,7 @@ file (fp32 ONNX in onnxruntime-web, fp32 and int8 TFLite in LiteRT.js) on two go
 aspect ratios and must reproduce Python's input tensor exactly and Python's top-5, with outputs within
 1e-4 relative (fp32) or one quantization step (int8).
 """
+import dataclasses
 import json
 import shutil
 import ssl
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgecnn.schema.catalog import parse_catalog
 from edgecnn.web.browser import run_selftest
 from edgecnn.web.serve import serving
 
@@ -115,9 +117,80 @@ def test_server_sends_isolation_headers_over_https(site, tmp_path, monkeypatch):
         with urllib.request.urlopen(url + "catalog.json", context=context) as response:
             assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
             assert response.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
-            assert json.loads(response.read())["schema"] == "edgecnn.web-catalog/1"
+            assert json.loads(response.read())["schema"] == "edgecnn.app-catalog/1"
         with urllib.request.urlopen(url + "vendor/onnxruntime-web/ort-wasm-simd-threaded.wasm", context=context) as response:
             assert response.headers["Content-Type"] == "application/wasm"
+
+
+# ---- one catalog schema for both apps ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def android_assets(site):
+    """The Android app's assets from the same export folders as the site."""
+    root = site.parent
+    result = edgecnn("android-assets", "--variants", VARIANTS, "--assets", str(root / "assets"), "--export-root",
+                     str(root / "export"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "assets"
+
+
+def test_android_and_web_catalogs_are_one_schema_and_agree(site, android_assets):
+    web = parse_catalog((site / "catalog.json").read_text())  # both through the one TypeAdapter
+    android = parse_catalog((android_assets / "catalog.json").read_text())
+    assert web.schema == android.schema == "edgecnn.app-catalog/1"
+    assert [v.variant for v in web.variants] == [v.variant for v in android.variants] == [
+        "mobilenet_v2_a0.35_r64", "mobilenet_v2_a0.5_r32"]
+    for ours, theirs in zip(web.variants, android.variants):
+        shared = ("variant", "model", "alpha", "resolution", "num_classes", "labels", "weights", "preprocessing")
+        assert [getattr(ours, name) for name in shared] == [getattr(theirs, name) for name in shared]
+        assert {f.format for f in ours.files} == {"onnx", "tflite"}
+        assert {f.format for f in theirs.files} == {"tflite", "executorch"}
+    web_files = {f.key: f for f in web.model_files()}
+    android_files = {f.key: f for f in android.model_files()}
+    tflite = [key for key in web_files if key in android_files]
+    assert tflite and all(key.endswith(".tflite") for key in tflite)
+    for key in tflite:  # the same file, described alike; only the runtime each app runs it with differs
+        ours, theirs = web_files[key], android_files[key]
+        assert (ours.runtime, theirs.runtime) == ("litert.js", "litert")
+        assert ours == dataclasses.replace(theirs, runtime="litert.js")
+        assert (site / ours.file).read_bytes() == (android_assets / theirs.file).read_bytes()
+    # the shared golden image gives the same golden tensors and top-5 in both
+    web_golden = {(g.key, g.image): g for g in web.golden.results}
+    for result in android.golden.results:
+        if result.key in tflite:
+            same = web_golden[(result.key, result.image)]
+            assert (same.top5, same.top5_scores) == (result.top5, result.top5_scores)
+            for ours, theirs in ((same.input_tensor, result.input_tensor), (same.output_tensor, result.output_tensor)):
+                assert (site / ours).read_bytes() == (android_assets / theirs).read_bytes()
+
+
+def test_java_core_passes_its_golden_test_on_the_web_sites_catalog(site, tmp_path):
+    """The Android core reads the site's catalog: it leaves out the .onnx files and reproduces Python's input
+    tensors of the .tflite files byte for byte on both golden images."""
+    jars = [Path("/usr/share/java") / name for name in ("gson.jar", "junit4.jar", "hamcrest-core.jar")]
+    assert all(j.is_file() for j in jars) and shutil.which("javac"), "make setup installs the JDK, JUnit and Gson"
+    sources = sorted(str(p) for p in (ROOT / "android_demo" / "core" / "src").rglob("*.java"))
+    classpath = ":".join([str(tmp_path), *map(str, jars)])
+    compiled = subprocess.run(["javac", "--release", "11", "-encoding", "UTF-8", "-d", str(tmp_path), "-cp", classpath,
+                               *sources], capture_output=True, text=True, timeout=300)
+    assert compiled.returncode == 0, compiled.stderr
+    result = subprocess.run(["java", f"-Dedgecnn.assets={site}", "-cp", classpath, "org.junit.runner.JUnitCore",
+                             "dev.edgecnn.core.GoldenTest"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "OK (" in result.stdout, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_page_passes_its_selftest_on_the_android_apps_catalog(site, android_assets, tmp_path):
+    """The page reads the app's catalog: it leaves out the .pte files and runs the .tflite files in LiteRT.js."""
+    mixed = tmp_path / "site"
+    shutil.copytree(site, mixed, ignore=shutil.ignore_patterns("catalog.json", "models", "golden"))
+    for name in ("catalog.json", "models", "golden"):
+        (shutil.copytree if (android_assets / name).is_dir() else shutil.copyfile)(android_assets / name, mixed / name)
+    result = run_selftest(mixed, runs=1)["result"]
+    android = parse_catalog((android_assets / "catalog.json").read_text())
+    assert [f["key"] for f in result["files"]] == [f.key for f in android.model_files() if f.format == "tflite"]
+    assert {f["runtime"] for f in result["files"]} == {"litert"}
+    assert result["passed"] and all(len(f["images"]) == 1 and f["passed"] for f in result["files"]), result
 
 
 @pytest.mark.parametrize("args, message", [

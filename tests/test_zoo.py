@@ -4,6 +4,8 @@ import torch
 
 import edgecnn
 
+pytestmark = pytest.mark.quick  # needs no converter: `make test-quick`
+
 MODELS = edgecnn.list_models()
 BIGGEST = ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7")  # 456-600 px: `make test-full` only
 ALPHAS = [0.25, 0.5, 1.0, 1.4]

@@ -9,6 +9,8 @@ import pytest
 import edgecnn
 from edgecnn.zoo import figures
 
+pytestmark = pytest.mark.quick  # needs no converter: `make test-quick`
+
 
 @pytest.fixture(scope="module")
 def measured():

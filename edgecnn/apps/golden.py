@@ -4,6 +4,7 @@ An app proves it computes what Python computes on golden files: for a golden ima
 the exact input tensor the model takes, the raw output the model's own runtime (LiteRT, ONNX Runtime or
 ExecuTorch) gives for it, and the top-5 ranked from that output.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from typing import Iterable, Optional
 import numpy as np
 
 from edgecnn.data.preprocess import Int8InputEncoding
-from edgecnn.formats import ArtifactRecord, TensorSpec
+from edgecnn.formats import ArtifactRecord, TensorSpec, litert
 from edgecnn.util import console
 from edgecnn.util.errors import UsageError
 from edgecnn.zoo.spec import VariantSpec
@@ -47,10 +48,16 @@ def parse_variants(text: str) -> list[AppVariant]:
             if trained is not None:
                 trained.check(weights, parts[0], alpha, trained.num_classes)
                 num_classes = trained.num_classes
-        variants.append(AppVariant(VariantSpec.create(parts[0], alpha=alpha, resolution=resolution,
-                                                      num_classes=num_classes, weights=weights), weights))
+        variants.append(
+            AppVariant(
+                VariantSpec.create(
+                    parts[0], alpha=alpha, resolution=resolution, num_classes=num_classes, weights=weights
+                ),
+                weights,
+            )
+        )
     if not variants:
-        raise UsageError("no variants given: VARIANTS=\"mobilenet_v2:0.35:128 mobilenet_v2:0.75:224\"")
+        raise UsageError('no variants given: VARIANTS="mobilenet_v2:0.35:128 mobilenet_v2:0.75:224"')
     ids = [v.spec.id for v in variants]
     if len(set(ids)) != len(ids):
         raise UsageError(f"a variant is listed twice: {', '.join(sorted({i for i in ids if ids.count(i) > 1}))}")
@@ -67,22 +74,35 @@ def ensure_export(variant: AppVariant, export_root: Path, formats: Iterable[str]
         return folder
     formats = list(formats)
     console.say(f"[edgecnn] {variant.spec.id}: not exported yet; exporting {', '.join(formats)}")
-    run_export(ExportRequest(variant.spec, parse_formats(",".join(formats)), weights=variant.weights, out=folder,
-                             validate=False, latency=None))
+    run_export(
+        ExportRequest(
+            variant.spec,
+            parse_formats(",".join(formats)),
+            weights=variant.weights,
+            out=folder,
+            validate=False,
+            latency=None,
+        )
+    )
     return folder
 
 
 def input_tensor(record: ArtifactRecord, pixels: np.ndarray) -> np.ndarray:
     """(R, R, 3) uint8 RGB -> the batch-1 tensor the model file takes (int8 codes or float, its layout)."""
     encoding = record.input.encoding
-    tensor = (Int8InputEncoding.from_dict(encoding).encode(pixels[None]) if encoding is not None
-              else pixels[None].astype(np.float32))
+    tensor = (
+        Int8InputEncoding.from_dict(encoding).encode(pixels[None])
+        if encoding is not None
+        else pixels[None].astype(np.float32)
+    )
     if record.input.layout == "NCHW":
         tensor = np.ascontiguousarray(tensor.transpose(0, 3, 1, 2))
     return tensor
 
 
-def golden_tensors(record: ArtifactRecord, model_file: Path, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def golden_tensors(
+    record: ArtifactRecord, model_file: Path, pixels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(input tensor as the model takes it, raw output, dequantized logits) for one image, run by the
     model's own runtime."""
     tensor = input_tensor(record, pixels)
@@ -99,10 +119,7 @@ def dequantize(raw: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 
 def _run_litert(model_file: Path, tensor: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(model_file), num_threads=1)
-    interpreter.allocate_tensors()
+    interpreter = litert.interpreter(model_file, threads=1)
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], tensor)
     interpreter.invoke()
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
@@ -130,21 +147,9 @@ def top_k(logits: np.ndarray, k: int = TOP) -> tuple[list[int], list[float]]:
     """Softmax in float64, then the k best, ties to the lower index (as the apps rank them)."""
     shifted = np.exp(logits.astype(np.float64) - logits.max())
     probabilities = shifted / shifted.sum()
-    order = np.argsort(-probabilities, kind="stable")[:min(k, len(probabilities))]
+    order = np.argsort(-probabilities, kind="stable")[: min(k, len(probabilities))]
     return [int(i) for i in order], [float(probabilities[i]) for i in order]
 
 
 def little_endian_bytes(array: np.ndarray) -> bytes:
     return np.ascontiguousarray(array).astype("<" + array.dtype.str[1:]).tobytes()
-
-
-def tensor_spec(tensor: TensorSpec) -> dict:
-    """A model file's input or output as the apps' catalogs describe it."""
-    spec = {"dtype": tensor.dtype, "shape": tensor.shape}
-    if tensor.layout is not None:
-        spec["layout"] = tensor.layout
-    if tensor.quantization is not None:
-        spec.update(scale=tensor.quantization.scale, zeroPoint=tensor.quantization.zero_point)
-    if tensor.encoding:
-        spec["lookupTable"] = tensor.encoding["lookup_table"]
-    return spec

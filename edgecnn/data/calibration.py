@@ -3,21 +3,21 @@
 The requested count is reached deterministically: after each image once (central crop), further samples
 are random square crops (35-100% of the shorter side) and horizontal flips drawn from a fixed seed.
 """
+
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import hashlib
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from edgecnn.util import console
-from edgecnn.util.errors import UsageError
 from edgecnn.data.photos import SKIMAGE
 from edgecnn.data.preprocess import CROP_FRACTION, load_image, preprocess, resize_square, to_rgb_array
+from edgecnn.util import console
+from edgecnn.util.errors import UsageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 SEED = 20240601
@@ -36,11 +36,19 @@ class CalibrationSet:
         return hashlib.sha256(self.images.tobytes()).hexdigest()
 
     def provenance(self) -> dict:
-        return {"source": self.source, "folder": self.folder, "files": self.files, "count": int(len(self.images)),
-                "resolution": int(self.images.shape[1]), "seed": SEED,
-                "augmentation": "none" if self.dataset else
-                "central crop first, then seeded random square crops (35-100%) and flips",
-                "dataset": self.dataset, "sha256": self.sha256}
+        return {
+            "source": self.source,
+            "folder": self.folder,
+            "files": self.files,
+            "count": int(len(self.images)),
+            "resolution": int(self.images.shape[1]),
+            "seed": SEED,
+            "augmentation": "none"
+            if self.dataset
+            else "central crop first, then seeded random square crops (35-100%) and flips",
+            "dataset": self.dataset,
+            "sha256": self.sha256,
+        }
 
 
 def skimage_photo_paths() -> list[Path]:
@@ -63,31 +71,46 @@ def _augmented(pixels: np.ndarray, resolution: int, rng: np.random.Generator) ->
     side = max(1, int(min(height, width) * rng.uniform(0.35, 1.0)))
     y = int(rng.integers(0, height - side + 1))
     x = int(rng.integers(0, width - side + 1))
-    crop = pixels[y:y + side, x:x + side]
+    crop = pixels[y : y + side, x : x + side]
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     return resize_square(crop, resolution)
 
 
-def load_calibration(resolution: int, count: int, folder: Optional[Path] = None,
-                     progress: bool = True, crop_fraction: float = CROP_FRACTION) -> CalibrationSet:
+def load_calibration(
+    resolution: int,
+    count: int,
+    folder: Optional[Path] = None,
+    progress: bool = True,
+    crop_fraction: float = CROP_FRACTION,
+) -> CalibrationSet:
     if count < 1:
         raise UsageError(f"calibration count must be at least 1, got {count}")
     paths = find_images(folder) if folder is not None else skimage_photo_paths()
     decoded = [to_rgb_array(load_image(p)) for p in paths]  # a bad file stops here, named
     rng = np.random.default_rng(SEED)
     samples = []
-    with console.step(f"calibration images ({count})", total=count) if progress else nullcontext(
-            lambda n=1: None) as advance:
+    with (
+        console.step(f"calibration images ({count})", total=count)
+        if progress
+        else nullcontext(lambda n=1: None) as advance
+    ):
         for i in range(count):
             pixels = decoded[i % len(decoded)]
-            samples.append(preprocess(pixels, resolution, crop_fraction) if i < len(decoded)
-                           else _augmented(pixels, resolution, rng))
+            samples.append(
+                preprocess(pixels, resolution, crop_fraction)
+                if i < len(decoded)
+                else _augmented(pixels, resolution, rng)
+            )
             advance()
     source = str(folder) if folder is not None else "scikit-image bundled photos (public domain / CC0)"
     root = folder if folder is not None else paths[0].parent
-    return CalibrationSet(np.stack(samples), source, [str(p.relative_to(root)) for p in paths],
-                          str(folder.resolve()) if folder is not None else None)
+    return CalibrationSet(
+        np.stack(samples),
+        source,
+        [str(p.relative_to(root)) for p in paths],
+        str(folder.resolve()) if folder is not None else None,
+    )
 
 
 def load_dataset_calibration(name: str, resolution: int, count: int) -> CalibrationSet:
@@ -100,8 +123,9 @@ def load_dataset_calibration(name: str, resolution: int, count: int) -> Calibrat
         raise UsageError(f"--calib-count {count} is more than the {total} images of {name}'s train split")
     indices = np.sort(np.random.default_rng(SEED).choice(total, count, replace=False))
     images, _ = dataset.model_inputs("train", resolution, indices, label=f"calibration images ({count} of {name})")
-    return CalibrationSet(images, dataset.describe("train"),
-                          dataset={"name": name, "split": "train", "indices": indices.tolist()})
+    return CalibrationSet(
+        images, dataset.describe("train"), dataset={"name": name, "split": "train", "indices": indices.tolist()}
+    )
 
 
 # A bound is met on these images, and must then hold on the user's: at agreement 0.99 the sampling
@@ -110,16 +134,18 @@ def load_dataset_calibration(name: str, resolution: int, count: int) -> Calibrat
 REPAIR_IMAGES = 5000
 
 
-def load_repair_set(name: str, resolution: int, calibration_indices: list[int],
-                    count: int = REPAIR_IMAGES) -> tuple[np.ndarray, np.ndarray, str]:
+def load_repair_set(
+    name: str, resolution: int, calibration_indices: list[int], count: int = REPAIR_IMAGES
+) -> tuple[np.ndarray, np.ndarray, str]:
     """Labelled images of a dataset's train split that calibration did not see, for int8's repair to be
     measured on: images, labels and what they are. The test split is left to validation."""
     from edgecnn.data.datasets import get_dataset
 
     dataset = get_dataset(name)
     indices = _repair_indices(len(dataset.load("train")[1]), calibration_indices, count)
-    images, labels = dataset.model_inputs("train", resolution, indices,
-                                          label=f"int8 repair images ({len(indices)} of {name}, not calibration's)")
+    images, labels = dataset.model_inputs(
+        "train", resolution, indices, label=f"int8 repair images ({len(indices)} of {name}, not calibration's)"
+    )
     return images, labels, f"images of {name}'s train split that calibration did not use"
 
 
@@ -149,9 +175,11 @@ class TuningSet:
         dataset = get_dataset(self.dataset)
         total = len(dataset.load("train")[1])
         repair = _repair_indices(total, list(self.calibration_indices), REPAIR_IMAGES)
-        rest = np.setdiff1d(np.setdiff1d(np.arange(total), np.asarray(self.calibration_indices, dtype=np.int64)),
-                            repair)
+        rest = np.setdiff1d(
+            np.setdiff1d(np.arange(total), np.asarray(self.calibration_indices, dtype=np.int64)), repair
+        )
         indices = np.sort(np.random.default_rng(SEED + 2).choice(rest, min(self.count, len(rest)), replace=False))
-        images, _ = dataset.model_inputs("train", self.resolution, indices,
-                                         label=f"int8 fine-tuning images ({len(indices)} of {self.dataset})")
+        images, _ = dataset.model_inputs(
+            "train", self.resolution, indices, label=f"int8 fine-tuning images ({len(indices)} of {self.dataset})"
+        )
         return images, f"{len(indices)} images of {self.dataset}'s train split used by neither calibration nor repair"

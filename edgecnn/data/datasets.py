@@ -5,22 +5,22 @@ Debian's `dataset-fashion-mnist` (MIT) installs the original IDX files under
 Images are 28x28 grayscale; they enter the pipeline as RGB (the gray value in all three channels)
 and go through the same preprocessing rule as any photo, with the crop fraction the model was trained with.
 """
-from __future__ import annotations
 
-from contextlib import nullcontext
+from __future__ import annotations
 
 import gzip
 import os
 import struct
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from edgecnn.data.preprocess import preprocess
 from edgecnn.util import console
 from edgecnn.util.errors import UsageError
-from edgecnn.data.preprocess import preprocess
 
 IDX_UBYTE = 0x08
 
@@ -46,8 +46,10 @@ class IdxDataset:
         image_file, label_file = (self.folder / f for f in self.splits[split])
         for path in (image_file, label_file):
             if not path.is_file():
-                raise UsageError(f"{self.name}: {path} not found; apt-get install {self.apt_package} "
-                                 f"(make setup does), or set {self.folder_variable} to a folder holding the IDX files")
+                raise UsageError(
+                    f"{self.name}: {path} not found; apt-get install {self.apt_package} "
+                    f"(make setup does), or set {self.folder_variable} to a folder holding the IDX files"
+                )
         images, labels = read_idx(image_file), read_idx(label_file)
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise UsageError(f"{self.name} {split}: images {images.shape} and labels {labels.shape} do not pair up")
@@ -55,16 +57,22 @@ class IdxDataset:
             raise UsageError(f"{self.name} {split}: label {labels.max()} outside its {len(self.classes)} classes")
         return images, labels.astype(np.int64)
 
-    def model_inputs(self, split: str, resolution: int, indices: Sequence[int] | None = None,
-                     crop_fraction: float | None = None, progress: bool = True,
-                     label: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def model_inputs(
+        self,
+        split: str,
+        resolution: int,
+        indices: Sequence[int] | np.ndarray | None = None,
+        crop_fraction: float | None = None,
+        progress: bool = True,
+        label: str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Images of a split (all, or those at `indices`) as (N, R, R, 3) uint8 model input, and their labels."""
         images, labels = self.load(split)
         if indices is not None:
-            indices = np.asarray(indices, dtype=np.int64)
-            if len(indices) and (indices.min() < 0 or indices.max() >= len(images)):
+            chosen = np.asarray(indices, dtype=np.int64)
+            if len(chosen) and (chosen.min() < 0 or chosen.max() >= len(images)):
                 raise UsageError(f"{self.name} {split} has {len(images)} images")
-            images, labels = images[indices], labels[indices]
+            images, labels = images[chosen], labels[chosen]
         fraction = self.crop_fraction if crop_fraction is None else crop_fraction
         out = np.empty((len(images), resolution, resolution, 3), np.uint8)
         label = label or f"{self.name} {split}: {len(images)} images preprocessed"
@@ -98,14 +106,15 @@ def read_idx(path: Path) -> np.ndarray:
 
 FASHION_MNIST = IdxDataset(
     name="fashion-mnist",
-    classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-             "Ankle boot"),
+    classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
     default_folder=Path("/usr/share/datasets/fashion-mnist"),
     folder_variable="EDGECNN_FASHION_MNIST_DIR",
     apt_package="dataset-fashion-mnist",
     crop_fraction=1.0,
-    splits={"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-            "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")},
+    splits={
+        "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+        "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+    },
 )
 
 DATASETS = {FASHION_MNIST.name: FASHION_MNIST}

@@ -4,6 +4,7 @@ Only photographs are listed; diagrams, synthetic patterns, scans of text and mas
 Licences: scikit-image's data README (public domain / CC0), matplotlib's sample_data README (Grace Hopper,
 public domain), scikit-learn's datasets/images README (china.jpg and flower.jpg, CC BY 2.0).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -32,10 +33,29 @@ class PackagedPhotos:
         return paths
 
 
-SKIMAGE = PackagedPhotos("scikit-image", "skimage", "data", (
-    "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "motorcycle_right.png",
-    "hubble_deep_field.jpg", "ihc.png", "retina.jpg", "camera.png", "coins.png", "moon.png", "brick.png",
-    "grass.png", "gravel.png", "clock_motion.png"))
+SKIMAGE = PackagedPhotos(
+    "scikit-image",
+    "skimage",
+    "data",
+    (
+        "astronaut.png",
+        "chelsea.png",
+        "coffee.png",
+        "rocket.jpg",
+        "motorcycle_left.png",
+        "motorcycle_right.png",
+        "hubble_deep_field.jpg",
+        "ihc.png",
+        "retina.jpg",
+        "camera.png",
+        "coins.png",
+        "moon.png",
+        "brick.png",
+        "grass.png",
+        "gravel.png",
+        "clock_motion.png",
+    ),
+)
 MATPLOTLIB = PackagedPhotos("matplotlib", "matplotlib", "mpl-data/sample_data", ("grace_hopper.jpg",))
 SCIKIT_LEARN = PackagedPhotos("scikit-learn", "sklearn", "datasets/images", ("china.jpg", "flower.jpg"))
 PACKAGES = (SKIMAGE, MATPLOTLIB, SCIKIT_LEARN)

@@ -15,6 +15,7 @@ bit for bit (the Android core does, against golden files):
    That costs an app what converting raw pixels to int8 costs anyway, and keeps the normalisation out
    of the int8 graph, where XNNPACK would spend a full-resolution per-channel op on it.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -93,9 +94,12 @@ class Int8InputEncoding:
         return (codes.astype(np.float32) - self.zero_point) * np.float32(self.scale)
 
     def to_dict(self) -> dict:
-        return {"scale": self.scale, "zero_point": self.zero_point,
-                "formula": "code = clip(round(((v / 255 - mean[c]) / std[c]) / scale) + zero_point, -128, 127)",
-                "lookup_table": self.table.tolist()}
+        return {
+            "scale": self.scale,
+            "zero_point": self.zero_point,
+            "formula": "code = clip(round(((v / 255 - mean[c]) / std[c]) / scale) + zero_point, -128, 127)",
+            "lookup_table": self.table.tolist(),
+        }
 
 
 def _resize_weights(in_size: int, out_size: int) -> np.ndarray:
@@ -126,12 +130,13 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def preprocess(image: Union[Image.Image, np.ndarray], resolution: int,
-               crop_fraction: float = CROP_FRACTION) -> np.ndarray:
+def preprocess(
+    image: Union[Image.Image, np.ndarray], resolution: int, crop_fraction: float = CROP_FRACTION
+) -> np.ndarray:
     """A decoded image -> (resolution, resolution, 3) uint8 RGB, the model's input before layout."""
     pixels = image if isinstance(image, np.ndarray) else to_rgb_array(image)
     x, y, side = center_crop_box(pixels.shape[1], pixels.shape[0], crop_fraction)
-    return resize_square(pixels[y:y + side, x:x + side], resolution)
+    return resize_square(pixels[y : y + side, x : x + side], resolution)
 
 
 def load_image(path: Union[str, Path]) -> Image.Image:

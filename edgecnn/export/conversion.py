@@ -11,6 +11,7 @@ log), and a format's end is one `[edgecnn] variant: format exported (s)` line. A
 children at their next safe point before the parent gives up the folder; an error in one format is raised
 as it was raised in the child.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as futures
@@ -22,18 +23,18 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Callable, Iterator, Optional, Union
 
 import numpy as np
 
 from edgecnn.formats import FORMATS, Artifact, ExportJob, Format, Refusal
-from edgecnn.util import console
-from edgecnn.util import interrupts
+from edgecnn.schema.enums import FormatName
+from edgecnn.util import console, interrupts
 from edgecnn.util.interrupts import checkpoint
 
 # Measured order of conversion time (mobilenet_v2 alpha 0.75, 224 px): ExecuTorch fp32+int8 ~40 s, TFLite
 # ~30 s, Core ML ~15 s, ONNX ~5 s.
-LONGEST_FIRST = ("executorch", "tflite", "coreml", "onnx")
+LONGEST_FIRST = (FormatName.EXECUTORCH, FormatName.TFLITE, FormatName.COREML, FormatName.ONNX)
 POLL_S = 0.2
 STOP_GRACE_S = 120  # how long stopped children may take to reach their next safe point
 
@@ -76,18 +77,22 @@ def convert_one(fmt: Format, job: ExportJob, parity_images: Optional[np.ndarray]
     with export_threads():
         written = list(fmt.load().export(job))
     seconds = time.perf_counter() - started
-    outputs = {}
-    for artifact in (w for w in written if isinstance(w, Artifact) and parity_images is not None):
-        checkpoint()
-        try:
-            outputs[artifact.path] = run_artifact(job.work_dir, artifact.record(job.work_dir), parity_images,
-                                                  progress=False)
-        except RuntimeError:  # a runtime this machine lacks: the check records why, as it always did
-            continue
+    outputs: dict[str, np.ndarray] = {}
+    if parity_images is not None:
+        for artifact in (w for w in written if isinstance(w, Artifact)):
+            checkpoint()
+            try:
+                outputs[artifact.path] = run_artifact(
+                    job.work_dir, artifact.record(job.work_dir), parity_images, progress=False
+                )
+            except RuntimeError:  # a runtime this machine lacks: the check records why, as it always did
+                continue
     return Converted(fmt.name, written, seconds, outputs)
 
 
-def _convert_in_child(name: str, job: ExportJob, console_file: str, parity_images: Optional[np.ndarray]) -> Converted:
+def _convert_in_child(
+    name: FormatName, job: ExportJob, console_file: str, parity_images: Optional[np.ndarray]
+) -> Converted:
     """Runs in a spawned process: console lines into `console_file`, interrupts deferred as in the parent."""
     from edgecnn.util.interrupts import deferred_interrupts
 
@@ -101,21 +106,30 @@ def workers_for(formats: list[Format]) -> int:
     return min(len(formats), os.cpu_count() or 1)
 
 
-def convert_in_processes(formats: list[Format], job: ExportJob, announce,
-                         parity_images: Optional[np.ndarray] = None) -> list[Converted]:
+def convert_in_processes(
+    formats: list[Format],
+    job: ExportJob,
+    announce: Callable[[Converted], None],
+    parity_images: Optional[np.ndarray] = None,
+) -> list[Converted]:
     """Every format converted in its own process, at most one per core; results in `formats`' order.
     `announce(converted)` is called in the parent as each format finishes."""
     order = sorted(formats, key=lambda f: LONGEST_FIRST.index(f.name) if f.name in LONGEST_FIRST else 0)
     done: dict[str, Converted] = {}
     label = f"{job.variant}: {len(formats)} formats converted, {workers_for(formats)} at a time"
-    with tempfile.TemporaryDirectory(prefix="edgecnn-console-") as folder, \
-            console.step(label, total=len(formats), announce=False) as advance:
+    with (
+        tempfile.TemporaryDirectory(prefix="edgecnn-console-") as folder,
+        console.step(label, total=len(formats), announce=False) as advance,
+    ):
         files = {f.name: Path(folder) / f"{f.name}.txt" for f in order}
-        relayed = {name: 0 for name in files}
-        pool = futures.ProcessPoolExecutor(max_workers=workers_for(formats),
-                                           mp_context=multiprocessing.get_context("spawn"))
+        relayed = dict.fromkeys(files, 0)
+        pool = futures.ProcessPoolExecutor(
+            max_workers=workers_for(formats), mp_context=multiprocessing.get_context("spawn")
+        )
         try:
-            pending = {pool.submit(_convert_in_child, f.name, job, str(files[f.name]), parity_images): f.name for f in order}
+            pending = {
+                pool.submit(_convert_in_child, f.name, job, str(files[f.name]), parity_images): f.name for f in order
+            }
             while pending:
                 finished, _ = futures.wait(pending, timeout=POLL_S, return_when=futures.FIRST_COMPLETED)
                 _relay(files, relayed)
@@ -136,7 +150,7 @@ def convert_in_processes(formats: list[Format], job: ExportJob, announce,
     return [done[f.name] for f in formats]
 
 
-def _relay(files: dict[str, Path], relayed: dict[str, int]) -> None:
+def _relay(files: dict[FormatName, Path], relayed: dict[FormatName, int]) -> None:
     """New complete lines of each child's console file, to the terminal."""
     for name, path in files.items():
         if not path.exists():
@@ -144,7 +158,7 @@ def _relay(files: dict[str, Path], relayed: dict[str, int]) -> None:
         with open(path, encoding="utf-8", errors="replace") as handle:
             handle.seek(relayed[name])
             text = handle.read()
-        complete = text[:text.rfind("\n") + 1]
+        complete = text[: text.rfind("\n") + 1]
         relayed[name] += len(complete.encode("utf-8"))
         for line in complete.splitlines():
             console.say(line)
@@ -156,6 +170,7 @@ def _stop(pool: futures.ProcessPoolExecutor) -> None:
     processes = list((pool._processes or {}).values())  # noqa: SLF001 (no public handle on the workers)
     for process in processes:
         if process.is_alive():
+            assert process.pid is not None  # a process that is alive has started, so it has a pid
             os.kill(process.pid, signal.SIGINT)
     deadline = time.monotonic() + STOP_GRACE_S
     for process in processes:

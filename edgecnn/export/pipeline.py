@@ -6,6 +6,7 @@ the variant's name, replacing an older export only with --force. A failure, an i
 leaves what existed before untouched. Converters' own output goes to `export.log` in the folder
 (`--verbose` shows it live).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,38 +19,48 @@ from typing import Optional
 import numpy as np
 import torch
 
-from edgecnn.data.calibration import (CalibrationSet, TuningSet, find_images, load_calibration,
-                                      load_dataset_calibration, load_repair_set)
+from edgecnn.data.calibration import (
+    CalibrationSet,
+    TuningSet,
+    find_images,
+    load_calibration,
+    load_dataset_calibration,
+    load_repair_set,
+)
 from edgecnn.data.datasets import get_dataset
 from edgecnn.data.preprocess import CROP_FRACTION, Preprocessing
-from edgecnn.schema.manifest import (LABELS_FILE, MANIFEST_SCHEMA, Manifest, ParityRecord, WeightsRecord,
-                                     write_manifest)
 from edgecnn.export.conversion import Converted, convert_in_processes, convert_one, export_threads, workers_for
-from edgecnn.weights.reference import prepare_model
 from edgecnn.formats import Artifact, ExportJob, Format, Refusal, sha256_of, tool_versions
-from edgecnn.formats.int8_repair import Int8Target
 from edgecnn.formats.tflite import BEFORE_REPAIR
-from edgecnn.harness.inspect_int8 import REPAIR_FOLDER, write_repair_comparison
 from edgecnn.harness.checks import check_artifacts
 from edgecnn.harness.images import DEFAULT_IMAGE_COUNT, parity_images_for
-from edgecnn.harness.parity import INT8_PRECISIONS, THRESHOLDS, CheckStatus
+from edgecnn.harness.inspect_int8 import REPAIR_FOLDER, write_repair_comparison
 from edgecnn.harness.latency import LatencyOptions, measure_artifacts
-from edgecnn.schema.report import ValidationReport
+from edgecnn.harness.parity import INT8_PRECISIONS, CheckStatus, gate
 from edgecnn.harness.report import VALIDATION_FOLDER, write_report
+from edgecnn.schema.details import TFLiteDetails
+from edgecnn.schema.enums import FormatName, Metric, Precision, RepairMode
+from edgecnn.schema.int8 import Int8Target, RepairComparison
+from edgecnn.schema.manifest import LABELS_FILE, MANIFEST_SCHEMA, Manifest, ParityRecord, WeightsRecord, write_manifest
+from edgecnn.schema.report import ValidationReport
 from edgecnn.util import console
 from edgecnn.util.atomic import atomic_folder, check_writable
 from edgecnn.util.errors import ExportError, UsageError
 from edgecnn.util.interrupts import checkpoint, deferred_interrupts
 from edgecnn.util.tables import format_table
+from edgecnn.weights.reference import prepare_model
 from edgecnn.weights.sources import WeightsSource, resolve
+from edgecnn.zoo.models.layers import RawRGBInput
 from edgecnn.zoo.registry import get_model_info
 from edgecnn.zoo.spec import VariantSpec
 
 SELF_CHECK_IMAGES = 4
 LOG_FILE = "export.log"
 REJECTED_FOLDER = "rejected"  # artifacts made but failing their check, kept for diagnosis, never loaded
-NORMALIZATION = ("folded into the float graphs (raw RGB 0..255 in); the int8 TFLite takes int8 codes of the "
-                 "normalised image (its input.encoding has the lookup table)")
+NORMALIZATION = (
+    "folded into the float graphs (raw RGB 0..255 in); the int8 TFLite takes int8 codes of the "
+    "normalised image (its input.encoding has the lookup table)"
+)
 
 
 CALIBRATION_IMAGES = 100  # calibration images of an export unless --calib-count says otherwise
@@ -68,7 +79,7 @@ class ExportRequest:
     validate_count: int = DEFAULT_IMAGE_COUNT
     latency: Optional[LatencyOptions] = LatencyOptions()  # timed during validation; None: not timed
     verbose: bool = False  # third-party output live instead of into export.log
-    int8_repair: str = "auto"  # "auto": remedies tried where int8 misses its target; "none": never
+    int8_repair: RepairMode = RepairMode.AUTO
     int8_target: Optional[Int8Target] = None  # None: the int8 gate's bound when the weights are trained
     timings: dict[str, float] = field(default_factory=dict)
     parallel: bool = True  # formats side by side in processes of their own, where there are cores for it
@@ -107,12 +118,17 @@ def check_request(request: ExportRequest) -> Optional[WeightsSource]:
         source.read(request.spec.model)
     if request.calib_dir is not None:
         find_images(request.calib_dir)
-    target = request.int8_target
-    if target is not None and target.needs_labels and (source is None or source.dataset is None
-                                                        or request.calib_dir is not None):
-        raise UsageError(f"--int8-target {target} needs labelled images, which only --weights trained on a "
-                         "dataset edgecnn reads (e.g. fashion-mnist-demo) without --calib gives; "
-                         "use cosine=V or agreement=V")
+    stated = request.int8_target
+    if (
+        stated is not None
+        and stated.needs_labels
+        and (source is None or source.dataset is None or request.calib_dir is not None)
+    ):
+        raise UsageError(
+            f"--int8-target {stated} needs labelled images, which only --weights trained on a "
+            "dataset edgecnn reads (e.g. fashion-mnist-demo) without --calib gives; "
+            "use cosine=V or agreement=V"
+        )
     return source
 
 
@@ -138,16 +154,36 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
     calibration = calibration_images(request, dataset, fraction)
     with console.step(f"{spec.id}: {spec.model} built (alpha {spec.alpha:g}, {spec.num_classes} classes)"):
         wrapped, weights = prepare_model(spec, source, calibration.images)
-    labels = (source.labels(spec.num_classes) if source is not None else None) \
-        or [f"class_{i}" for i in range(spec.num_classes)]
+    assert isinstance(wrapped, RawRGBInput)  # prepare_model wraps the network in its normalisation
+    labels = (source.labels(spec.num_classes) if source is not None else None) or [
+        f"class_{i}" for i in range(spec.num_classes)
+    ]
     preprocessing = Preprocessing(spec.resolution, crop_fraction=fraction)
-    embedded = {"variant": spec.id, "mean": json.dumps(list(info.mean)), "std": json.dumps(list(info.std)),
-                "preprocessing": json.dumps(preprocessing.to_dict()), "weights": weights.source}
+    embedded = {
+        "variant": spec.id,
+        "mean": json.dumps(list(info.mean)),
+        "std": json.dumps(list(info.std)),
+        "preprocessing": json.dumps(preprocessing.to_dict()),
+        "weights": weights.source,
+    }
     target = int8_target(request, weights)
-    job = ExportJob(spec.id, spec.resolution, spec.num_classes, wrapped, wrapped.model, info.mean, info.std,
-                    calibration.images, labels, embedded, work, request.int8_repair, target,
-                    int8_target_stated=request.int8_target is not None)
-    if target is not None and request.int8_repair != "none":
+    job = ExportJob(
+        spec.id,
+        spec.resolution,
+        spec.num_classes,
+        wrapped,
+        wrapped.model,
+        info.mean,
+        info.std,
+        calibration.images,
+        labels,
+        embedded,
+        work,
+        request.int8_repair,
+        target,
+        int8_target_stated=request.int8_target is not None,
+    )
+    if target is not None and request.int8_repair != RepairMode.NONE:
         job.repair_images, job.repair_labels, job.repair_source = repair_set(request, calibration)
         if calibration.dataset is not None:
             job.tuning = TuningSet(calibration.dataset["name"], spec.resolution, tuple(calibration.dataset["indices"]))
@@ -156,25 +192,49 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
     artifacts, refused, outputs = convert_formats(request, job, images)
     (work / LABELS_FILE).write_text("\n".join(labels) + "\n")
     manifest = Manifest(
-        schema=MANIFEST_SCHEMA, variant=spec.id, model=spec.model, family=info.family, alpha=spec.alpha,
-        resolution=spec.resolution, num_classes=spec.num_classes, mean=list(info.mean), std=list(info.std),
-        normalization=NORMALIZATION, preprocessing=preprocessing.to_dict(), weights=weights, labels=LABELS_FILE,
-        artifacts=[a.record(work) for a in artifacts], calibration=calibration.provenance(),
-        created_with=tool_versions(request.formats), dataset=dataset, refused=refused)
+        schema=MANIFEST_SCHEMA,
+        variant=spec.id,
+        model=spec.model,
+        family=info.family,
+        alpha=spec.alpha,
+        resolution=spec.resolution,
+        num_classes=spec.num_classes,
+        mean=list(info.mean),
+        std=list(info.std),
+        normalization=NORMALIZATION,
+        preprocessing=preprocessing.to_dict(),
+        weights=weights,
+        labels=LABELS_FILE,
+        artifacts=[a.record(work) for a in artifacts],
+        calibration=calibration.provenance(),
+        created_with=tool_versions(request.formats),
+        dataset=dataset,
+        refused=refused,
+    )
     report = check_against_pytorch(request, wrapped, manifest, work, images, origin, outputs)
     if request.int8_target is not None:
         hold_to_target(report, request.int8_target, manifest)
     rejected, lines = keep_rejected(request, wrapped.model, manifest, report, images, work)
     kept = {r.path for r in rejected}
-    manifest = Manifest(**{**manifest.__dict__, "artifacts": [a for a in manifest.artifacts if a.path not in kept],
-                           "refused": manifest.refused + rejected, "parity": {
-        a.path: ParityRecord(a.status, a.parity, a.limits, a.reason) for a in report.artifacts if a.path not in kept}})
+    manifest = Manifest(
+        **{
+            **manifest.__dict__,
+            "artifacts": [a for a in manifest.artifacts if a.path not in kept],
+            "refused": manifest.refused + rejected,
+            "parity": {
+                a.path: ParityRecord(a.status, a.parity, a.limits, a.reason)
+                for a in report.artifacts
+                if a.path not in kept
+            },
+        }
+    )
     write_manifest(manifest, work)
     before_repair, comparison = work / BEFORE_REPAIR, None
     if request.validate and before_repair.is_file():
         comparison = compare_repair(manifest, report, wrapped.model, images, work)
-        report.int8_repair = None if comparison is None else {
-            **{k: v for k, v in comparison.items() if k != "layers"}, "folder": REPAIR_FOLDER}
+        report.int8_repair = (
+            None if comparison is None else dataclasses.replace(comparison, layers=[], folder=REPAIR_FOLDER)
+        )
     before_repair.unlink(missing_ok=True)
     if request.validate:
         if request.latency is not None:
@@ -188,28 +248,36 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
     return ExportResult(manifest, request.target, report if request.validate else None, rejected, lines)
 
 
-def compare_repair(manifest: Manifest, report: ValidationReport, backbone: torch.nn.Module, images: np.ndarray,
-                   work: Path) -> Optional[dict]:
+def compare_repair(
+    manifest: Manifest, report: ValidationReport, backbone: torch.nn.Module, images: np.ndarray, work: Path
+) -> Optional[RepairComparison]:
     """The kept int8 TFLite and the one made before repair, inspected layer by layer on the check images."""
     from edgecnn.harness.inspect_int8 import inspect, repair_comparison
 
-    record = next((a for a in manifest.artifacts if a.format == "tflite" and a.precision == "int8"), None)
-    repair = record.details.get("repair", {}) if record is not None else {}
-    kept = repair.get("applied", []) + (["int8-aware fine-tuning"] if repair.get("fine_tuning", {}).get("kept") else [])
-    if not kept:
+    record = next(
+        (a for a in manifest.artifacts if (a.format, a.precision) == (FormatName.TFLITE, Precision.INT8)), None
+    )
+    details = record.details if record is not None else None
+    repair = details.repair if isinstance(details, TFLiteDetails) else None
+    kept = repair.kept if repair is not None else []
+    if record is None or not isinstance(details, TFLiteDetails) or repair is None or not kept:
         return None
-    before = dataclasses.replace(record, path=BEFORE_REPAIR, details={**record.details, "repair": {**repair, "applied": []}})
+    unrepaired = dataclasses.replace(repair, applied=[], fine_tuning=None)
+    before = dataclasses.replace(record, path=BEFORE_REPAIR, details=dataclasses.replace(details, repair=unrepaired))
     source = report.parity_images.source
     with console.step(f"{manifest.variant}: int8 inspected layer by layer before and after repair"):
-        return repair_comparison(inspect(work, manifest, before, images, source, backbone),
-                                 inspect(work, manifest, record, images, source, backbone), kept)
+        return repair_comparison(
+            inspect(work, manifest, before, images, source, backbone),
+            inspect(work, manifest, record, images, source, backbone),
+            kept,
+        )
 
 
 def int8_target(request: ExportRequest, weights: WeightsRecord) -> Optional[Int8Target]:
     """The user's bound, or the int8 gate's for trained weights; untrained int8 is not gated, nor repaired."""
     if request.int8_target is not None:
         return request.int8_target
-    return Int8Target("cosine", THRESHOLDS["int8"]["min_cosine"]) if weights.trained else None
+    return Int8Target(Metric.COSINE, gate(Precision.INT8, "min_cosine")) if weights.trained else None
 
 
 HELD_OUT_CALIBRATION = 16  # without a labelled dataset, int8 candidates are measured on calibration images
@@ -221,7 +289,7 @@ def repair_set(request: ExportRequest, calibration: CalibrationSet):
     dataset = calibration.dataset
     if dataset is not None:
         return load_repair_set(dataset["name"], request.spec.resolution, dataset["indices"])
-    images = calibration.images[-min(HELD_OUT_CALIBRATION, len(calibration.images)):]
+    images = calibration.images[-min(HELD_OUT_CALIBRATION, len(calibration.images)) :]
     return images, None, "calibration images"
 
 
@@ -231,8 +299,9 @@ def calibration_images(request: ExportRequest, dataset: Optional[str], fraction:
     return load_calibration(request.spec.resolution, request.calib_count, request.calib_dir, crop_fraction=fraction)
 
 
-def convert_formats(request: ExportRequest, job: ExportJob, parity_images: np.ndarray
-                    ) -> tuple[list[Artifact], list[Refusal], dict[str, np.ndarray]]:
+def convert_formats(
+    request: ExportRequest, job: ExportJob, parity_images: np.ndarray
+) -> tuple[list[Artifact], list[Refusal], dict[str, np.ndarray]]:
     """Every format's artifacts, the precisions refused (each said in one line; the others kept), and the
     artifacts' outputs on `parity_images`. Several formats on several cores convert side by side, each in a
     process of its own (`conversion`), which also runs its artifacts on the parity images."""
@@ -268,8 +337,15 @@ def convert_formats(request: ExportRequest, job: ExportJob, parity_images: np.nd
     return artifacts, refused, outputs
 
 
-def check_against_pytorch(request: ExportRequest, model: torch.nn.Module, manifest: Manifest, work: Path,
-                          images: np.ndarray, origin: str, outputs: dict[str, np.ndarray]) -> ValidationReport:
+def check_against_pytorch(
+    request: ExportRequest,
+    model: torch.nn.Module,
+    manifest: Manifest,
+    work: Path,
+    images: np.ndarray,
+    origin: str,
+    outputs: dict[str, np.ndarray],
+) -> ValidationReport:
     """Every artifact against PyTorch on `images` (`outputs`: the artifacts' outputs on them where their
     conversion already ran them) before anything is written. If none passes the export fails here;
     otherwise the failing ones are `keep_rejected`'s."""
@@ -291,25 +367,24 @@ def hold_to_target(report: ValidationReport, target: Int8Target, manifest: Manif
     for check in report.artifacts:
         if check.precision not in INT8_PRECISIONS or check.parity is None:
             continue
-        if target.metric == "cosine" and check.parity.worst_cosine < target.value:
+        if target.metric == Metric.COSINE and check.parity.worst_cosine < target.value:
             check.status = CheckStatus.FAILED
             check.problems.append(f"worst cosine {check.parity.worst_cosine:.4f} misses --int8-target {target}")
-        measured = _measured_against_target(records[check.path].details, target)
+        details = records[check.path].details
+        measured = details.measured_against(str(target), target.metric) if isinstance(details, TFLiteDetails) else None
         if measured is not None and not target.met(measured):
             check.status = CheckStatus.FAILED
             check.problems.append(f"{target.metric} {measured:.4f} on the repair images misses --int8-target {target}")
 
 
-def _measured_against_target(details: dict, target: Int8Target) -> Optional[float]:
-    """The artifact's own measurement against `target` (an int8-mixed file's), else its repair's final one."""
-    if details.get("target") == str(target):
-        return details.get(target.metric)
-    final = details.get("repair", {}).get("final")
-    return final["value"] if final is not None and final["metric"] == target.metric else None
-
-
-def keep_rejected(request: ExportRequest, backbone: torch.nn.Module, manifest: Manifest, report: ValidationReport,
-                  images: np.ndarray, work: Path) -> tuple[list[Refusal], list[str]]:
+def keep_rejected(
+    request: ExportRequest,
+    backbone: torch.nn.Module,
+    manifest: Manifest,
+    report: ValidationReport,
+    images: np.ndarray,
+    work: Path,
+) -> tuple[list[Refusal], list[str]]:
     """Each artifact that failed its check moves to rejected/, out of the manifest's artifacts, and is
     recorded under `refused` with where it is kept. A failing int8 TFLite is inspected layer by layer
     first (rejected/inspect-int8/): a user needs that most when int8 fails."""
@@ -318,30 +393,45 @@ def keep_rejected(request: ExportRequest, backbone: torch.nn.Module, manifest: M
     rejected, lines = [], []
     records = {a.path: a for a in manifest.artifacts}
     failed = {c.path for c in report.failures()}
-    stand_in = next((a for a in manifest.artifacts if a.precision == "int8-mixed" and a.path not in failed), None)
+    stand_in = next(
+        (a for a in manifest.artifacts if a.precision == Precision.INT8_MIXED and a.path not in failed), None
+    )
     for check in report.failures():
         record = records[check.path]
         line = f"{check.failure_line()}; kept as {REJECTED_FOLDER}/{record.path}"
         inspection = None
-        if record.format == "tflite" and record.precision == "int8":
+        if (record.format, record.precision) == (FormatName.TFLITE, Precision.INT8):
             with console.step(f"{manifest.variant}: the rejected {record.path} inspected layer by layer"):
                 inspection = inspect(work, manifest, record, images, report.parity_images.source, backbone)
         (work / REJECTED_FOLDER).mkdir(exist_ok=True)
         (work / record.path).rename(work / REJECTED_FOLDER / record.path)
-        float_search = record.details.get("repair", {}).get("float_units", {}).get("outcome")
-        if float_search is not None and float_search != "met":
-            line += f"; {float_search}"
+        repair = record.details.repair if isinstance(record.details, TFLiteDetails) else None
+        search = repair.float_units if repair is not None else None
+        if search is not None and not search.met:
+            line += f"; {search.outcome}"
         if inspection is not None:
             write_inspection(inspection, work / REJECTED_FOLDER / FOLDER)
-            line += (f"; {worst_line(inspection)}; per-layer inspection: "
-                     f"{request.target / REJECTED_FOLDER / FOLDER / 'layers.md'}")
-        rejected.append(Refusal(record.format, record.precision, record.path, check.failure_line(),
-                                kept=f"{REJECTED_FOLDER}/{record.path}", details=record.details))
+            line += (
+                f"; {worst_line(inspection)}; per-layer inspection: "
+                f"{request.target / REJECTED_FOLDER / FOLDER / 'layers.md'}"
+            )
+        rejected.append(
+            Refusal(
+                record.format,
+                record.precision,
+                record.path,
+                check.failure_line(),
+                kept=f"{REJECTED_FOLDER}/{record.path}",
+                details=record.details,
+            )
+        )
         console.say(f"[edgecnn] {record.path} rejected: {line}")
-        if record.precision == "int8" and stand_in is not None:
+        if record.precision == Precision.INT8 and stand_in is not None:
             # the user's bound is met by the int8 file with float layers: the export succeeds with it
-            console.say(f"[edgecnn] {stand_in.path} meets the bound with float for "
-                        f"{', '.join(stand_in.details['float_layers'])}; it is not pure int8")
+            console.say(
+                f"[edgecnn] {stand_in.path} meets the bound with float for "
+                f"{', '.join(getattr(stand_in.details, 'float_layers', []))}; it is not pure int8"
+            )
             continue
         lines.append(line)
     return rejected, lines
@@ -353,12 +443,17 @@ def summary_table(manifest: Manifest) -> str:
         check = manifest.parity.get(artifact.path)
         if check is not None and check.parity is not None:
             p = check.parity
-            quality = (f"{p.max_abs_error:.2e}", f"{p.worst_cosine:.5f}", f"{p.top1_agreement:.0%}",
-                       check.status.display())
+            quality = (
+                f"{p.max_abs_error:.2e}",
+                f"{p.worst_cosine:.5f}",
+                f"{p.top1_agreement:.0%}",
+                check.status.display(),
+            )
         else:
             quality = ("-", "-", "-", check.status.display(check.reason) if check else "not run")
         rows.append([artifact.format, artifact.precision, artifact.path, f"{artifact.bytes / 2**20:.2f} MiB", *quality])
     for refusal in manifest.refused:
         rows.append([refusal.format, refusal.precision, "-", "-", "-", "-", "-", f"refused: {refusal.reason}"])
-    return format_table(["format", "precision", "file", "size", "max abs err", "worst cosine", "top-1 agree",
-                         "check"], rows)
+    return format_table(
+        ["format", "precision", "file", "size", "max abs err", "worst cosine", "top-1 agree", "check"], rows
+    )

@@ -11,40 +11,52 @@ Everything else a consumer needs to know about the format (its files, platform, 
 the runtime imported before a load is timed, whether it can be timed here and why not, the packages whose
 versions an export records) is declared by its `Format` entry, not looked up in the module.
 """
+
 from __future__ import annotations
 
 import importlib
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Optional, Protocol, Union, runtime_checkable
+from typing import TYPE_CHECKING, Optional, Protocol, runtime_checkable
 
-from edgecnn.schema.artifacts import ArtifactRecord, Quantization, Refusal, TensorSpec, sha256_of, size_of
+from edgecnn.schema.artifacts import ArtifactRecord, Quantization, TensorSpec, sha256_of, size_of
+from edgecnn.schema.details import ArtifactDetails
+from edgecnn.schema.enums import FormatName, Precision, RepairMode
+from edgecnn.schema.int8 import Int8Target
 from edgecnn.util.errors import UsageError
 
 if TYPE_CHECKING:
-    from edgecnn.data.calibration import TuningSet
-    from edgecnn.formats.int8_repair import Int8Target
     import numpy as np
     import torch
+
+    from edgecnn.data.calibration import TuningSet
 
 
 @dataclass
 class Artifact:
     """One exported file (or Core ML package folder), as the format's exporter describes it."""
 
-    format: str
-    precision: str
+    format: FormatName
+    precision: Precision
     path: str  # relative to the export folder
     input: TensorSpec
     output: TensorSpec
-    details: dict[str, Any] = field(default_factory=dict)  # converter facts: opset, operators, partitions...
+    details: ArtifactDetails  # converter facts: opset, operators, partitions, int8 repair...
 
     def record(self, root: Path) -> "ArtifactRecord":
         target = root / self.path
-        return ArtifactRecord(self.format, self.precision, self.path, sha256_of(target), size_of(target),
-                              self.input, self.output, self.details)
+        return ArtifactRecord(
+            self.format,
+            self.precision,
+            self.path,
+            sha256_of(target),
+            size_of(target),
+            self.input,
+            self.output,
+            self.details,
+        )
 
 
 @dataclass
@@ -62,8 +74,8 @@ class ExportJob:
     labels: list[str]
     metadata: dict[str, str]  # variant, normalisation, preprocessing: embedded where a format allows
     work_dir: Path
-    int8_repair: str = "auto"  # "auto": remedies tried when int8 misses `int8_target`; "none": never
-    int8_target: Optional["Int8Target"] = None  # the bound int8 must meet; None: no bound (nothing to repair)
+    int8_repair: RepairMode = RepairMode.AUTO
+    int8_target: Optional[Int8Target] = None  # the bound int8 must meet; None: no bound (nothing to repair)
     int8_target_stated: bool = False  # the user stated the bound (the last remedy, float layers, only then)
     # the images int8 candidates are measured on against the bound, uint8 (N, R, R, 3), their labels if known
     repair_images: Optional["np.ndarray"] = None
@@ -84,8 +96,8 @@ class Runner(Protocol):
 class Format:
     """One row of the format table: everything the CLI, export, harness and docs know about a format."""
 
-    name: str
-    artifacts: tuple[tuple[str, str], ...]  # (precision, file name) of everything it writes
+    name: FormatName
+    artifacts: tuple[tuple[Precision, str], ...]  # (precision, file name) of everything it writes
     platform: str
     module: str
     runtime: str  # imported before a load is timed or its memory measured (edgecnn.harness.probe)
@@ -95,13 +107,18 @@ class Format:
     needs: Optional[str] = None  # importable package the converter needs
     extra: Optional[str] = None  # the pip extra that installs it
 
+    def file(self, precision: Precision) -> str:
+        """The file this format writes for `precision`: the one place file names are declared."""
+        return dict(self.artifacts)[precision]
+
     def available(self) -> bool:
         return self.needs is None or importlib.util.find_spec(self.needs) is not None
 
     def load(self) -> ModuleType:
         if not self.available():
-            raise UsageError(f"format {self.name} needs {self.needs}: pip install 'edgecnn[{self.extra}]' "
-                             f"(make setup installs it)")
+            raise UsageError(
+                f"format {self.name} needs {self.needs}: pip install 'edgecnn[{self.extra}]' (make setup installs it)"
+            )
         return importlib.import_module(self.module)
 
     def runner(self, path: Path, record: ArtifactRecord, threads: int = 0) -> Runner:
@@ -113,12 +130,19 @@ def image_input(name: str, shape: list, layout: str, dtype: str = "float32") -> 
 
 
 def int8_image_input(name: str, shape: list, layout: str, encoding: dict) -> TensorSpec:
-    return TensorSpec(name, shape, "int8",
-                      "normalised RGB ((v / 255 - mean) / std) as int8 codes: map each channel's 0..255 value "
-                      "through encoding.lookup_table[channel]", layout,
-                      Quantization(encoding["scale"], encoding["zero_point"]), encoding)
+    return TensorSpec(
+        name,
+        shape,
+        "int8",
+        "normalised RGB ((v / 255 - mean) / std) as int8 codes: map each channel's 0..255 value "
+        "through encoding.lookup_table[channel]",
+        layout,
+        Quantization(encoding["scale"], encoding["zero_point"]),
+        encoding,
+    )
 
 
-def logits_output(name: str, shape: list, dtype: str = "float32",
-                  quantization: Optional[Quantization] = None) -> TensorSpec:
+def logits_output(
+    name: str, shape: list, dtype: str = "float32", quantization: Optional[Quantization] = None
+) -> TensorSpec:
     return TensorSpec(name, shape, dtype, "logits", quantization=quantization)

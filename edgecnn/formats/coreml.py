@@ -5,6 +5,7 @@ The input is an `ImageType` (RGB, scale 1, no bias): Vision and CVPixelBuffer fe
 the model normalises internally, so an iOS app passes the cropped, resized photo as is. Labels,
 normalisation and the preprocessing rule travel in the model's metadata.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,18 +15,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgecnn.formats import FORMATS
+from edgecnn.formats.base import Artifact, ArtifactRecord, ExportJob, image_input, logits_output
+from edgecnn.schema.details import INT8_WEIGHTS, CoreMLDetails
+from edgecnn.schema.enums import FormatName, Precision
 from edgecnn.util import console
 from edgecnn.util.interrupts import checkpoint
-from edgecnn.formats.base import Artifact, ArtifactRecord, ExportJob, image_input, logits_output
 
-FP16_PACKAGE = "model.mlpackage"
-W8_PACKAGE = "model_w8.mlpackage"
+FP16_PACKAGE = FORMATS[FormatName.COREML].file(Precision.FP16)
+W8_PACKAGE = FORMATS[FormatName.COREML].file(Precision.W8)
+DEPLOYMENT_TARGET = "iOS16"  # the first with the ML program features the converter uses
 
 
 def export(job: ExportJob) -> list[Artifact]:
     shape = (1, 3, job.resolution, job.resolution)
     with console.step("coreml fp16: converted"):
-        mlmodel = convert(job.model, job.resolution, "fp16")
+        mlmodel = convert(job.model, job.resolution, Precision.FP16)
         _describe(mlmodel, job)
         mlmodel.save(str(job.work_dir / FP16_PACKAGE))
     checkpoint()
@@ -36,36 +41,53 @@ def export(job: ExportJob) -> list[Artifact]:
         debug = job.work_dir / package / "executorch_debug_handle_mapping.json"
         debug.unlink(missing_ok=True)
 
-    io = dict(input=image_input("image", list(shape), "NCHW image (CVPixelBuffer RGB)", "image"),
-              output=logits_output("logits", [1, job.num_classes]))
+    io = {
+        "input": image_input("image", list(shape), "NCHW image (CVPixelBuffer RGB)", "image"),
+        "output": logits_output("logits", [1, job.num_classes]),
+    }
     return [
-        Artifact("coreml", "fp16", FP16_PACKAGE, details={"compute": "fp16", "deployment_target": "iOS16"}, **io),
-        Artifact("coreml", "w8", W8_PACKAGE,
-                 details={"compute": "fp16", "weights": "int8 symmetric per-channel (weights only)",
-                          "deployment_target": "iOS16"}, **io),
+        Artifact(
+            FormatName.COREML,
+            Precision.FP16,
+            FP16_PACKAGE,
+            details=CoreMLDetails(Precision.FP16, DEPLOYMENT_TARGET),
+            **io,
+        ),
+        Artifact(
+            FormatName.COREML,
+            Precision.W8,
+            W8_PACKAGE,
+            details=CoreMLDetails(Precision.FP16, DEPLOYMENT_TARGET, weights=f"{INT8_WEIGHTS} (weights only)"),
+            **io,
+        ),
     ]
 
 
 def _write_w8(mlmodel, job: ExportJob) -> None:
     import coremltools.optimize as cto
 
-    config = cto.coreml.OptimizationConfig(global_config=cto.coreml.OpLinearQuantizerConfig(
-        mode="linear_symmetric", dtype="int8", granularity="per_channel"))
+    config = cto.coreml.OptimizationConfig(
+        global_config=cto.coreml.OpLinearQuantizerConfig(
+            mode="linear_symmetric", dtype="int8", granularity="per_channel"
+        )
+    )
     with np.errstate(divide="ignore", invalid="ignore"):  # all-zero channels (dead filters) have scale 0
         quantized = cto.coreml.linear_quantize_weights(mlmodel, config=config)
     _describe(quantized, job)
     quantized.save(str(job.work_dir / W8_PACKAGE))
 
 
-def convert(model: torch.nn.Module, resolution: int, precision: str = "fp16"):
+def convert(model: torch.nn.Module, resolution: int, precision: Precision = Precision.FP16):
     """A raw-RGB model as an ML program with an RGB ImageType input and fp32 logits ("fp16" or "fp32" compute)."""
     import coremltools as ct
 
     shape = (1, 3, resolution, resolution)
     program = torch.export.export(model, (torch.zeros(shape),)).run_decompositions({})
     return ct.convert(
-        program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
-        compute_precision={"fp16": ct.precision.FLOAT16, "fp32": ct.precision.FLOAT32}[precision],
+        program,
+        convert_to="mlprogram",
+        minimum_deployment_target=ct.target.iOS16,
+        compute_precision={Precision.FP16: ct.precision.FLOAT16, Precision.FP32: ct.precision.FLOAT32}[precision],
         inputs=[ct.ImageType(name="image", shape=shape, color_layout=ct.colorlayout.RGB, scale=1.0)],
         outputs=[ct.TensorType(name="logits", dtype=np.float32)],
     )

@@ -15,9 +15,11 @@ Both take NCHW input, as the PyTorch model does (ExecuTorch's Android and iOS te
 Delegation is checked at export: every operator left outside XNNPACK is counted by name in the artifact's
 details, and an int8 program with any compute operator outside XNNPACK fails, as the TFLite purity check does.
 """
+
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import os
@@ -27,28 +29,38 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 import torch
 
 from edgecnn.data.preprocess import Int8InputEncoding
-from edgecnn.formats.base import (Artifact, ArtifactRecord, ExportJob, Quantization, Refusal, image_input,
-                                  int8_image_input, logits_output)
+from edgecnn.formats import FORMATS
+from edgecnn.formats.base import Artifact, ExportJob, image_input, int8_image_input, logits_output
 from edgecnn.formats.pt2e_rules import edge_quantizer
 from edgecnn.formats.rewrites import for_xnnpack
+from edgecnn.schema.artifacts import ArtifactRecord, Quantization, Refusal
+from edgecnn.schema.details import INT8_ACTIVATIONS, INT8_WEIGHTS, ExecuTorchDetails
+from edgecnn.schema.enums import FormatName, Precision
 from edgecnn.util import console
 from edgecnn.util.errors import ExportError
 from edgecnn.util.interrupts import checkpoint
 
-FP32_FILE = "model_fp32.pte"
-INT8_FILE = "model_int8.pte"
+FP32_FILE = FORMATS[FormatName.EXECUTORCH].file(Precision.FP32)
+INT8_FILE = FORMATS[FormatName.EXECUTORCH].file(Precision.INT8)
 INT8_IO = "int8 codes in through the manifest's lookup table, int8 logits out (as the TFLite int8)"
 
 # Operators outside the delegate that move no arithmetic: allowed in an int8 program, still counted.
-_LAYOUT_OPS = {"aten.view_copy.default", "aten.permute_copy.default", "aten.squeeze_copy.dims",
-               "aten.unsqueeze_copy.default", "aten.clone.default", "aten.alias_copy.default",
-               "aten.expand_copy.default", "dim_order_ops._clone_dim_order.default"}
+_LAYOUT_OPS = {
+    "aten.view_copy.default",
+    "aten.permute_copy.default",
+    "aten.squeeze_copy.dims",
+    "aten.unsqueeze_copy.default",
+    "aten.clone.default",
+    "aten.alias_copy.default",
+    "aten.expand_copy.default",
+    "dim_order_ops._clone_dim_order.default",
+}
 
 
 @contextlib.contextmanager
@@ -72,7 +84,7 @@ def export(job: ExportJob) -> list[Union[Artifact, Refusal]]:
         written.append(export_int8(job))
     except ExportError as err:
         (job.work_dir / INT8_FILE).unlink(missing_ok=True)
-        written.append(Refusal("executorch", "int8", INT8_FILE, str(err)))
+        written.append(Refusal(FormatName.EXECUTORCH, Precision.INT8, INT8_FILE, str(err)))
     return written
 
 
@@ -143,8 +155,9 @@ def _partitioner():
         def supported_precision_types(self) -> list:
             return [ConfigPrecisionType.FP32, ConfigPrecisionType.STATIC_QUANT]
 
-    return XnnpackPartitioner(configs=[Int8HardswishConfig if c is HardswishConfig else c
-                                       for c in ALL_PARTITIONER_CONFIGS])
+    return XnnpackPartitioner(
+        configs=[Int8HardswishConfig if c is HardswishConfig else c for c in ALL_PARTITIONER_CONFIGS]
+    )
 
 
 def _shape(job: ExportJob) -> list[int]:
@@ -166,22 +179,35 @@ def export_fp32(job: ExportJob) -> Artifact:
         edge = to_edge_transform_and_lower(program, partitioner=[_partitioner()])
         delegation = delegation_of(edge)  # before to_executorch, which rewrites the graph in place
         _write(edge, job.work_dir / FP32_FILE)
-    return Artifact("executorch", "fp32", FP32_FILE, image_input("image", _shape(job), "NCHW"),
-                    logits_output("logits", [1, job.num_classes]), {**delegation, "backend": "XNNPACK"})
+    return Artifact(
+        FormatName.EXECUTORCH,
+        Precision.FP32,
+        FP32_FILE,
+        image_input("image", _shape(job), "NCHW"),
+        logits_output("logits", [1, job.num_classes]),
+        delegation,
+    )
 
 
 def quantize(job: ExportJob, network: torch.nn.Module, encoding: Int8InputEncoding) -> torch.fx.GraphModule:
     """PT2E with ExecuTorch's XNNPACK quantizer and the project's rules, calibrated on the job's images."""
     from executorch.backends.xnnpack.quantizer import xnnpack_quantizer_utils
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
-                                                                         get_symmetric_quantization_config)
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
     from torchao.quantization.pt2e import quantize_pt2e
 
-    normalized = [torch.from_numpy(encoding.decode(encoding.encode(image[None]))).permute(0, 3, 1, 2).contiguous()
-                  for image in job.calibration]
-    quantizer = edge_quantizer(XNNPACKQuantizer, xnnpack_quantizer_utils, encoding,
-                               int8_unary_ops=frozenset({torch.ops.aten.hardswish.default})).set_global(
-        get_symmetric_quantization_config(is_per_channel=True))
+    normalized = [
+        torch.from_numpy(encoding.decode(encoding.encode(image[None]))).permute(0, 3, 1, 2).contiguous()
+        for image in job.calibration
+    ]
+    quantizer = edge_quantizer(
+        XNNPACKQuantizer,
+        xnnpack_quantizer_utils,
+        encoding,
+        int8_unary_ops=frozenset({torch.ops.aten.hardswish.default}),
+    ).set_global(get_symmetric_quantization_config(is_per_channel=True))
     graph = scalars_as_4d_tensors(torch.export.export(network, (normalized[0],), strict=True).module())
     graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
     with torch.no_grad():
@@ -207,29 +233,41 @@ def export_int8(job: ExportJob) -> Artifact:
         # the partitioner keeps these whole in to_edge_transform_and_lower; to_edge (needed here, so that
         # the I/O passes run before partitioning) would decompose a max pool into max_pool2d_with_indices,
         # which XNNPACK does not take (measured: ResNet-18's stem pool left outside the delegate)
-        edge = to_edge(program, compile_config=EdgeCompileConfig(
-            _check_ir_validity=False, preserve_ops=[torch.ops.aten.max_pool2d.default, torch.ops.aten.hardswish.default]))
+        edge = to_edge(
+            program,
+            compile_config=EdgeCompileConfig(
+                _check_ir_validity=False,
+                preserve_ops=[torch.ops.aten.max_pool2d.default, torch.ops.aten.hardswish.default],
+            ),
+        )
         # before partitioning: afterwards the edge quantize and dequantize are inside the delegate
         inputs, outputs = QuantizeInputs(edge, [0]), QuantizeOutputs(edge, [0])
         edge = edge.transform([inputs, outputs]).to_backend(_partitioner())
         delegation = delegation_of(edge)
-    compute = {op: n for op, n in delegation["outside_delegate"].items() if op not in _LAYOUT_OPS}
+    compute = {op: n for op, n in delegation.outside_delegate.items() if op not in _LAYOUT_OPS}
     if compute:
-        raise ExportError("int8 .pte is not fully delegated to XNNPACK: " +
-                          ", ".join(f"{op} x{n}" for op, n in sorted(compute.items())) + " left outside")
+        raise ExportError(
+            "int8 .pte is not fully delegated to XNNPACK: "
+            + ", ".join(f"{op} x{n}" for op, n in sorted(compute.items()))
+            + " left outside"
+        )
     in_scale, in_zero, *_ = inputs.quant_args[0]
     if (float(in_scale), int(in_zero)) != (encoding.scale, encoding.zero_point):
-        raise ExportError(f"int8 .pte input quantization (scale {in_scale}, zero point {in_zero}) is not the "
-                          f"fixed input encoding (scale {encoding.scale}, zero point {encoding.zero_point})")
+        raise ExportError(
+            f"int8 .pte input quantization (scale {in_scale}, zero point {in_zero}) is not the "
+            f"fixed input encoding (scale {encoding.scale}, zero point {encoding.zero_point})"
+        )
     with console.step("executorch int8: written"), _quiet():
         _write(edge, job.work_dir / INT8_FILE)
     out_scale, out_zero, *_ = outputs.dequant_args[0]
-    return Artifact("executorch", "int8", INT8_FILE,
-                    int8_image_input("image", _shape(job), "NCHW", encoding.to_dict()),
-                    logits_output("logits", [1, job.num_classes], "int8",
-                                  Quantization(float(out_scale), int(out_zero))),
-                    {**delegation, "backend": "XNNPACK", "weights": "int8 symmetric per-channel",
-                     "activations": "int8 static, calibrated", "io": INT8_IO})
+    return Artifact(
+        FormatName.EXECUTORCH,
+        Precision.INT8,
+        INT8_FILE,
+        int8_image_input("image", _shape(job), "NCHW", encoding.to_dict()),
+        logits_output("logits", [1, job.num_classes], "int8", Quantization(float(out_scale), int(out_zero))),
+        dataclasses.replace(delegation, weights=INT8_WEIGHTS, activations=INT8_ACTIVATIONS, io=INT8_IO),
+    )
 
 
 @contextlib.contextmanager
@@ -242,9 +280,10 @@ def _lowering_errors(precision: str):
     except Exception as err:  # noqa: BLE001 (the pass manager raises bare Exception)
         if isinstance(err, (KeyboardInterrupt, ExportError)):
             raise
-        while err.__cause__ is not None:
-            err = err.__cause__
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        inner: BaseException = err
+        while inner.__cause__ is not None:
+            inner = inner.__cause__
+        first = (str(inner).strip().splitlines() or [type(inner).__name__])[0]
         raise ExportError(f"ExecuTorch cannot build the {precision} program: {first[:300]}") from None
 
 
@@ -254,7 +293,7 @@ def _write(edge, path: Path) -> None:
         program.write_to_file(file)
 
 
-def delegation_of(edge) -> dict:
+def delegation_of(edge) -> ExecuTorchDetails:
     """How many XNNPACK pieces the program has, and every operator left outside them, by name."""
     graph = edge.exported_program().graph_module.graph
     outside: Counter = Counter()
@@ -267,7 +306,7 @@ def delegation_of(edge) -> dict:
             pieces += 1
         elif name != "getitem":
             outside[name] += 1  # e.g. "aten.cumsum.default" (an edge operator's __name__)
-    return {"xnnpack_partitions": pieces, "outside_delegate": dict(sorted(outside.items()))}
+    return ExecuTorchDetails("XNNPACK", pieces, dict(sorted(outside.items())))
 
 
 _SCALAR_TYPE_INT8 = 1  # c10::ScalarType::Char, as the runtime's tensor metadata reports a dtype
@@ -309,13 +348,18 @@ class PooledMethod:
             self.program = Runtime.get().load_program(self.path, verification=getattr(Verification, self.verification))
             self.method = self.program.load_method("forward")
 
+    def _loaded(self) -> Any:  # executorch's Method (untyped)
+        if self.method is None:
+            raise RuntimeError(f"{self.path.name}: its forward method is not loaded (the last load failed)")
+        return self.method
+
     def input_dtype(self) -> int:
-        return self.method.metadata.input_tensor_meta(0).dtype()
+        return self._loaded().metadata.input_tensor_meta(0).dtype()
 
     def execute(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         if _use_threads(self.threads) != self.generation:
             self._load()
-        return self.method.execute(inputs)
+        return self._loaded().execute(inputs)
 
 
 @dataclass(frozen=True)
@@ -352,8 +396,11 @@ def operator_profile(path: Path, threads: int = 1, runs: int = 20) -> list[Opera
             if event.perf_data is None or not event.is_delegated_op:
                 continue
             kind = re.sub(r" #\d+$", "", event.name)
-            totals[kind] = [a + b for a, b in zip(totals[kind], event.perf_data.raw)] if kind in totals \
+            totals[kind] = (
+                [a + b for a, b in zip(totals[kind], event.perf_data.raw)]
+                if kind in totals
                 else list(event.perf_data.raw)
+            )
             counts[kind] += 1
     times = [OperatorTime(kind, counts[kind], float(np.median(t))) for kind, t in totals.items()]
     return sorted(times, key=lambda t: -t.ms)
@@ -379,10 +426,13 @@ class Runner:
     def run(self, images: np.ndarray) -> np.ndarray:
         outputs = []
         for image in images:
-            x = np.ascontiguousarray(image[None].transpose(0, 3, 1, 2), dtype=np.float32) if self.encoding is None \
+            x = (
+                np.ascontiguousarray(image[None].transpose(0, 3, 1, 2), dtype=np.float32)
+                if self.encoding is None
                 else self.encoding.encode_planar(image[None])
-            (y,) = self.method.execute([torch.from_numpy(x)])
-            y = y.numpy()
+            )
+            (logits,) = self.method.execute([torch.from_numpy(x)])
+            y = logits.numpy()
             if self.out_q is not None:
                 y = (y.astype(np.float32) - self.out_q.zero_point) * self.out_q.scale
             outputs.append(y[0].astype(np.float32))

@@ -15,12 +15,13 @@ converted graph computes. The trained weights and biases are then written back i
 of the same network, with the weight scales their new ranges give; the converter then writes the int8
 file from it like any other.
 """
+
 from __future__ import annotations
 
 import copy
 import operator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, cast
 
 import numpy as np
 import torch
@@ -65,7 +66,7 @@ def _as_parameter(module: nn.Module, path: str) -> nn.Parameter:
 
 # the smallest weight scale of litert-torch's symmetric config (its per-channel min-max observer's `eps`):
 # channels of tiny weights get it, e.g. 2 of MobileNetV3-small's stem channels
-WEIGHT_SCALE_FLOOR = 2.0 ** -12
+WEIGHT_SCALE_FLOOR = 2.0**-12
 
 
 def weight_scales(weight: torch.Tensor, axis: int, quant_min: int, quant_max: int) -> torch.Tensor:
@@ -96,13 +97,15 @@ class _StraightThrough(torch.autograd.Function):
 _DECOMPOSED = torch.ops.quantized_decomposed
 
 
-def _rounded_weight(weight: torch.Tensor, zero_points: torch.Tensor, axis: int, quant_min: int, quant_max: int,
-                    dtype: torch.dtype) -> torch.Tensor:
+def _rounded_weight(
+    weight: torch.Tensor, zero_points: torch.Tensor, axis: int, quant_min: int, quant_max: int, dtype: torch.dtype
+) -> torch.Tensor:
     with torch.no_grad():
         scales = weight_scales(weight, axis, quant_min, quant_max)
         codes = _DECOMPOSED.quantize_per_channel.default(weight, scales, zero_points, axis, quant_min, quant_max, dtype)
-        rounded = _DECOMPOSED.dequantize_per_channel.default(codes, scales, zero_points, axis, quant_min, quant_max,
-                                                             dtype)
+        rounded = _DECOMPOSED.dequantize_per_channel.default(
+            codes, scales, zero_points, axis, quant_min, quant_max, dtype
+        )
     return _StraightThrough.apply(weight, rounded, torch.ones_like(weight))
 
 
@@ -136,7 +139,7 @@ def _biases(graph: fx.GraphModule) -> list[str]:
         if node.op == "call_function" and str(node.target) in ("aten.conv2d.default", "aten.linear.default"):
             bias = node.args[2] if len(node.args) > 2 else None
             if isinstance(bias, fx.Node) and bias.op == "get_attr":
-                found.append(bias.target)
+                found.append(cast(str, bias.target))  # fx types targets as callable or str; get_attr's is a name
     return found
 
 
@@ -155,8 +158,10 @@ def trainable_copy(converted: fx.GraphModule) -> TrainableInt8:
         held = _attribute(graph, quantize.args[1].target)
         recomputed = weight_scales(_attribute(graph, quantize.args[0].target), *quantize.args[3:6])
         if not torch.equal(held, recomputed.to(held.dtype)):
-            raise ValueError(f"{quantize.name}: the int8 graph's weight scales are not symmetric per-channel "
-                             f"min-max with floor {WEIGHT_SCALE_FLOOR:g}; fine-tuning would change them")
+            raise ValueError(
+                f"{quantize.name}: the int8 graph's weight scales are not symmetric per-channel "
+                f"min-max with floor {WEIGHT_SCALE_FLOOR:g}; fine-tuning would change them"
+            )
     trained = [n.args[0].target for n in _weights(graph)] + _biases(graph)
     for quantize, dequantize in _quantized_pairs(graph):
         value = quantize.args[0]
@@ -164,8 +169,9 @@ def trainable_copy(converted: fx.GraphModule) -> TrainableInt8:
             if str(quantize.target) == _PER_CHANNEL:  # (w, scales, zero_points, axis, min, max, dtype)
                 rounded = graph.graph.call_function(_rounded_weight, (value, *quantize.args[2:7]))
             else:  # quantize_per_tensor(x, scale, zero_point, min, max, dtype)
-                rounded = graph.graph.call_function(_rounded_activation,
-                                                    (value, tuple(quantize.args[1:]), tuple(dequantize.args[1:])))
+                rounded = graph.graph.call_function(
+                    _rounded_activation, (value, tuple(quantize.args[1:]), tuple(dequantize.args[1:]))
+                )
         dequantize.replace_all_uses_with(rounded)
     graph.graph.eliminate_dead_code()
     graph.recompile()
@@ -174,9 +180,16 @@ def trainable_copy(converted: fx.GraphModule) -> TrainableInt8:
     return TrainableInt8(graph, parameters)
 
 
-def fine_tune(trainable: TrainableInt8, images: torch.Tensor, teacher: torch.Tensor, epochs: int = EPOCHS,
-              learning_rate: float = LEARNING_RATE, batch: int = BATCH, seed: int = 0,
-              progress: Callable[[], None] = lambda: None) -> list[float]:
+def fine_tune(
+    trainable: TrainableInt8,
+    images: torch.Tensor,
+    teacher: torch.Tensor,
+    epochs: int = EPOCHS,
+    learning_rate: float = LEARNING_RATE,
+    batch: int = BATCH,
+    seed: int = 0,
+    progress: Callable[[], None] = lambda: None,
+) -> list[float]:
     """Train on `images` (the graph's input) towards PyTorch's logits `teacher`; the mean loss per epoch.
 
     Mean squared error of the logits: the logit SQNR the rest of the project reports is its log.
@@ -191,13 +204,13 @@ def fine_tune(trainable: TrainableInt8, images: torch.Tensor, teacher: torch.Ten
         order = torch.randperm(len(images), generator=generator)
         total = 0.0
         for step in range(steps_per_epoch):
-            chosen = order[step * batch:(step + 1) * batch]
+            chosen = order[step * batch : (step + 1) * batch]
             loss = torch.nn.functional.mse_loss(trainable.graph(images[chosen]), teacher[chosen])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             schedule.step()
-            total += float(loss)
+            total += loss.item()
             progress()
         losses.append(total / steps_per_epoch)
     return losses
@@ -226,4 +239,4 @@ def write_back(trainable: TrainableInt8, converted: fx.GraphModule) -> None:
 
 def logits(graph: fx.GraphModule, images: torch.Tensor, batch: int = 250) -> np.ndarray:
     with torch.no_grad():
-        return torch.cat([graph(images[i:i + batch]) for i in range(0, len(images), batch)]).numpy()
+        return torch.cat([graph(images[i : i + batch]) for i in range(0, len(images), batch)]).numpy()

@@ -26,16 +26,18 @@ int16 first layer behind an int8 input. Working around that means editing the fl
 XNNPACK runs no int16 operator either, so those layers would fall to reference kernels. Float layers are
 delegated to XNNPACK like the rest.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, cast
 
 import numpy as np
 from torch import fx, nn
 
 from edgecnn.util import console
 from edgecnn.util.interrupts import checkpoint
+from edgecnn.util.metrics import logits_sqnr_db
 
 # Beyond a quarter of the units in float the file is no longer an int8 model, nor faster than fp32: measured on
 # EfficientNet-B0 (alpha 0.25, 32 px), 27 of its 78 units in float met agreement 0.99 (0.993 in LiteRT) and ran
@@ -44,22 +46,29 @@ MAX_FLOAT_FRACTION = 0.25
 SENSITIVITY_IMAGES = 256  # images each unit's gain is measured on (the bound is checked on all repair images)
 
 
-
 def is_quantize(node: fx.Node) -> bool:
-    return str(node.target) in ("quantized_decomposed.quantize_per_tensor.default",
-                                "quantized_decomposed.quantize_per_channel.default")
+    return str(node.target) in (
+        "quantized_decomposed.quantize_per_tensor.default",
+        "quantized_decomposed.quantize_per_channel.default",
+    )
 
 
 def is_dequantize(node: fx.Node) -> bool:
-    return str(node.target) in ("quantized_decomposed.dequantize_per_tensor.default",
-                                "quantized_decomposed.dequantize_per_channel.default")
+    return str(node.target) in (
+        "quantized_decomposed.dequantize_per_tensor.default",
+        "quantized_decomposed.dequantize_per_channel.default",
+    )
 
 
 def leaf_blocks(model: nn.Module) -> set[str]:
     """Paths of the modules whose children are all leaf modules (and that have children)."""
-    return {name for name, module in model.named_modules()
-            if name and any(True for _ in module.children())
-            and all(not any(True for _ in child.children()) for child in module.children())}
+    return {
+        name
+        for name, module in model.named_modules()
+        if name
+        and any(True for _ in module.children())
+        and all(not any(True for _ in child.children()) for child in module.children())
+    }
 
 
 def module_path(node: fx.Node, prefix: str = "") -> Optional[str]:
@@ -70,7 +79,7 @@ def module_path(node: fx.Node, prefix: str = "") -> Optional[str]:
     path = list(stack.values())[-1][0]
     for known in (prefix, "L['self']." + prefix):
         if known and path.startswith(known):
-            return path[len(known):]
+            return path[len(known) :]
     return path
 
 
@@ -107,8 +116,13 @@ class FloatUnitSearch:
     `units`: for each compute node name, its unit; `simulate(graph, count) -> logits` runs it on the first
     `count` repair images; `reference`: PyTorch's logits on the repair images."""
 
-    def __init__(self, graph: fx.GraphModule, units: dict[str, str],
-                 simulate: Callable[[fx.GraphModule, int], np.ndarray], reference: np.ndarray):
+    def __init__(
+        self,
+        graph: fx.GraphModule,
+        units: dict[str, str],
+        simulate: Callable[[fx.GraphModule, int], np.ndarray],
+        reference: np.ndarray,
+    ):
         self.graph = graph
         self.units = units
         self.simulate = simulate
@@ -130,7 +144,8 @@ class FloatUnitSearch:
             for arg in node.all_input_nodes:
                 if not is_dequantize(arg) or not isinstance(arg.args[0], fx.Node) or not is_quantize(arg.args[0]):
                     continue
-                source = arg.args[0].args[0]
+                # fx types a node's args as any Argument; a quantize node's first is the value it rounds, a node
+                source = cast(fx.Node, arg.args[0].args[0])
                 if source.op == "get_attr" or self.units.get(source.name) in chosen:
                     edges.append((node, arg, source))
         return edges
@@ -167,14 +182,13 @@ class FloatUnitSearch:
     def _sqnr(self, chosen: Iterable[str]) -> tuple[np.ndarray, float]:
         checkpoint()
         logits = self.run_with_float(chosen, self._subset)
-        return logits, logits_sqnr_db(logits, self.reference[:self._subset])
+        return logits, logits_sqnr_db(logits, self.reference[: self._subset])
 
     def grow(self, chosen: list[str], progress_label: str) -> Optional[tuple[list[str], float]]:
         """The units in float after one greedy step from `chosen`, and their logits SQNR on the ranking
         images; None when no candidate fits within MAX_FLOAT_FRACTION of the units."""
         best = None
-        options = [unit for unit in self.candidates
-                   if len(chosen) < len(self._with(chosen, unit)) <= self.limit]
+        options = [unit for unit in self.candidates if len(chosen) < len(self._with(chosen, unit)) <= self.limit]
         for unit in console.track(options, progress_label):
             grown = self._with(chosen, unit)
             _, db = self._sqnr(grown)
@@ -182,8 +196,9 @@ class FloatUnitSearch:
                 best = (grown, db)
         return best
 
-    def search(self, measure: Callable[[np.ndarray, int], float], met: Callable[[float], bool],
-               progress_label: str) -> FloatChoice:
+    def search(
+        self, measure: Callable[[np.ndarray, int], float], met: Callable[[float], bool], progress_label: str
+    ) -> FloatChoice:
         """Rank every unit with its readers alone in float (the record's ranking, and the first greedy step),
         then grow the float set one greedy step at a time until `measure` on all repair images is `met`,
         within MAX_FLOAT_FRACTION of the units.
@@ -209,12 +224,6 @@ class FloatUnitSearch:
             if not met(value):
                 step = self.grow(chosen, f"{progress_label}: step {len(steps) + 1}, {len(chosen)} in float")
         return FloatChoice(chosen, value, met(value), ranking, len(self.candidates), steps)
-
-
-def logits_sqnr_db(logits: np.ndarray, reference: np.ndarray) -> float:
-    """Signal-to-quantization-noise ratio of `logits` against `reference`, in dB, over all images."""
-    noise = float(np.sum((logits - reference) ** 2))
-    return float("inf") if noise == 0 else 10 * float(np.log10(float(np.sum(reference ** 2)) / noise))
 
 
 def _network_order(graph: fx.GraphModule, units: dict[str, str]):

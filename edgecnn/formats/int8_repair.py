@@ -16,11 +16,11 @@
 Activation ranges are already chosen by error: the PT2E quantizer's histogram observer searches the
 range that minimises the L2 quantization error of each tensor, rather than taking min and max.
 """
+
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, cast
 
 import numpy as np
 import torch
@@ -30,66 +30,6 @@ from edgecnn.formats.rewrites import following_batchnorms
 
 _HOMOGENEOUS = (nn.ReLU, nn.Identity, nn.Dropout)
 _HOMOGENEOUS_FUNCTIONS = {torch.relu, torch.nn.functional.relu}
-
-
-_METRICS = {
-    "cosine": "the worst per-image cosine of its logits against PyTorch's",
-    "agreement": "the fraction of images whose int8 top-1 is PyTorch's",
-    "top1": "its top-1 accuracy as a fraction of PyTorch's, on labelled images (MLPerf's '99% of fp32')",
-}
-
-
-@dataclass(frozen=True)
-class Int8Target:
-    """What the int8 model must reach against PyTorch, as `metric=value` (value in (0, 1])."""
-
-    metric: str  # one of _METRICS
-    value: float
-
-    @classmethod
-    def parse(cls, text: str) -> "Int8Target":
-        usage = f"--int8-target takes {'|'.join(_METRICS)}=V with V in (0, 1], not {text!r}"
-        metric, _, value = text.partition("=")
-        if metric not in _METRICS or not value:
-            raise ValueError(usage)
-        try:
-            number = float(value)
-        except ValueError:
-            raise ValueError(usage) from None
-        if not 0.0 < number <= 1.0:
-            raise ValueError(f"--int8-target {metric} must be in (0, 1], got {value}")
-        return cls(metric, number)
-
-    @property
-    def needs_labels(self) -> bool:
-        return self.metric == "top1"
-
-    def describe(self) -> str:
-        return f"{self} ({_METRICS[self.metric]})"
-
-    def measure(self, logits: np.ndarray, reference: np.ndarray, labels: Optional[np.ndarray] = None) -> float:
-        """The metric of int8 `logits` against PyTorch's `reference` (and the `labels`, for top1)."""
-        if self.metric == "cosine":
-            return worst_cosine(logits, reference)
-        if self.metric == "agreement":
-            return float(np.mean(logits.argmax(1) == reference.argmax(1)))
-        if labels is None:
-            raise ValueError("a top1 target needs labelled images")
-        pytorch = float(np.mean(reference.argmax(1) == labels))
-        return float(np.mean(logits.argmax(1) == labels)) / pytorch if pytorch > 0 else 0.0
-
-    def met(self, value: float) -> bool:
-        return value >= self.value
-
-    def __str__(self) -> str:
-        return f"{self.metric}={self.value:g}"
-
-
-def worst_cosine(logits: np.ndarray, reference: np.ndarray) -> float:
-    a, b = logits.astype(np.float64), reference.astype(np.float64)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    cosines = np.where(norms > 0, (a * b).sum(1) / np.where(norms > 0, norms, 1.0), 0.0)
-    return float(cosines.min())
 
 
 def _conv_pairs(model: nn.Module) -> list[tuple[str, Optional[str], str]]:
@@ -112,8 +52,11 @@ def _conv_pairs(model: nn.Module) -> list[tuple[str, Optional[str], str]]:
         if step is not None and isinstance(module(step), nn.BatchNorm2d):
             norm, step = step.target, only_user(step)
         relu = False
-        while step is not None and (isinstance(module(step), _HOMOGENEOUS) or
-                                    step.op == "call_function" and step.target in _HOMOGENEOUS_FUNCTIONS):
+        while step is not None and (
+            isinstance(module(step), _HOMOGENEOUS)
+            or step.op == "call_function"
+            and step.target in _HOMOGENEOUS_FUNCTIONS
+        ):
             relu = relu or isinstance(module(step), nn.ReLU) or step.op == "call_function"
             step = only_user(step)
         second = module(step) if step is not None else None
@@ -128,7 +71,9 @@ def _conv_pairs(model: nn.Module) -> list[tuple[str, Optional[str], str]]:
 def _output_ranges(conv: nn.Conv2d, norm: Optional[nn.BatchNorm2d]) -> torch.Tensor:
     weight = conv.weight.detach().abs().flatten(1).amax(1)
     if norm is not None:
-        weight = weight * (norm.weight.detach().abs() if norm.affine else 1.0) * torch.rsqrt(norm.running_var + norm.eps)
+        weight = (
+            weight * (norm.weight.detach().abs() if norm.affine else 1.0) * torch.rsqrt(norm.running_var + norm.eps)
+        )
     return weight
 
 
@@ -144,8 +89,11 @@ def equalize_cross_layer(model: nn.Module, rounds: int = 3) -> tuple[nn.Module, 
                 norm = modules[norm_name] if norm_name else None
                 r1 = _output_ranges(first, norm)
                 depthwise = second.groups > 1
-                r2 = second.weight.abs().flatten(1).amax(1) if depthwise else \
-                    second.weight.abs().transpose(0, 1).flatten(1).amax(1)
+                r2 = (
+                    second.weight.abs().flatten(1).amax(1)
+                    if depthwise
+                    else second.weight.abs().transpose(0, 1).flatten(1).amax(1)
+                )
                 live = (r1 > 0) & (r2 > 0)
                 s = torch.where(live, torch.sqrt(r1 / r2.clamp_min(1e-12)), torch.ones_like(r1))
                 if norm is not None:  # the BatchNorm's output is what the ReLU and the next conv see
@@ -182,8 +130,11 @@ def _concat_groups(graph: fx.Graph) -> list[list[fx.Node]]:
         return node
 
     for node in graph.nodes:
-        if node.op == "call_function" and node.target in _CONCATS and node.kwargs.get("dim", node.args[1] if len(
-                node.args) > 1 else 0) == 1:
+        if (
+            node.op == "call_function"
+            and node.target in _CONCATS
+            and node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0) == 1
+        ):
             parent.setdefault(node, node)
             for source in node.args[0]:
                 parent.setdefault(source, source)
@@ -201,7 +152,8 @@ def _scalable_source(node: fx.Node, modules: dict[str, nn.Module]) -> Optional[s
     while node.op == "call_module":
         module = modules[node.target]
         if isinstance(module, (nn.Conv2d, nn.BatchNorm2d)):
-            return node.target if not isinstance(module, nn.BatchNorm2d) or module.affine else None
+            name = cast(str, node.target)  # fx types targets as callable or str; call_module's is a name
+            return name if not isinstance(module, nn.BatchNorm2d) or module.affine else None
         if not isinstance(module, _COMMUTES_WITH_SCALE):
             return None
         source = node.args[0]
@@ -227,8 +179,9 @@ def equalize_concat_ranges(model: nn.Module, batches: list[torch.Tensor]) -> tup
     for group in _concat_groups(traced.graph):
         members = set(group)
         readers = [user for node in group for user in node.users if user not in members]
-        if not readers or not all(user.op == "call_module" and isinstance(modules[user.target], nn.BatchNorm2d)
-                                  for user in readers):
+        if not readers or not all(
+            user.op == "call_module" and isinstance(modules[user.target], nn.BatchNorm2d) for user in readers
+        ):
             continue
         leaves = [node for node in group if not (node.op == "call_function" and node.target in _CONCATS)]
         sources = {leaf: _scalable_source(leaf, modules) for leaf in leaves}
@@ -246,10 +199,12 @@ def equalize_concat_ranges(model: nn.Module, batches: list[torch.Tensor]) -> tup
         def record(_module, _inputs, output):
             peak = output.detach().abs().amax((0, 2, 3))
             ranges[name] = torch.maximum(ranges[name], peak) if name in ranges else peak
+
         return record
 
-    handles = [modules[leaf.target].register_forward_hook(hook(leaf.target))
-               for _, leaves, _, _ in plans for leaf in leaves]
+    handles = [
+        modules[leaf.target].register_forward_hook(hook(leaf.target)) for _, leaves, _, _ in plans for leaf in leaves
+    ]
     try:
         with torch.no_grad():
             for batch in batches:
@@ -258,13 +213,16 @@ def equalize_concat_ranges(model: nn.Module, batches: list[torch.Tensor]) -> tup
         for handle in handles:
             handle.remove()
     with torch.no_grad():
-        for group, leaves, sources, readers in plans:
+        for _group, leaves, sources, readers in plans:
             widest = max(float(ranges[leaf.target].max()) for leaf in leaves)
             scale: dict[fx.Node, torch.Tensor] = {}
             for leaf in leaves:
                 peak = ranges[leaf.target]
-                s = torch.where(peak > 0, (_CONCAT_HEADROOM * widest / peak.clamp_min(1e-12)).clamp(1.0, _CONCAT_SCALE_CAP),
-                                torch.ones_like(peak))
+                s = torch.where(
+                    peak > 0,
+                    (_CONCAT_HEADROOM * widest / peak.clamp_min(1e-12)).clamp(1.0, _CONCAT_SCALE_CAP),
+                    torch.ones_like(peak),
+                )
                 if sources[leaf] is None:
                     s = torch.ones_like(peak)
                 scale[leaf] = s
@@ -277,7 +235,7 @@ def equalize_concat_ranges(model: nn.Module, batches: list[torch.Tensor]) -> tup
                     source.weight.mul_(s)
                     source.bias.mul_(s)
 
-            def channel_scales(node: fx.Node) -> torch.Tensor:
+            def channel_scales(node: fx.Node, scale: dict[fx.Node, torch.Tensor] = scale) -> torch.Tensor:
                 if node in scale:
                     return scale[node]
                 return torch.cat([channel_scales(source) for source in node.args[0]])
@@ -285,7 +243,7 @@ def equalize_concat_ranges(model: nn.Module, batches: list[torch.Tensor]) -> tup
             for reader in readers:
                 norm = modules[reader.target]
                 s = channel_scales(reader.args[0])
-                norm.running_var.copy_(norm.running_var * s ** 2 + norm.eps * (s ** 2 - 1))
+                norm.running_var.copy_(norm.running_var * s**2 + norm.eps * (s**2 - 1))
                 norm.running_mean.mul_(s)
     return model, len(plans)
 
@@ -314,6 +272,7 @@ def correct_bias(model: nn.Module, batches: list[torch.Tensor]) -> tuple[nn.Modu
             dims = [0, 2, 3] if x.dim() == 4 else [0]
             means[name] = means.get(name, 0) + x.mean(dims) * x.shape[0]
             counts[name] = counts.get(name, 0) + x.shape[0]
+
         return record
 
     handles = [m.register_forward_hook(hook(n)) for n, m in layers.items()]
@@ -353,8 +312,9 @@ def correct_bias(model: nn.Module, batches: list[torch.Tensor]) -> tuple[nn.Modu
     return model, len(means)
 
 
-def apply_remedies(backbone: nn.Module, calibration: np.ndarray, mean: tuple[float, ...],
-                   std: tuple[float, ...]) -> tuple[nn.Module, list[str]]:
+def apply_remedies(
+    backbone: nn.Module, calibration: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]
+) -> tuple[nn.Module, list[str]]:
     """A copy of `backbone` equalised and bias-corrected, and the remedies in words.
 
     Deterministic in the network and the uint8 calibration images, so that what an export applied can be
@@ -364,9 +324,9 @@ def apply_remedies(backbone: nn.Module, calibration: np.ndarray, mean: tuple[flo
     equalized, pairs = equalize_cross_layer(backbone)
     encoding = Int8InputEncoding.for_normalization(mean, std)
     batch = torch.from_numpy(encoding.decode(encoding.encode(calibration))).permute(0, 3, 1, 2)
-    batches = [batch[i:i + 32] for i in range(0, len(batch), 32)]
+    batches = [batch[i : i + 32] for i in range(0, len(batch), 32)]
     equalized, groups = equalize_concat_ranges(equalized, batches)
     corrected, layers = correct_bias(equalized, batches)
-    return corrected, ([f"cross-layer equalisation ({pairs} conv pairs)"] if pairs else []) + \
-        ([f"concat range equalisation ({groups} concatenations)"] if groups else []) + \
-        [f"bias correction ({layers} layers)"]
+    return corrected, ([f"cross-layer equalisation ({pairs} conv pairs)"] if pairs else []) + (
+        [f"concat range equalisation ({groups} concatenations)"] if groups else []
+    ) + [f"bias correction ({layers} layers)"]

@@ -5,6 +5,7 @@ coremltools converts and saves on Linux but predicts only on macOS. To check the
 operation with the equivalent PyTorch function, rounding every fp16 result to fp16 as the device stores
 it. An operation it does not know is an error when the program is loaded, never a silent pass.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,7 +24,7 @@ def _ints(value: Any) -> list[int]:
     return [int(v) for v in np.atleast_1d(np.asarray(value))]
 
 
-def _pool_padding(x: torch.Tensor, args: dict) -> tuple[torch.Tensor, tuple]:
+def _pool_padding(x: torch.Tensor, args: dict) -> tuple[list[int], list[int], list[int]]:
     """Explicit padding for pools and convs: MIL pads are [top, bottom, left, right] for 2-D."""
     pad_type = str(args.get("pad_type", "valid"))
     kernel = args["kernel"]
@@ -62,8 +63,14 @@ def _pool(a: dict, kind: str) -> torch.Tensor:
         x = F.pad(x, [pad[2], pad[3], pad[0], pad[1]], value=float("-inf"))
         return F.max_pool2d(x, a["kernel"], strides, ceil_mode=ceil)
     if pad[0] == pad[1] and pad[2] == pad[3] and pad[0] <= a["kernel"][0] // 2 and pad[2] <= a["kernel"][1] // 2:
-        return F.avg_pool2d(x, a["kernel"], strides, padding=(pad[0], pad[2]), ceil_mode=ceil,
-                            count_include_pad=not bool(a.get("exclude_padding_from_average", False)))
+        return F.avg_pool2d(
+            x,
+            a["kernel"],
+            strides,
+            padding=(pad[0], pad[2]),
+            ceil_mode=ceil,
+            count_include_pad=not bool(a.get("exclude_padding_from_average", False)),
+        )
     raise UnsupportedOperation(f"avg_pool with asymmetric padding {pad}")
 
 
@@ -74,6 +81,7 @@ def _reduce(fn: Callable) -> Callable:
         if axes is None:
             return fn(a["x"], dim=tuple(range(a["x"].ndim)), keepdim=keep)
         return fn(a["x"], dim=tuple(_ints(axes)), keepdim=keep)
+
     return reduce
 
 
@@ -84,8 +92,9 @@ def _dequantize(a: dict) -> torch.Tensor:
     zero, scale = a["zero_point"].float(), a["scale"].float()
     if zero.numel() > 1 or scale.numel() > 1:
         shape[axis] = -1
-    return (data - zero.reshape(shape if zero.numel() > 1 else [1] * data.ndim)) * \
-        scale.reshape(shape if scale.numel() > 1 else [1] * data.ndim)
+    return (data - zero.reshape(shape if zero.numel() > 1 else [1] * data.ndim)) * scale.reshape(
+        shape if scale.numel() > 1 else [1] * data.ndim
+    )
 
 
 def _matmul(a: dict) -> torch.Tensor:
@@ -103,12 +112,16 @@ def _slice_by_index(a: dict) -> torch.Tensor:
     rank = x.dim()
     begin, end = _ints(a["begin"]), _ints(a["end"])
     stride = _ints(a["stride"]) if a.get("stride") is not None else [1] * rank
-    masks = {name: [bool(v) for v in np.asarray(a[name]).ravel()] if a.get(name) is not None else [False] * rank
-             for name in ("begin_mask", "end_mask", "squeeze_mask")}
+    masks = {
+        name: [bool(v) for v in np.asarray(a[name]).ravel()] if a.get(name) is not None else [False] * rank
+        for name in ("begin_mask", "end_mask", "squeeze_mask")
+    }
     if any(step < 1 for step in stride):
         raise UnsupportedOperation("slice_by_index with a negative stride")
-    index = [slice(None if masks["begin_mask"][i] else begin[i], None if masks["end_mask"][i] else end[i],
-                   stride[i]) for i in range(rank)]
+    index = [
+        slice(None if masks["begin_mask"][i] else begin[i], None if masks["end_mask"][i] else end[i], stride[i])
+        for i in range(rank)
+    ]
     if x.shape[0] > 1 and (begin[0], end[0], stride[0]) == (0, 1, 1) and not masks["squeeze_mask"][0]:
         index[0] = slice(None)  # the whole batch of a program saved for batch 1 (as `_batched_shape`)
     y = x[tuple(index)]
@@ -116,8 +129,7 @@ def _slice_by_index(a: dict) -> torch.Tensor:
     return y.squeeze(tuple(squeeze)) if squeeze else y
 
 
-CAST = {"fp16": torch.float32, "fp32": torch.float32, "int32": torch.int64, "int64": torch.int64,
-        "bool": torch.bool}
+CAST = {"fp16": torch.float32, "fp32": torch.float32, "int32": torch.int64, "int64": torch.int64, "bool": torch.bool}
 
 OPS: dict[str, Callable[[dict], Any]] = {
     "identity": lambda a: a["x"],
@@ -125,8 +137,9 @@ OPS: dict[str, Callable[[dict], Any]] = {
     "conv": _conv,
     "linear": lambda a: F.linear(a["x"], a["weight"], a.get("bias")),
     "matmul": _matmul,
-    "batch_norm": lambda a: F.batch_norm(a["x"], a["mean"], a["variance"], a.get("gamma"), a.get("beta"),
-                                         eps=float(a.get("epsilon", 1e-5))),
+    "batch_norm": lambda a: F.batch_norm(
+        a["x"], a["mean"], a["variance"], a.get("gamma"), a.get("beta"), eps=float(a.get("epsilon", 1e-5))
+    ),
     "add": lambda a: a["x"] + a["y"],
     "sub": lambda a: a["x"] - a["y"],
     "mul": lambda a: a["x"] * a["y"],
@@ -152,8 +165,12 @@ OPS: dict[str, Callable[[dict], Any]] = {
     "expand_dims": lambda a: a["x"].reshape(_expand_shape(a["x"].shape, _ints(a["axes"]))),
     "transpose": lambda a: a["x"].permute(_ints(a["perm"])),
     "slice_by_index": _slice_by_index,
-    "pad": lambda a: F.pad(a["x"], _torch_pad(_ints(a["pad"])), mode=str(a.get("mode", "constant")),
-                           value=float(a.get("constant_val", 0.0))),
+    "pad": lambda a: F.pad(
+        a["x"],
+        _torch_pad(_ints(a["pad"])),
+        mode=str(a.get("mode", "constant")),
+        value=float(a.get("constant_val", 0.0)),
+    ),
     "constexpr_affine_dequantize": _dequantize,
 }
 
@@ -174,7 +191,7 @@ def _expand_shape(shape: torch.Size, axes: list[int]) -> list[int]:
 
 def _torch_pad(pad: list[int]) -> list[int]:
     """MIL pads list (begin, end) per dimension from the first; torch lists them from the last."""
-    pairs = [pad[i:i + 2] for i in range(0, len(pad), 2)]
+    pairs = [pad[i : i + 2] for i in range(0, len(pad), 2)]
     return [p for pair in reversed(pairs) for p in pair]
 
 
@@ -203,8 +220,11 @@ class MilProgram:
             if op.op_type == "const":
                 continue
             if op.op_type.startswith("constexpr_"):
-                self._store(op, OPS[op.op_type]({k: self._value(v, self.constants) for k, v in op.inputs.items()}),
-                            self.constants)
+                self._store(
+                    op,
+                    OPS[op.op_type]({k: self._value(v, self.constants) for k, v in op.inputs.items()}),
+                    self.constants,
+                )
             else:
                 self.steps.append(op)
 

@@ -1,4 +1,5 @@
 """The project's int8 rules, as a PT2E quantizer: shared by the TFLite and the ExecuTorch int8 exports."""
+
 from __future__ import annotations
 
 from types import ModuleType
@@ -8,9 +9,15 @@ import torch
 from edgecnn.data.preprocess import Int8InputEncoding
 
 
-def edge_quantizer(base: type, utils: ModuleType, encoding: Int8InputEncoding,
-                   network: "torch.nn.Module | None" = None, float_units: frozenset = frozenset(),
-                   module_prefix: str = "", int8_unary_ops: frozenset = frozenset()):
+def edge_quantizer(
+    base: type,
+    utils: ModuleType,
+    encoding: Int8InputEncoding,
+    network: "torch.nn.Module | None" = None,
+    float_units: frozenset = frozenset(),
+    module_prefix: str = "",
+    int8_unary_ops: frozenset = frozenset(),
+):
     """A PT2E quantizer (`base`, with its annotation helpers `utils`) with the project's rules, and
     optionally units left in float (`network`'s module paths, as the exported graph names them under
     `module_prefix`), and optionally operators of one input quantized on their own, int8 in and int8 out
@@ -27,11 +34,20 @@ def edge_quantizer(base: type, utils: ModuleType, encoding: Int8InputEncoding,
     and kept a few of the 256 levels for 0..6 (trained EfficientNet-Lite0: worst cosine 0.77 against
     PyTorch, top-1 agreement 38%, before this).
     """
-    from torchao.quantization.pt2e.quantizer import (FixedQParamsQuantizationSpec, QuantizationAnnotation,
-                                                     SharedQuantizationSpec)
+    from torchao.quantization.pt2e.quantizer import (
+        FixedQParamsQuantizationSpec,
+        QuantizationAnnotation,
+        SharedQuantizationSpec,
+    )
 
-    fixed = FixedQParamsQuantizationSpec(dtype=torch.int8, scale=encoding.scale, zero_point=encoding.zero_point,
-                                         quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine)
+    fixed = FixedQParamsQuantizationSpec(
+        dtype=torch.int8,
+        scale=encoding.scale,
+        zero_point=encoding.zero_point,
+        quant_min=-128,
+        quant_max=127,
+        qscheme=torch.per_tensor_affine,
+    )
     convs = {torch.ops.aten.conv2d.default, torch.ops.aten.convolution.default}
     clamps = {torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default}
 
@@ -50,10 +66,10 @@ def edge_quantizer(base: type, utils: ModuleType, encoding: Int8InputEncoding,
                 partition.append(bias)
             if utils._is_annotated(partition):
                 continue
-            conv.meta["quantization_annotation"] = QuantizationAnnotation(input_qspec_map=inputs,
-                                                                                _annotated=True)
+            conv.meta["quantization_annotation"] = QuantizationAnnotation(input_qspec_map=inputs, _annotated=True)
             clamp.meta["quantization_annotation"] = QuantizationAnnotation(
-                output_qspec=utils.get_output_act_qspec(config), _annotated=True)
+                output_qspec=utils.get_output_act_qspec(config), _annotated=True
+            )
             utils._mark_nodes_as_annotated(partition)
 
     def annotate_unary_ops(model: torch.fx.GraphModule, config) -> None:
@@ -61,7 +77,9 @@ def edge_quantizer(base: type, utils: ModuleType, encoding: Int8InputEncoding,
             if node.op == "call_function" and node.target in int8_unary_ops and not utils._is_annotated([node]):
                 node.meta["quantization_annotation"] = QuantizationAnnotation(
                     input_qspec_map={node.args[0]: utils.get_input_act_qspec(config)},
-                    output_qspec=utils.get_output_act_qspec(config), _annotated=True)
+                    output_qspec=utils.get_output_act_qspec(config),
+                    _annotated=True,
+                )
 
     def share_scale_through_value_preserving_ops(model: torch.fx.GraphModule) -> None:
         # An op that only moves or selects values (eval-mode dropout, a copy, a max or average pool, a zero
@@ -71,8 +89,11 @@ def edge_quantizer(base: type, utils: ModuleType, encoding: Int8InputEncoding,
         # scale constraint'), and GoogLeNet's concats needed 8 requantize ops. Such an op takes its
         # input's quantization instead.
         for node in model.graph.nodes:
-            if node.op != "call_function" or node.target not in passthrough or node.meta.get(
-                    "quantization_annotation") is not None:
+            if (
+                node.op != "call_function"
+                or node.target not in passthrough
+                or node.meta.get("quantization_annotation") is not None
+            ):
                 continue
             if node.target == torch.ops.aten.dropout.default and (len(node.args) < 3 or node.args[2]):
                 continue  # a training-mode dropout changes values
@@ -82,11 +103,18 @@ def edge_quantizer(base: type, utils: ModuleType, encoding: Int8InputEncoding,
                 continue
             shared = SharedQuantizationSpec(source)
             node.meta["quantization_annotation"] = QuantizationAnnotation(
-                input_qspec_map={source: shared}, output_qspec=shared, _annotated=True)
+                input_qspec_map={source: shared}, output_qspec=shared, _annotated=True
+            )
 
-    passthrough = {torch.ops.aten.dropout.default, torch.ops.aten.clone.default, torch.ops.aten.alias.default,
-                   torch.ops.aten.max_pool2d.default, torch.ops.aten.avg_pool2d.default,
-                   torch.ops.aten.constant_pad_nd.default, torch.ops.aten.pad.default}
+    passthrough = {
+        torch.ops.aten.dropout.default,
+        torch.ops.aten.clone.default,
+        torch.ops.aten.alias.default,
+        torch.ops.aten.max_pool2d.default,
+        torch.ops.aten.avg_pool2d.default,
+        torch.ops.aten.constant_pad_nd.default,
+        torch.ops.aten.pad.default,
+    }
 
     def leave_float_units_alone(model: torch.fx.GraphModule, config) -> None:
         # Marked as annotated with nothing to observe, every annotator passes these nodes by; their
@@ -102,7 +130,9 @@ def edge_quantizer(base: type, utils: ModuleType, encoding: Int8InputEncoding,
                 continue
             node.meta["quantization_annotation"] = QuantizationAnnotation(
                 input_qspec_map={edge: fixed for edge in node.all_input_nodes if edge in inputs},
-                output_qspec=utils.get_output_act_qspec(config) if node in outputs else None, _annotated=True)
+                output_qspec=utils.get_output_act_qspec(config) if node in outputs else None,
+                _annotated=True,
+            )
 
     def graph_inputs(model: torch.fx.GraphModule) -> set:
         inputs = {n for n in model.graph.nodes if n.op == "placeholder"}

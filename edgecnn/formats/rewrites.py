@@ -19,6 +19,7 @@ and the state_dict are not touched, only the copy that is converted.
   quantizer leaves it in float: as a 1x1 depthwise conv it quantizes like any conv (62 float BatchNorms
   in DenseNet-121 before).
 """
+
 from __future__ import annotations
 
 import copy
@@ -39,14 +40,15 @@ class ZeroPaddedMaxPool(nn.Sequential):
 
     def __init__(self, pool: nn.MaxPool2d) -> None:
         padding = pool.padding if isinstance(pool.padding, tuple) else (pool.padding, pool.padding)
-        super().__init__(nn.ZeroPad2d((padding[1], padding[1], padding[0], padding[0])),
-                         nn.MaxPool2d(pool.kernel_size, pool.stride, 0, pool.dilation))
+        super().__init__(
+            nn.ZeroPad2d((padding[1], padding[1], padding[0], padding[0])),
+            nn.MaxPool2d(pool.kernel_size, pool.stride, 0, pool.dilation),
+        )
 
 
 def average_pool_as_depthwise_conv(pool: nn.AvgPool2d, channels: int) -> nn.Conv2d:
     kernel = _pair(pool.kernel_size)
-    conv = nn.Conv2d(channels, channels, kernel, _pair(pool.stride), _pair(pool.padding), groups=channels,
-                     bias=False)
+    conv = nn.Conv2d(channels, channels, kernel, _pair(pool.stride), _pair(pool.padding), groups=channels, bias=False)
     with torch.no_grad():
         conv.weight.fill_(1.0 / (kernel[0] * kernel[1]))
     return conv
@@ -56,8 +58,9 @@ def _pair(value) -> tuple[int, int]:
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
-def fold_adaptive_pool_into_linear(pool: nn.AdaptiveAvgPool2d, linear: nn.Linear, channels: int,
-                                   size: tuple[int, int]) -> nn.Linear:
+def fold_adaptive_pool_into_linear(
+    pool: nn.AdaptiveAvgPool2d, linear: nn.Linear, channels: int, size: tuple[int, int]
+) -> nn.Linear:
     """Linear(flatten(pool(x))) as one Linear on flatten(x), for x of (channels, *size)."""
     cells = size[0] * size[1]
     with torch.no_grad():
@@ -76,9 +79,11 @@ def _flatten_then_linear(node: fx.Node, modules: dict[str, nn.Module]):
     if len(node.users) != 1:
         return None
     flatten = next(iter(node.users))
-    is_flatten = (flatten.op == "call_module" and isinstance(modules[flatten.target], nn.Flatten)
-                  and modules[flatten.target].start_dim == 1) or \
-        (flatten.op == "call_function" and flatten.target is torch.flatten and flatten.args[1:] == (1,))
+    is_flatten = (
+        flatten.op == "call_module"
+        and isinstance(modules[flatten.target], nn.Flatten)
+        and modules[flatten.target].start_dim == 1
+    ) or (flatten.op == "call_function" and flatten.target is torch.flatten and flatten.args[1:] == (1,))
     if not is_flatten or len(flatten.users) != 1:
         return None
     linear = next(iter(flatten.users))
@@ -123,12 +128,21 @@ def for_xnnpack(model: nn.Module, sample: torch.Tensor, *, int8: bool, pad_max_p
             uses.setdefault(node.target, []).append(node)
     for target, nodes in uses.items():
         module = modules[target]
-        if pad_max_pools and isinstance(module, nn.MaxPool2d) and not module.ceil_mode \
-                and _pair(module.padding) != (0, 0) \
-                and all(_nonnegative(n.args[0], modules) for n in nodes):
+        if (
+            pad_max_pools
+            and isinstance(module, nn.MaxPool2d)
+            and not module.ceil_mode
+            and _pair(module.padding) != (0, 0)
+            and all(_nonnegative(n.args[0], modules) for n in nodes)
+        ):
             _replace(model, target, ZeroPaddedMaxPool(module))
-        elif int8 and isinstance(module, nn.AvgPool2d) and module.count_include_pad and not module.ceil_mode \
-                and module.divisor_override is None:
+        elif (
+            int8
+            and isinstance(module, nn.AvgPool2d)
+            and module.count_include_pad
+            and not module.ceil_mode
+            and module.divisor_override is None
+        ):
             channels = {n.args[0].meta["tensor_meta"].shape[1] for n in nodes}
             if len(channels) == 1:
                 _replace(model, target, average_pool_as_depthwise_conv(module, channels.pop()))
@@ -137,8 +151,11 @@ def for_xnnpack(model: nn.Module, sample: torch.Tensor, *, int8: bool, pad_max_p
             out = _pair(module.output_size)
             linear = _flatten_then_linear(nodes[0], modules)
             if linear is not None and None not in out and (shape[2] < out[0] or shape[3] < out[1]):
-                _replace(model, linear.target, fold_adaptive_pool_into_linear(
-                    module, modules[linear.target], shape[1], (shape[2], shape[3])))
+                _replace(
+                    model,
+                    linear.target,
+                    fold_adaptive_pool_into_linear(module, modules[linear.target], shape[1], (shape[2], shape[3])),
+                )
                 _replace(model, target, nn.Identity())
     return replace_unfused_batchnorms(model) if int8 else model
 

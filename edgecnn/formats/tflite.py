@@ -2,10 +2,12 @@
 
 int8: the network without its normalisation -> torch.export (strict, batch 1) -> PT2E with symmetric
 per-channel weights and static activations, calibrated on the calibration images, the input on the fixed
-grid of `Int8InputEncoding` (apps normalise and quantize with one table lookup per pixel) -> LiteRT. The result must be int8 end to end: int8 input and output,
-no float tensor on any operator and no QUANTIZE/DEQUANTIZE; anything else fails the export. The number of
-pieces XNNPACK splits each graph into is recorded: a fragmented graph is slow even when it is all int8.
+grid of `Int8InputEncoding` (apps normalise and quantize with one table lookup per pixel) -> LiteRT.
+The result must be int8 end to end: int8 input and output, no float tensor on any operator and no
+QUANTIZE/DEQUANTIZE; anything else fails the export. The number of pieces XNNPACK splits each graph into
+is recorded: a fragmented graph is slow even when it is all int8.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,17 +22,33 @@ from typing import Iterable, Optional, Union
 import numpy as np
 import torch
 
+from edgecnn.data.preprocess import Int8InputEncoding
+from edgecnn.formats import FORMATS, litert
+from edgecnn.formats.base import Artifact, ExportJob, image_input, int8_image_input, logits_output
+from edgecnn.formats.pt2e_rules import edge_quantizer
+from edgecnn.formats.rewrites import for_xnnpack
+from edgecnn.schema.artifacts import ArtifactRecord, Quantization, Refusal
+from edgecnn.schema.details import INT8_ACTIVATIONS, INT8_WEIGHTS, TFLiteDetails, TFLiteGraph
+from edgecnn.schema.enums import FormatName, Precision, RepairMode
+from edgecnn.schema.int8 import (
+    SEARCH_MET,
+    FineTuning,
+    FloatUnitSearchRecord,
+    FloatUnitsTry,
+    GreedyStep,
+    Int8Repair,
+    Int8Target,
+    Measured,
+    RepairCandidate,
+    RepairOutcome,
+    SensitiveUnit,
+)
 from edgecnn.util import console
 from edgecnn.util.errors import ExportError
 from edgecnn.util.interrupts import checkpoint
-from edgecnn.data.preprocess import Int8InputEncoding
-from edgecnn.formats.rewrites import for_xnnpack
-from edgecnn.formats.pt2e_rules import edge_quantizer
-from edgecnn.formats.base import (Artifact, ArtifactRecord, ExportJob, Quantization, Refusal, image_input,
-                                  int8_image_input, logits_output)
 
-FP32_FILE = "model_fp32.tflite"
-INT8_FILE = "model_int8.tflite"
+FP32_FILE = FORMATS[FormatName.TFLITE].file(Precision.FP32)
+INT8_FILE = FORMATS[FormatName.TFLITE].file(Precision.INT8)
 
 
 def _quiet():
@@ -59,9 +77,15 @@ def export(job: ExportJob) -> list[Union[Artifact, Refusal]]:
     try:
         written += export_int8_to_target(job)
     except ExportError as err:
-        for name in (INT8_FILE, REPAIR_CANDIDATE, BEFORE_REPAIR, MIXED_FILE, _STRICT_FILE):  # a refused graph is not left as if it were one
+        for name in (
+            INT8_FILE,
+            REPAIR_CANDIDATE,
+            BEFORE_REPAIR,
+            MIXED_FILE,
+            _STRICT_FILE,
+        ):  # a refused graph is not left as if it were one
             (job.work_dir / name).unlink(missing_ok=True)
-        written.append(Refusal("tflite", "int8", INT8_FILE, str(err)))
+        written.append(Refusal(FormatName.TFLITE, Precision.INT8, INT8_FILE, str(err)))
     return written
 
 
@@ -69,13 +93,20 @@ def export_fp32(job: ExportJob) -> Artifact:
     import litert_torch
 
     sample = (torch.from_numpy(job.calibration[:1]).float(),)
-    model = litert_torch.to_channel_last_io(for_xnnpack(job.model, sample[0].permute(0, 3, 1, 2), int8=False),
-                                            args=[0]).eval()
+    model = litert_torch.to_channel_last_io(
+        for_xnnpack(job.model, sample[0].permute(0, 3, 1, 2), int8=False), args=[0]
+    ).eval()
     with console.step("tflite fp32: converted"), _quiet(), _converter_errors("fp32"):
         litert_torch.convert(model, sample).export(str(job.work_dir / FP32_FILE))
     graph = inspect_graph(job.work_dir / FP32_FILE)
-    return Artifact("tflite", "fp32", FP32_FILE, image_input("image", _shape(job), "NHWC"),
-                    logits_output("logits", [1, job.num_classes]), _graph_details(graph))
+    return Artifact(
+        FormatName.TFLITE,
+        Precision.FP32,
+        FP32_FILE,
+        image_input("image", _shape(job), "NHWC"),
+        logits_output("logits", [1, job.num_classes]),
+        _graph_details(graph),
+    )
 
 
 def _shape(job: ExportJob) -> list[int]:
@@ -84,24 +115,21 @@ def _shape(job: ExportJob) -> list[int]:
 
 REPAIR_CANDIDATE = ".model_int8_repaired.tflite"
 BEFORE_REPAIR = ".model_int8_before_repair.tflite"  # read by the validation's before/after, then removed
-MIXED_FILE = "model_int8_mixed.tflite"
-# greedy steps (each a unit with its readers) taken beyond what the search's simulation needed, when LiteRT's own run of the
-# file misses the bound (measured: mobilenet_v3_small simulated 0.992, LiteRT 0.988 agreement with the same two float units)
+MIXED_FILE = FORMATS[FormatName.TFLITE].file(Precision.INT8_MIXED)
+# greedy steps (each a unit with its readers) taken beyond what the search's simulation needed, when LiteRT's
+# own run of the file misses the bound (simulation and LiteRT differ by about 0.4 pt of agreement)
 EXTRA_FLOAT_STEPS = 3
 SEARCH_BATCH = 64  # images per simulated forward in the float-unit search
-MIXED_PRECISION = "int8-mixed"  # int8 I/O and int8 everywhere but the float layers it names: not pure int8
+MIXED_PRECISION = Precision.INT8_MIXED
 _STRICT_FILE = ".model_int8_mixed_float_io.tflite"
 
 
-def litert_logits(path: Path, images: np.ndarray, encoding: Int8InputEncoding,
-                  reference_kernels: bool = False) -> np.ndarray:
+def litert_logits(
+    path: Path, images: np.ndarray, encoding: Int8InputEncoding, reference_kernels: bool = False
+) -> np.ndarray:
     """Dequantized logits of an int8-input TFLite file on uint8 NHWC `images`, one at a time, run as a phone
     runs it (XNNPACK) or, with `reference_kernels`, by LiteRT's built-in kernels alone."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if reference_kernels else OpResolverType.AUTO
-    interpreter = Interpreter(model_path=str(path), num_threads=1, experimental_op_resolver_type=resolver)
-    interpreter.allocate_tensors()
+    interpreter = litert.interpreter(path, threads=1, reference_kernels=reference_kernels)
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     scale, zero_point = out["quantization"]
     logits = []
@@ -119,19 +147,31 @@ class _Measure:
     job: ExportJob
 
     def __post_init__(self) -> None:
+        if self.job.int8_target is None or self.job.repair_images is None:
+            missing = "int8_target" if self.job.int8_target is None else "repair_images"
+            raise ValueError(
+                f"{self.job.variant}: an int8 bound is measured on repair images; this ExportJob has no {missing}"
+            )
+        self.target: Int8Target = self.job.int8_target
+        self.images: np.ndarray = self.job.repair_images
         self.encoding = Int8InputEncoding.for_normalization(self.job.mean, self.job.std)
         with torch.no_grad():
-            images = torch.from_numpy(self.job.repair_images).permute(0, 3, 1, 2).float()
-            self.reference = np.concatenate([self.job.model(images[i:i + 64]).numpy()
-                                             for i in range(0, len(images), 64)]).astype(np.float64)
+            images = torch.from_numpy(self.images).permute(0, 3, 1, 2).float()
+            self.reference = np.concatenate(
+                [self.job.model(images[i : i + 64]).numpy() for i in range(0, len(images), 64)]
+            ).astype(np.float64)
 
     def of_logits(self, logits: np.ndarray, count: Optional[int] = None) -> float:
         count = len(logits) if count is None else count
         labels = self.job.repair_labels[:count] if self.job.repair_labels is not None else None
-        return self.job.int8_target.measure(logits[:count], self.reference[:count], labels)
+        return self.target.measure(logits[:count], self.reference[:count], labels)
+
+    def record(self, value: float) -> Measured:
+        """`value` of the bound's metric, as the repair record keeps it."""
+        return Measured(self.target.metric, round(value, 6))
 
     def of_file(self, path: Path) -> float:
-        return self.of_logits(litert_logits(path, self.job.repair_images, self.encoding))
+        return self.of_logits(litert_logits(path, self.images, self.encoding))
 
 
 def export_int8_to_target(job: ExportJob) -> list[Artifact]:
@@ -153,24 +193,23 @@ def export_int8_to_target(job: ExportJob) -> list[Artifact]:
 
     artifact, quantized = export_int8(job)
     target = job.int8_target
-    repair = {"mode": job.int8_repair, "target": str(target) if target else None, "applied": [],
-              "measured_on": _repair_set_description(job)}
-    if job.int8_repair == "none" or target is None:
+    repair = Int8Repair(job.int8_repair, str(target) if target else None, measured_on=_repair_set_description(job))
+    if job.int8_repair == RepairMode.NONE or target is None:
         return [_with_repair(artifact, repair)]
     measure = _Measure(job)
     plain = measure.of_file(job.work_dir / INT8_FILE)
-    repair["candidates"] = [{"remedies": [], target.metric: round(plain, 6)}]
+    repair.candidates.append(RepairCandidate([], measure.record(plain)))
     corrected, remedies = apply_remedies(job.backbone, job.calibration, job.mean, job.std)
     with console.step(f"tflite int8 ({target.metric} {plain:.4f}) remade with {', '.join(remedies)}"):
         candidate, candidate_graph = export_int8(job, corrected, REPAIR_CANDIDATE)
         repaired = measure.of_file(job.work_dir / REPAIR_CANDIDATE)
-    repair["candidates"].append({"remedies": remedies, target.metric: round(repaired, 6)})
+    repair.candidates.append(RepairCandidate(remedies, measure.record(repaired)))
     backbone, value = job.backbone, plain
     if repaired > plain:
         os.replace(job.work_dir / INT8_FILE, job.work_dir / BEFORE_REPAIR)  # for the per-layer before/after
         os.replace(job.work_dir / REPAIR_CANDIDATE, job.work_dir / INT8_FILE)
         artifact = dataclasses.replace(candidate, path=INT8_FILE)
-        repair["applied"] = remedies
+        repair.applied = remedies
         backbone, quantized, value = corrected, candidate_graph, repaired
     else:
         (job.work_dir / REPAIR_CANDIDATE).unlink()
@@ -181,10 +220,11 @@ def export_int8_to_target(job: ExportJob) -> list[Artifact]:
                 os.replace(job.work_dir / INT8_FILE, job.work_dir / BEFORE_REPAIR)
             os.replace(job.work_dir / REPAIR_CANDIDATE, job.work_dir / INT8_FILE)
             artifact, value = dataclasses.replace(tuned[0], path=INT8_FILE), tuned[2]
-            repair["fine_tuning"]["kept"] = True
+            assert repair.fine_tuning is not None  # recorded by _fine_tuned
+            repair.fine_tuning.kept = True
         else:
             (job.work_dir / REPAIR_CANDIDATE).unlink(missing_ok=True)
-    repair["final"] = {"metric": target.metric, "value": round(value, 6), "met": target.met(value)}
+    repair.final = RepairOutcome(measure.record(value), target.met(value))
     written = [_with_repair(artifact, repair)]
     if not target.met(value) and job.int8_target_stated:
         mixed = _float_units_to_target(job, backbone, quantized, measure, repair)
@@ -192,37 +232,50 @@ def export_int8_to_target(job: ExportJob) -> list[Artifact]:
     return written
 
 
-def _fine_tuned(job: ExportJob, backbone: torch.nn.Module, quantized: QuantizedGraph, measure: "_Measure",
-                repair: dict) -> Optional[tuple[Artifact, QuantizedGraph, float]]:
+def _fine_tuned(
+    job: ExportJob, backbone: torch.nn.Module, quantized: QuantizedGraph, measure: "_Measure", repair: Int8Repair
+) -> Optional[tuple[Artifact, QuantizedGraph, float]]:
     """The int8 file remade from `quantized` with its weights fine-tuned to PyTorch's logits
     (`int8_finetune`), written as the repair candidate and measured; None where there are no images to
-    train on. Recorded in `repair["fine_tuning"]`."""
+    train on. Recorded in `repair.fine_tuning`."""
     from edgecnn.formats import int8_finetune as finetune
 
     if job.tuning is None:
-        repair["fine_tuning"] = {"tried": False, "why": "it needs images beyond calibration's and the repair "
-                                                       "set's: weights that come with a dataset"}
+        repair.fine_tuning = FineTuning(
+            tried=False,
+            why_not="it needs images beyond calibration's and the repair set's: weights that come with a dataset",
+        )
         return None
     images, source = job.tuning.load()
     with torch.no_grad():
         raw = torch.from_numpy(images).permute(0, 3, 1, 2).float()
-        teacher = torch.cat([job.model(raw[i:i + 250]) for i in range(0, len(raw), 250)])
+        teacher = torch.cat([job.model(raw[i : i + 250]) for i in range(0, len(raw), 250)])
     inputs = torch.from_numpy(quantized.encoding.decode(quantized.encoding.encode(images)))
     trainable = finetune.trainable_copy(quantize(job, backbone, any_batch=True).graph)
     steps = finetune.EPOCHS * max(1, len(inputs) // finetune.BATCH)
-    with console.step(f"tflite int8: weights fine-tuned to PyTorch's logits on {len(inputs)} images",
-                      total=steps) as advance:
-        losses = finetune.fine_tune(trainable, inputs, teacher, progress=lambda: (checkpoint(), advance()))
+    with console.step(
+        f"tflite int8: weights fine-tuned to PyTorch's logits on {len(inputs)} images", total=steps
+    ) as advance:
+
+        def progress() -> None:
+            checkpoint()
+            advance()
+
+        losses = finetune.fine_tune(trainable, inputs, teacher, progress=progress)
     tuned = dataclasses.replace(quantized, graph=copy.deepcopy(quantized.graph))
     finetune.write_back(trainable, tuned.graph)
     artifact = _written_int8(job, tuned, REPAIR_CANDIDATE)
     value = measure.of_file(job.work_dir / REPAIR_CANDIDATE)
-    repair["fine_tuning"] = {"tried": True, "images": source, "epochs": finetune.EPOCHS,
-                             "learning_rate": finetune.LEARNING_RATE, "loss": "mean squared error to PyTorch's logits",
-                             "loss_per_epoch": [round(x, 6) for x in losses], job.int8_target.metric: round(value, 6),
-                             "kept": False}
-    repair["candidates"].append({"remedies": repair["applied"] + ["int8-aware fine-tuning"],
-                                 job.int8_target.metric: round(value, 6)})
+    repair.fine_tuning = FineTuning(
+        tried=True,
+        images=source,
+        epochs=finetune.EPOCHS,
+        learning_rate=finetune.LEARNING_RATE,
+        loss="mean squared error to PyTorch's logits",
+        loss_per_epoch=[round(x, 6) for x in losses],
+        measured=measure.record(value),
+    )
+    repair.candidates.append(RepairCandidate([*repair.applied, "int8-aware fine-tuning"], measure.record(value)))
     return artifact, tuned, value
 
 
@@ -233,8 +286,9 @@ def _repair_set_description(job: ExportJob) -> Optional[str]:
     return f"{len(job.repair_images)} {labelled}{job.repair_source}"
 
 
-def _float_units_to_target(job: ExportJob, backbone: torch.nn.Module, quantized: "QuantizedGraph",
-                           measure: "_Measure", repair: dict) -> Optional[Artifact]:
+def _float_units_to_target(
+    job: ExportJob, backbone: torch.nn.Module, quantized: "QuantizedGraph", measure: "_Measure", repair: Int8Repair
+) -> Optional[Artifact]:
     """The last remedy: `model_int8_mixed.tflite`, with float for the fewest units that meet the bound,
     kept only if LiteRT's run of it meets the bound too. Records the search in `repair`.
 
@@ -244,58 +298,64 @@ def _float_units_to_target(job: ExportJob, backbone: torch.nn.Module, quantized:
     taking a few more steps while that, or LiteRT's run of the file, still misses."""
     from edgecnn.formats.int8_mixed import FloatUnitSearch, compute_units, leaf_blocks
 
-    target = job.int8_target
-    normalized = torch.from_numpy(quantized.encoding.decode(quantized.encoding.encode(job.repair_images)))
+    target = measure.target
+    normalized = torch.from_numpy(quantized.encoding.decode(quantized.encoding.encode(measure.images)))
 
     def simulate(graph: torch.fx.GraphModule, count: int, batch: int = 1) -> np.ndarray:
         with torch.no_grad():
-            return np.concatenate([graph(normalized[i:min(i + batch, count)]).numpy()
-                                   for i in range(0, count, batch)]).astype(np.float64)
+            return np.concatenate(
+                [graph(normalized[i : min(i + batch, count)]).numpy() for i in range(0, count, batch)]
+            ).astype(np.float64)
 
     # The search runs thousands of simulated images; per image, the fake-quantized graph's time is
     # mostly per-operator overhead, so it runs them 64 at a time on a graph that takes any batch
     # (measured: DenseNet-121's 73 units took 1,424 s at batch 1, on a loaded machine).
     searchable = quantize(job, backbone, any_batch=True)
     units = compute_units(searchable.graph, leaf_blocks(searchable.network), WRAPPER_PREFIX)
-    search = FloatUnitSearch(searchable.graph, units, lambda graph, count: simulate(graph, count, SEARCH_BATCH),
-                             measure.reference)
+    search = FloatUnitSearch(
+        searchable.graph, units, lambda graph, count: simulate(graph, count, SEARCH_BATCH), measure.reference
+    )
     label = f"tflite int8 misses {target}: units tried in float"
     choice = search.search(measure.of_logits, target.met, label)
-    found = {"units_tried": choice.total_units,
-             "most_sensitive": [{"unit": u, target.metric: round(v, 6), "logits_sqnr_db": round(db, 2)}
-                                for u, v, db in choice.ranking[:5]],
-             "greedy_steps": [{"float_units": len(floated), "logits_sqnr_db": round(db, 2)}
-                              for floated, db in choice.steps]}
-    repair["float_units"] = found
+    found = FloatUnitSearchRecord(
+        units_tried=choice.total_units,
+        most_sensitive=[SensitiveUnit(u, measure.record(v), round(db, 2)) for u, v, db in choice.ranking[:5]],
+        greedy_steps=[GreedyStep(len(floated), round(db, 2)) for floated, db in choice.steps],
+    )
+    repair.float_units = found
     chosen = list(choice.units)
 
     def give_up(outcome: str) -> None:
-        found["outcome"] = outcome
+        found.outcome = outcome
         console.say(f"[edgecnn] tflite {MIXED_PRECISION} ({MIXED_FILE}) not made: {outcome}")
 
     if not choice.met:  # no rebuild can be expected to do better than the search's own simulation
-        give_up(f"float for the {len(chosen)} units that matter most (of {choice.total_units}, the most allowed) "
-                f"reaches {target.metric} {choice.simulated:.4f} in simulation, short of {target.value:g}")
+        give_up(
+            f"float for the {len(chosen)} units that matter most (of {choice.total_units}, the most allowed) "
+            f"reaches {target.metric} {choice.simulated:.4f} in simulation, short of {target.value:g}"
+        )
         return None
     extra_steps = EXTRA_FLOAT_STEPS
 
     while True:
         checkpoint()
         with console.step(f"tflite {MIXED_PRECISION}: float for {', '.join(chosen)}, quantized afresh"):
-            simulated = measure.of_logits(simulate(quantize(job, backbone, chosen, any_batch=True).graph,
-                                                   len(normalized), SEARCH_BATCH))
-        tried = {"float_units": list(chosen), "simulated": round(simulated, 6)}
-        found.setdefault("tried", []).append(tried)
+            simulated = measure.of_logits(
+                simulate(quantize(job, backbone, chosen, any_batch=True).graph, len(normalized), SEARCH_BATCH)
+            )
         value = None
         if target.met(simulated):  # LiteRT's integer arithmetic rounds a little differently: it decides
             try:
                 with console.step(f"tflite {MIXED_PRECISION}: written with float for {', '.join(chosen)}"):
                     mixed = export_mixed(job, quantize(job, backbone, chosen), chosen)
-                    value = tried["measured"] = round(measure.of_file(job.work_dir / MIXED_FILE), 6)
+                    value = round(measure.of_file(job.work_dir / MIXED_FILE), 6)
             except ExportError as err:  # the pure int8 file stands; the failure is recorded with the search
                 (job.work_dir / MIXED_FILE).unlink(missing_ok=True)
+                found.tried.append(FloatUnitsTry(list(chosen), round(simulated, 6)))
                 give_up(str(err))
                 return None
+        found.tried.append(FloatUnitsTry(list(chosen), round(simulated, 6), value))
+        if value is not None:
             if target.met(value):
                 break
             (job.work_dir / MIXED_FILE).unlink()
@@ -306,15 +366,24 @@ def _float_units_to_target(job: ExportJob, backbone: torch.nn.Module, quantized:
             give_up(f"float for {', '.join(chosen)} reaches {target.metric} {reached}, short of {target.value:g}")
             return None
         chosen = step[0]
-    found["float_units"] = list(chosen)
-    found["measured"] = value
-    found["outcome"] = "met"
-    return dataclasses.replace(mixed, details={**mixed.details, "target": str(target), target.metric: round(value, 6),
-                                               "measured_on": repair["measured_on"], "repair": repair})
+    found.float_units, found.measured, found.outcome = list(chosen), value, SEARCH_MET
+    details = _tflite_details(mixed)
+    return dataclasses.replace(
+        mixed,
+        details=dataclasses.replace(
+            details, target=str(target), measured=measure.record(value), measured_on=repair.measured_on, repair=repair
+        ),
+    )
 
 
-def _with_repair(artifact: Artifact, repair: dict) -> Artifact:
-    return dataclasses.replace(artifact, details={**artifact.details, "repair": repair})
+def _tflite_details(artifact: Artifact) -> TFLiteDetails:
+    if not isinstance(artifact.details, TFLiteDetails):
+        raise TypeError(f"{artifact.path} carries {type(artifact.details).__name__}, not TFLiteDetails")
+    return artifact.details
+
+
+def _with_repair(artifact: Artifact, repair: Int8Repair) -> Artifact:
+    return dataclasses.replace(artifact, details=dataclasses.replace(_tflite_details(artifact), repair=repair))
 
 
 WRAPPER_PREFIX = "wrapped."  # litert_torch.to_channel_last_io keeps the network as its `wrapped` attribute
@@ -331,8 +400,9 @@ class QuantizedGraph:
     encoding: Int8InputEncoding
 
 
-def quantize(job: ExportJob, backbone: "torch.nn.Module | None" = None,
-             float_units: Iterable[str] = (), any_batch: bool = False) -> QuantizedGraph:
+def quantize(
+    job: ExportJob, backbone: "torch.nn.Module | None" = None, float_units: Iterable[str] = (), any_batch: bool = False
+) -> QuantizedGraph:
     """Export, annotate, calibrate and convert the network with PT2E; `float_units` left unquantized.
 
     `any_batch`: the graph takes any batch size, for simulating many images at once (it is never
@@ -348,11 +418,11 @@ def quantize(job: ExportJob, backbone: "torch.nn.Module | None" = None,
     int8_model = litert_torch.to_channel_last_io(network, args=[0]).eval()
     from litert_torch.quantize import pt2e_quantizer_utils
 
-    quantizer = edge_quantizer(pt2e_quantizer.PT2EQuantizer, pt2e_quantizer_utils, encoding, network,
-                               frozenset(float_units), WRAPPER_PREFIX).set_global(
-        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
-    # strict export: non-strict tracing silently leaves residual adds in float (DESIGN.md)
-    dynamic = ({"args": ({0: torch.export.Dim("batch", min=1, max=1024)},)} if any_batch else None)
+    quantizer = edge_quantizer(
+        pt2e_quantizer.PT2EQuantizer, pt2e_quantizer_utils, encoding, network, frozenset(float_units), WRAPPER_PREFIX
+    ).set_global(pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
+    # strict export: non-strict tracing silently leaves residual adds in float (docs/architecture.md)
+    dynamic = {"args": ({0: torch.export.Dim("batch", min=1, max=1024)},)} if any_batch else None
     # an example of batch 2: torch.export fixes any axis whose example size is 1
     example = torch.cat([normalized[0]] * 2) if any_batch else normalized[0]
     graph = torch.export.export(int8_model, (example,), strict=True, dynamic_shapes=dynamic).module()
@@ -366,13 +436,14 @@ def quantize(job: ExportJob, backbone: "torch.nn.Module | None" = None,
     return QuantizedGraph(graph, quantizer, normalized[0], network, encoding)
 
 
-def _convert(quantized: QuantizedGraph, path: Path, precision: str = "int8") -> None:
+def _convert(quantized: QuantizedGraph, path: Path, precision: Precision = Precision.INT8) -> None:
     import litert_torch
     from litert_torch.quantize.quant_config import QuantConfig
 
     with console.step(f"tflite {precision}: converted"), _quiet(), _converter_errors(precision):
-        litert_torch.convert(quantized.graph, (quantized.sample,),
-                             quant_config=QuantConfig(pt2e_quantizer=quantized.quantizer)).export(str(path))
+        litert_torch.convert(
+            quantized.graph, (quantized.sample,), quant_config=QuantConfig(pt2e_quantizer=quantized.quantizer)
+        ).export(str(path))
 
 
 @contextlib.contextmanager
@@ -420,27 +491,42 @@ def export_mixed(job: ExportJob, quantized: QuantizedGraph, float_units: list[st
     if status != 0:
         raise ExportError(f"LiteRT could not give {MIXED_FILE} int8 input and output (status {status})")
     graph = inspect_graph(job.work_dir / MIXED_FILE)
-    if graph["input_dtype"] != "int8" or graph["output_dtype"] != "int8":
-        raise ExportError(f"{MIXED_FILE} has {graph['input_dtype']}/{graph['output_dtype']} I/O, not int8/int8")
+    if graph.input_dtype != "int8" or graph.output_dtype != "int8":
+        raise ExportError(f"{MIXED_FILE} has {graph.input_dtype}/{graph.output_dtype} I/O, not int8/int8")
     _check_input_encoding(graph, quantized.encoding)
-    return Artifact("tflite", MIXED_PRECISION, MIXED_FILE,
-                    int8_image_input("image", _shape(job), "NHWC", quantized.encoding.to_dict()),
-                    logits_output("logits", [1, job.num_classes], "int8",
-                                  Quantization(**graph["output_quantization"])),
-                    {**_graph_details(graph), "weights": "int8 symmetric per-channel, float in the float layers",
-                     "activations": "int8 static, calibrated; float inside the float layers",
-                     "float_layers": list(float_units), "float_operators": len(graph["float_operators"]),
-                     "pure_int8": False})
+    return Artifact(
+        FormatName.TFLITE,
+        MIXED_PRECISION,
+        MIXED_FILE,
+        int8_image_input("image", _shape(job), "NHWC", quantized.encoding.to_dict()),
+        logits_output("logits", [1, job.num_classes], "int8", _output_quantization(graph)),
+        dataclasses.replace(
+            _graph_details(graph),
+            weights=f"{INT8_WEIGHTS}, float in the float layers",
+            activations=f"{INT8_ACTIVATIONS}; float inside the float layers",
+            float_layers=list(float_units),
+            float_operators=len(graph.float_operators),
+        ),
+    )
 
 
-def _check_input_encoding(graph: dict, encoding: Int8InputEncoding) -> None:
-    if graph["input_quantization"] != {"scale": encoding.scale, "zero_point": encoding.zero_point}:
-        raise ExportError(f"int8 TFLite input quantization {graph['input_quantization']} is not the fixed "
-                          f"input encoding (scale {encoding.scale}, zero point {encoding.zero_point})")
+def _output_quantization(graph: TFLiteGraph) -> Quantization:
+    if graph.output_quantization is None:
+        raise ExportError("the int8 TFLite output carries no quantization")
+    return graph.output_quantization
 
 
-def export_int8(job: ExportJob, backbone: "torch.nn.Module | None" = None,
-                file: str = INT8_FILE) -> tuple[Artifact, QuantizedGraph]:
+def _check_input_encoding(graph: TFLiteGraph, encoding: Int8InputEncoding) -> None:
+    if graph.input_quantization != Quantization(encoding.scale, encoding.zero_point):
+        raise ExportError(
+            f"int8 TFLite input quantization {graph.input_quantization} is not the fixed "
+            f"input encoding (scale {encoding.scale}, zero point {encoding.zero_point})"
+        )
+
+
+def export_int8(
+    job: ExportJob, backbone: "torch.nn.Module | None" = None, file: str = INT8_FILE
+) -> tuple[Artifact, QuantizedGraph]:
     quantized = quantize(job, backbone)
     return _written_int8(job, quantized, file), quantized
 
@@ -451,16 +537,23 @@ def _written_int8(job: ExportJob, quantized: QuantizedGraph, file: str) -> Artif
     check_pure_int8(int8_graph)
     _check_input_encoding(int8_graph, quantized.encoding)
     encoding = quantized.encoding
-    return Artifact("tflite", "int8", file, int8_image_input("image", _shape(job), "NHWC", encoding.to_dict()),
-                    logits_output("logits", [1, job.num_classes], "int8",
-                                  Quantization(**int8_graph["output_quantization"])),
-                    {**_graph_details(int8_graph), "weights": "int8 symmetric per-channel",
-                     "activations": "int8 static, calibrated"})
+    return Artifact(
+        FormatName.TFLITE,
+        Precision.INT8,
+        file,
+        int8_image_input("image", _shape(job), "NHWC", encoding.to_dict()),
+        logits_output("logits", [1, job.num_classes], "int8", _output_quantization(int8_graph)),
+        dataclasses.replace(_graph_details(int8_graph), weights=INT8_WEIGHTS, activations=INT8_ACTIVATIONS),
+    )
 
 
 # aten ops whose last argument says whether they compute in training mode
-_MODE_OPS = {"aten.batch_norm.default": 5, "aten._native_batch_norm_legit.default": 5, "aten.dropout.default": 2,
-             "aten.native_dropout.default": 2}
+_MODE_OPS = {
+    "aten.batch_norm.default": 5,
+    "aten._native_batch_norm_legit.default": 5,
+    "aten.dropout.default": 2,
+    "aten.native_dropout.default": 2,
+}
 _TRAINING_ONLY = {"aten._native_batch_norm_legit_functional.default"}  # updates running stats: training
 
 
@@ -490,45 +583,45 @@ def mark_inference_graph(graph: torch.fx.GraphModule) -> None:
     """
     found = training_mode_ops(graph)
     if found:
-        raise ExportError(f"the int8 graph computes in training mode ({', '.join(found[:3])}): export an "
-                          "eval-mode model")
+        raise ExportError(
+            f"the int8 graph computes in training mode ({', '.join(found[:3])}): export an eval-mode model"
+        )
     torch.nn.Module.train(graph, False)
 
 
-def _graph_details(graph: dict) -> dict:
-    return {"operators": graph["operators"], "xnnpack_partitions": graph["xnnpack_partitions"],
-            "requantize_ops": graph["operators"].get("QUANTIZE", 0)}
+def _graph_details(graph: TFLiteGraph) -> TFLiteDetails:
+    return TFLiteDetails(graph.operators, graph.xnnpack_partitions, graph.operators.get("QUANTIZE", 0))
 
 
-def inspect_graph(path: Path) -> dict:
+def inspect_graph(path: Path) -> TFLiteGraph:
     """Operator counts, float operators, XNNPACK partitions and I/O quantization of a .tflite file."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path))  # applies the default XNNPACK delegate
-    interpreter.allocate_tensors()
+    interpreter = litert.interpreter(path)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     ops = interpreter._get_ops_details()  # the only public-enough view of the graph after delegation
     real_ops = [op for op in ops if op["op_name"] != "DELEGATE"]
-    float_ops = [op["op_name"] for op in real_ops
-                 if any(tensors[i]["dtype"] == np.float32 for i in [*op["inputs"], *op["outputs"]] if i >= 0)]
+    float_ops = [
+        op["op_name"]
+        for op in real_ops
+        if any(tensors[i]["dtype"] == np.float32 for i in [*op["inputs"], *op["outputs"]] if i >= 0)
+    ]
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    return {
-        "operators": dict(sorted(Counter(op["op_name"] for op in real_ops).items())),
-        "float_operators": float_ops,
-        "xnnpack_partitions": sum(op["op_name"] == "DELEGATE" for op in ops),
-        "input_dtype": np.dtype(inp["dtype"]).name,
-        "output_dtype": np.dtype(out["dtype"]).name,
-        "input_quantization": _quantization(inp),
-        "output_quantization": _quantization(out),
-    }
+    return TFLiteGraph(
+        operators=dict(sorted(Counter(op["op_name"] for op in real_ops).items())),
+        float_operators=float_ops,
+        xnnpack_partitions=sum(op["op_name"] == "DELEGATE" for op in ops),
+        input_dtype=np.dtype(inp["dtype"]).name,
+        output_dtype=np.dtype(out["dtype"]).name,
+        input_quantization=_quantization(inp),
+        output_quantization=_quantization(out),
+    )
 
 
-def _quantization(detail: dict):
+def _quantization(detail: dict) -> Optional[Quantization]:
     scale, zero_point = detail["quantization"]
-    return None if scale == 0 else {"scale": float(scale), "zero_point": int(zero_point)}
+    return None if scale == 0 else Quantization(float(scale), int(zero_point))
 
 
-def check_pure_int8(graph: dict) -> None:
+def check_pure_int8(graph: TFLiteGraph) -> None:
     """int8 in, int8 out, and no operator touching a float tensor anywhere.
 
     That forbids every float island, and with it every QUANTIZE from float and DEQUANTIZE to float.
@@ -536,10 +629,10 @@ def check_pure_int8(graph: dict) -> None:
     integer arithmetic, allowed, and counted in the manifest as `requantize_ops`.
     """
     problems = []
-    if graph["input_dtype"] != "int8" or graph["output_dtype"] != "int8":
-        problems.append(f"input/output are {graph['input_dtype']}/{graph['output_dtype']}, not int8/int8")
-    if graph["float_operators"]:
-        counts = Counter(graph["float_operators"])
+    if graph.input_dtype != "int8" or graph.output_dtype != "int8":
+        problems.append(f"input/output are {graph.input_dtype}/{graph.output_dtype}, not int8/int8")
+    if graph.float_operators:
+        counts = Counter(graph.float_operators)
         problems.append("operators on float tensors: " + ", ".join(f"{n} x{c}" for n, c in counts.items()))
     if problems:
         raise ExportError("int8 TFLite is not pure int8: " + "; ".join(problems))
@@ -552,10 +645,7 @@ class Runner:
     emulated = False
 
     def __init__(self, path: Path, record: ArtifactRecord, threads: int = 0) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
-        self.interpreter.allocate_tensors()
+        self.interpreter = litert.interpreter(path, threads=threads or None)
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         encoding = record.input.encoding
@@ -572,6 +662,6 @@ class Runner:
             self.interpreter.invoke()
             y = self.interpreter.get_tensor(self.output["index"])
             if self.out_q is not None:
-                y = (y.astype(np.float32) - self.out_q["zero_point"]) * self.out_q["scale"]
+                y = (y.astype(np.float32) - self.out_q.zero_point) * self.out_q.scale
             outputs.append(y[0].astype(np.float32))
         return np.stack(outputs)

@@ -1,4 +1,5 @@
 """The images the harness runs every artifact on: parity photos, and labelled sets for accuracy."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ def parity_images(manifest: Manifest, count: int, folder: Optional[Path] = None)
     return parity_images_for(manifest.dataset, manifest.resolution, manifest.crop_fraction, count, folder)
 
 
-def parity_images_for(dataset: Optional[str], resolution: int, crop_fraction: float, count: int,
-                      folder: Optional[Path] = None) -> tuple[np.ndarray, str]:
+def parity_images_for(
+    dataset: Optional[str], resolution: int, crop_fraction: float, count: int, folder: Optional[Path] = None
+) -> tuple[np.ndarray, str]:
     """`parity_images` of an export before its manifest exists."""
     if folder is None and dataset is not None:
         data = get_dataset(dataset)
@@ -44,8 +46,9 @@ class LabelledSet:
     folder: str
 
 
-def load_labelled(folder: Path, labels: list[str], resolution: int, label_map: Optional[Path] = None,
-                  crop: float = CROP_FRACTION) -> LabelledSet:
+def load_labelled(
+    folder: Path, labels: list[str], resolution: int, label_map: Optional[Path] = None, crop: float = CROP_FRACTION
+) -> LabelledSet:
     """One subfolder per class, named by a label of the export, by a class index, or through --label-map."""
     if not folder.is_dir():
         raise UsageError(f"labelled image folder not found: {folder}")
@@ -63,8 +66,10 @@ def load_labelled(folder: Path, labels: list[str], resolution: int, label_map: O
         elif sub.name.isdigit() and int(sub.name) < len(labels):
             index = int(sub.name)
         else:
-            raise UsageError(f"class folder {sub.name!r} is neither a label of this export nor a class index "
-                             f"below {len(labels)}; pass --label-map")
+            raise UsageError(
+                f"class folder {sub.name!r} is neither a label of this export nor a class index "
+                f"below {len(labels)}; pass --label-map"
+            )
         classes[sub.name] = index
         found = find_images(sub)
         paths += found
@@ -79,13 +84,16 @@ def load_labelled(folder: Path, labels: list[str], resolution: int, label_map: O
 def check_dataset_labels(name: str, labels: list[str]) -> IdxDataset:
     dataset = get_dataset(name)
     if list(dataset.classes) != labels:
-        raise UsageError(f"this export's {len(labels)} labels are not {name}'s classes "
-                         f"({', '.join(dataset.classes[:3])}, ...): it was not trained on {name}")
+        raise UsageError(
+            f"this export's {len(labels)} labels are not {name}'s classes "
+            f"({', '.join(dataset.classes[:3])}, ...): it was not trained on {name}"
+        )
     return dataset
 
 
-def load_dataset_labelled(name: str, labels: list[str], resolution: int, crop: float,
-                          count: Optional[int] = None) -> LabelledSet:
+def load_dataset_labelled(
+    name: str, labels: list[str], resolution: int, crop: float, count: Optional[int] = None
+) -> LabelledSet:
     """The test split of a known dataset (all of it, or its first `count` images) as labelled input."""
     dataset = check_dataset_labels(name, labels)
     if count is not None and count < 1:
@@ -114,5 +122,3 @@ def _read_label_map(path: Path, labels: list[str]) -> dict[str, int]:
         else:
             raise UsageError(f"{path}: {name!r} maps to {value!r}, which is not a label or class index of this export")
     return mapping
-
-

@@ -13,10 +13,10 @@ part of it), other operators by the module whose forward computes them (`layer2.
 SQNR is 10 log10(signal power / noise power), in dB; the local one per channel, averaged over channels
 (`_Errors.channel_sqnr_db` says why).
 """
+
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -25,20 +25,32 @@ import torch
 from torch import nn
 
 from edgecnn.data.preprocess import Int8InputEncoding
-from edgecnn.schema.manifest import Manifest, open_export, to_json
-from edgecnn.weights.reference import calibration_images, reference_model
-from edgecnn.formats import ArtifactRecord
+from edgecnn.formats import ArtifactRecord, litert
 from edgecnn.formats.int8_repair import apply_remedies
 from edgecnn.formats.rewrites import for_xnnpack
 from edgecnn.harness.images import parity_images
 from edgecnn.harness.int8_replay import DATA_MOVEMENT, FloatReplay, GraphOp, module_path, read_graph
+from edgecnn.schema.details import TFLiteDetails
+from edgecnn.schema.enums import FormatName, Precision
+from edgecnn.schema.int8 import (
+    INSPECTION_SCHEMA,
+    BeforeAfter,
+    Int8Inspection,
+    LayerChange,
+    LayerError,
+    RepairComparison,
+)
+from edgecnn.schema.manifest import Manifest, open_export, to_json
 from edgecnn.util import console
 from edgecnn.util.atomic import atomic_folder, check_writable
 from edgecnn.util.errors import UsageError
 from edgecnn.util.interrupts import checkpoint, deferred_interrupts
+from edgecnn.util.metrics import EXACT_DB, sqnr_db
 from edgecnn.util.tables import format_table
+from edgecnn.weights.reference import calibration_images, reference_model
+from edgecnn.zoo.models.layers import RawRGBInput
 
-SCHEMA = "edgecnn.int8-layers/1"
+SCHEMA = INSPECTION_SCHEMA
 FOLDER = "inspect-int8"
 WORST = 10
 REPLAY_MIN_COSINE = 0.9999  # the float replay must be PyTorch's network; measured 0.999999+ on the zoo
@@ -48,40 +60,12 @@ _NAMING_LEAVES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.BatchNorm2d, nn.Identity, n
 _ACTIVATION_OPS = {"RELU", "RELU6", "HARD_SWISH", "LOGISTIC", "TANH"}
 
 
-@dataclass(frozen=True)
-class LayerError:
-    index: int  # network order
-    module: str  # named_modules() path in the network (without the normalising input wrapper)
-    op: str  # the int8 operator
-    local_sqnr_db: float
-    local_cosine: float
-    sqnr_db: float
-    cosine: float
-    scale: float
-    zero_point: int
-    rmse_over_scale: float
-    clipped_fraction: float
-
-
-@dataclass
-class Int8Inspection:
-    variant: str
-    artifact: str
-    images: int
-    images_source: str
-    replay_cosine: float  # the float replay's logits against PyTorch's: how far the float side is PyTorch
-    layers: list[LayerError] = field(default_factory=list)
-    schema: str = SCHEMA
-
-    def worst(self, count: int = WORST) -> list[LayerError]:
-        return sorted(self.layers, key=lambda layer: layer.local_sqnr_db)[:count]
-
-
 class _Errors:
     """Running sums over images of a reference tensor against a noisy one, per channel (the last axis)."""
 
     def __init__(self) -> None:
-        self.power = self.noise = None
+        self.power: Optional[np.ndarray] = None  # per channel, summed over what was added; None: nothing yet
+        self.noise: Optional[np.ndarray] = None
         self.dot = self.norm_ref = self.norm_noisy = 0.0
         self.clipped = self.count = 0
 
@@ -89,15 +73,22 @@ class _Errors:
         channels = reference.shape[-1] if reference.ndim > 1 else 1
         r = reference.reshape(-1, channels).astype(np.float64)
         n = noisy.reshape(-1, channels).astype(np.float64)
-        power, noise = (r ** 2).sum(0), ((r - n) ** 2).sum(0)
+        power, noise = (r**2).sum(0), ((r - n) ** 2).sum(0)
         self.power = power if self.power is None else self.power + power
         self.noise = noise if self.noise is None else self.noise + noise
         self.dot += float((r * n).sum())
-        self.norm_ref += float((r ** 2).sum())
-        self.norm_noisy += float((n ** 2).sum())
+        self.norm_ref += float((r**2).sum())
+        self.norm_noisy += float((n**2).sum())
+
+    def _sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """The per-channel signal and noise power; an error before anything was added."""
+        if self.power is None or self.noise is None:
+            raise ValueError("no tensors were added: there is no error to measure")
+        return self.power, self.noise
 
     def sqnr_db(self) -> float:
-        return _db(float(self.power.sum()), float(self.noise.sum()))
+        power, noise = self._sums()
+        return _db(float(power.sum()), float(noise.sum()))
 
     def channel_sqnr_db(self) -> float:
         """SQNR per channel, averaged in dB over the channels that carry a signal.
@@ -106,27 +97,22 @@ class _Errors:
         the others onto a handful of int8 levels keeps a high total SQNR while those channels are lost,
         and the damage shows only in the next layer. Per channel it shows where it happens.
         """
-        live = self.power > 1e-12 * max(float(self.power.max()), 1e-30)
+        power, noise = self._sums()
+        live = power > 1e-12 * max(float(power.max()), 1e-30)
         if not live.any():
-            return _finite(float("inf"))
-        return round(float(np.mean([_db(p, n) for p, n in zip(self.power[live], self.noise[live])])), 3)
+            return EXACT_DB
+        return round(float(np.mean([_db(p, n) for p, n in zip(power[live], noise[live])])), 3)
 
     def cosine(self) -> float:
         norms = np.sqrt(self.norm_ref * self.norm_noisy)
         return float(self.dot / norms) if norms > 0 else 0.0
 
     def rmse(self) -> float:
-        return float(np.sqrt(self.noise.sum() / max(self.count, 1)))
+        return float(np.sqrt(self._sums()[1].sum() / max(self.count, 1)))
 
 
 def _db(power: float, noise: float) -> float:
-    if noise <= 0:
-        return _finite(float("inf"))
-    return round(10.0 * float(np.log10(max(power, 1e-30) / noise)), 3)
-
-
-def _finite(value: float) -> float:
-    return 999.0 if value == float("inf") else value  # JSON has no infinity: 999 dB stands for exact
+    return round(sqnr_db(power, noise), 3)
 
 
 def _module_name(op: GraphOp, replay: FloatReplay, modules: dict[str, nn.Module]) -> str:
@@ -140,20 +126,18 @@ def _module_name(op: GraphOp, replay: FloatReplay, modules: dict[str, nn.Module]
     return path
 
 
-def inspect(root: Path, manifest: Manifest, record: ArtifactRecord, images: np.ndarray, source: str,
-            backbone: nn.Module) -> Int8Inspection:
+def inspect(
+    root: Path, manifest: Manifest, record: ArtifactRecord, images: np.ndarray, source: str, backbone: nn.Module
+) -> Int8Inspection:
     """Per operator of the int8 TFLite `record`, its error against the PyTorch `backbone` on `images`."""
-    from ai_edge_litert.interpreter import Interpreter
-
     if record.input.encoding is None:
         raise UsageError(f"{record.path} takes no int8 codes: not a full-integer model")
     encoding = Int8InputEncoding.from_dict(record.input.encoding)
-    interpreter = Interpreter(model_path=str(root / record.path), experimental_preserve_all_tensors=True,
-                              num_threads=1)
-    interpreter.allocate_tensors()
+    interpreter = litert.interpreter(root / record.path, threads=1, keep_all_tensors=True)
     ops = read_graph(root / record.path)
     sample = torch.from_numpy(encoding.decode(encoding.encode(images[:1]))).permute(0, 3, 1, 2)
-    if record.details.get("repair", {}).get("applied"):  # converted from the equalised, bias-corrected copy
+    repair = record.details.repair if isinstance(record.details, TFLiteDetails) else None
+    if repair is not None and repair.applied:  # converted from the equalised, bias-corrected copy
         backbone, _ = apply_remedies(backbone, calibration_images(manifest), tuple(manifest.mean), tuple(manifest.std))
     network = for_xnnpack(backbone, sample, int8=True)  # the network the int8 file was converted from
     replay = FloatReplay(interpreter, ops, network)
@@ -181,8 +165,9 @@ def inspect(root: Path, manifest: Manifest, record: ArtifactRecord, images: np.n
         with torch.no_grad():
             for op in ops:
                 data = op.inputs[:1] if op.index in replay.weights else op.inputs
-                float_in = [floats[i] if i in produced or i == input_index else dequantized(i) if i >= 0 else None
-                            for i in data]
+                float_in = [
+                    floats[i] if i in produced or i == input_index else dequantized(i) if i >= 0 else None for i in data
+                ]
                 out = op.outputs[0]
                 floats[out] = replay.run(op, float_in)
                 if op.kind in DATA_MOVEMENT:
@@ -200,20 +185,32 @@ def inspect(root: Path, manifest: Manifest, record: ArtifactRecord, images: np.n
             pytorch = network(decoded.permute(0, 3, 1, 2)).numpy()
         replay_check.add(pytorch, floats[output_index].numpy())
     if replay_check.cosine() < REPLAY_MIN_COSINE:
-        raise UsageError(f"the float replay of {record.path} does not reproduce PyTorch (logits cosine "
-                         f"{replay_check.cosine():.6f}): this export's graph is not the network it names")
-    layers = []
+        raise UsageError(
+            f"the float replay of {record.path} does not reproduce PyTorch (logits cosine "
+            f"{replay_check.cosine():.6f}): this export's graph is not the network it names"
+        )
+    layers: list[LayerError] = []
     for op in reported:
         acc = accumulated[op.index]
         scale, zero_point = replay.tensors[op.outputs[0]]["quantization"]
-        layers.append(LayerError(
-            index=len(layers), module=_module_name(op, replay, modules), op=op.kind,
-            local_sqnr_db=local[op.index].channel_sqnr_db(), local_cosine=round(local[op.index].cosine(), 6),
-            sqnr_db=acc.sqnr_db(), cosine=round(acc.cosine(), 6), scale=float(scale), zero_point=int(zero_point),
-            rmse_over_scale=round(acc.rmse() / scale, 4) if scale else 0.0,
-            clipped_fraction=round(acc.clipped / max(acc.count, 1), 6)))
-    return Int8Inspection(manifest.variant, record.path, int(len(images)), source,
-                          round(replay_check.cosine(), 6), layers)
+        layers.append(
+            LayerError(
+                index=len(layers),
+                module=_module_name(op, replay, modules),
+                op=op.kind,
+                local_sqnr_db=local[op.index].channel_sqnr_db(),
+                local_cosine=round(local[op.index].cosine(), 6),
+                sqnr_db=acc.sqnr_db(),
+                cosine=round(acc.cosine(), 6),
+                scale=float(scale),
+                zero_point=int(zero_point),
+                rmse_over_scale=round(acc.rmse() / scale, 4) if scale else 0.0,
+                clipped_fraction=round(acc.clipped / max(acc.count, 1), 6),
+            )
+        )
+    return Int8Inspection(
+        manifest.variant, record.path, int(len(images)), source, round(replay_check.cosine(), 6), layers
+    )
 
 
 def write_inspection(inspection: Int8Inspection, folder: Path) -> None:
@@ -224,28 +221,52 @@ def write_inspection(inspection: Int8Inspection, folder: Path) -> None:
 
 
 def table(inspection: Int8Inspection, count: int = WORST) -> str:
-    rows = [[layer.module, layer.op, f"{layer.local_sqnr_db:.1f}", f"{layer.sqnr_db:.1f}", f"{layer.cosine:.4f}",
-             f"{layer.scale:.4g}", f"{layer.rmse_over_scale:.2f}", f"{layer.clipped_fraction:.2%}"]
-            for layer in inspection.worst(count)]
-    return format_table(["module", "int8 op", "local SQNR dB", "SQNR dB", "cosine", "scale", "rmse/scale",
-                         "clipped"], rows, right=(2, 3, 4, 5, 6, 7))
+    rows = [
+        [
+            layer.module,
+            layer.op,
+            f"{layer.local_sqnr_db:.1f}",
+            f"{layer.sqnr_db:.1f}",
+            f"{layer.cosine:.4f}",
+            f"{layer.scale:.4g}",
+            f"{layer.rmse_over_scale:.2f}",
+            f"{layer.clipped_fraction:.2%}",
+        ]
+        for layer in inspection.worst(count)
+    ]
+    return format_table(
+        ["module", "int8 op", "local SQNR dB", "SQNR dB", "cosine", "scale", "rmse/scale", "clipped"],
+        rows,
+        right=(2, 3, 4, 5, 6, 7),
+    )
 
 
 def worst_line(inspection: Int8Inspection, count: int = 3) -> str:
     """The layers to look at first, in one line."""
     return "worst layers by their own error: " + ", ".join(
-        f"{layer.module} ({layer.op}, local SQNR {layer.local_sqnr_db:.1f} dB)" for layer in inspection.worst(count))
+        f"{layer.module} ({layer.op}, local SQNR {layer.local_sqnr_db:.1f} dB)" for layer in inspection.worst(count)
+    )
 
 
 def markdown(inspection: Int8Inspection) -> str:
-    lines = [f"# int8 layers of {inspection.variant} ({inspection.artifact})", "",
-             f"{len(inspection.layers)} int8 operators on {inspection.images} images ({inspection.images_source}). "
-             "Local SQNR: the operator's int8 output against its float function (PyTorch's weights) fed the "
-             "same dequantized int8 inputs, per channel. SQNR and cosine: the int8 network against the float "
-             "network at that tensor. Clipped: float values outside the tensor's int8 range. The float "
-             f"replay of the graph gives PyTorch's logits to cosine {inspection.replay_cosine:.6f}.", "",
-             f"## The worst {min(WORST, len(inspection.layers))} by local error", "", "```",
-             table(inspection), "```", "", "![SQNR along the depth](layers.png)", ""]
+    lines = [
+        f"# int8 layers of {inspection.variant} ({inspection.artifact})",
+        "",
+        f"{len(inspection.layers)} int8 operators on {inspection.images} images ({inspection.images_source}). "
+        "Local SQNR: the operator's int8 output against its float function (PyTorch's weights) fed the "
+        "same dequantized int8 inputs, per channel. SQNR and cosine: the int8 network against the float "
+        "network at that tensor. Clipped: float values outside the tensor's int8 range. The float "
+        f"replay of the graph gives PyTorch's logits to cosine {inspection.replay_cosine:.6f}.",
+        "",
+        f"## The worst {min(WORST, len(inspection.layers))} by local error",
+        "",
+        "```",
+        table(inspection),
+        "```",
+        "",
+        "![SQNR along the depth](layers.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -262,10 +283,16 @@ def plot(inspection: Int8Inspection, path: Path) -> None:
     local = [(layer.index, layer.local_sqnr_db) for layer in layers]
     ax.plot([i for i, _ in local], [v for _, v in local], "s", markersize=4, label="local SQNR (layer alone)")
     for layer in inspection.worst(3):
-        ax.annotate(layer.module, (layer.index, layer.local_sqnr_db), fontsize=7, xytext=(3, -10),
-                    textcoords="offset points")
-    _finish_sqnr_plot(fig, ax, [v for _, v in local] + [layer.sqnr_db for layer in layers],
-                      f"{inspection.variant}: int8 error along the depth ({inspection.artifact})", path)
+        ax.annotate(
+            layer.module, (layer.index, layer.local_sqnr_db), fontsize=7, xytext=(3, -10), textcoords="offset points"
+        )
+    _finish_sqnr_plot(
+        fig,
+        ax,
+        [v for _, v in local] + [layer.sqnr_db for layer in layers],
+        f"{inspection.variant}: int8 error along the depth ({inspection.artifact})",
+        path,
+    )
 
 
 def _finish_sqnr_plot(fig, ax, values: list[float], title: str, path: Path) -> None:
@@ -289,29 +316,31 @@ def run_inspection(export_dir: Path, images: Optional[Path] = None, count: int =
         raise UsageError(f"--count must be at least 1, got {count}")
     with deferred_interrupts():
         manifest = open_export(export_dir)
-        record = next((a for a in manifest.artifacts if a.format == "tflite" and a.precision == "int8"), None)
+        record = next(
+            (a for a in manifest.artifacts if (a.format, a.precision) == (FormatName.TFLITE, Precision.INT8)), None
+        )
         if record is None:
             raise UsageError(f"{export_dir} has no int8 TFLite model to inspect")
         out = export_dir / FOLDER
         check_writable(out.parent)
         with console.step(f"{manifest.variant}: PyTorch reference rebuilt"):
             model = reference_model(manifest)
+        assert isinstance(model, RawRGBInput)  # reference_model rebuilds the network in its normalisation
         photos, source = parity_images(manifest, count, images)
         inspection = inspect(export_dir, manifest, record, photos, source, model.model.eval())
         write_inspection(inspection, out)
     return inspection, out
 
 
-REPAIR_SCHEMA = "edgecnn.int8-repair-layers/1"
 REPAIR_FOLDER = "int8-repair"  # inside the validation report's folder
 
 
-def repair_comparison(before: Int8Inspection, after: Int8Inspection, remedies: list[str]) -> dict:
+def repair_comparison(before: Int8Inspection, after: Int8Inspection, remedies: list[str]) -> RepairComparison:
     """Per layer, its local and accumulated SQNR in the int8 file before repair and in the one kept.
 
     Both files come from the same network (the remedies keep its float function), so their operators
     are matched in network order by module and operator."""
-    unmatched = {}
+    unmatched: dict[tuple[str, str], list[LayerError]] = {}
     for layer in after.layers:
         unmatched.setdefault((layer.module, layer.op), []).append(layer)
     layers = []
@@ -320,52 +349,110 @@ def repair_comparison(before: Int8Inspection, after: Int8Inspection, remedies: l
         if not candidates:
             continue
         new = candidates.pop(0)
-        layers.append({"index": old.index, "module": old.module, "op": old.op,
-                       "local_sqnr_db_before": old.local_sqnr_db, "local_sqnr_db_after": new.local_sqnr_db,
-                       "sqnr_db_before": old.sqnr_db, "sqnr_db_after": new.sqnr_db})
-    final = lambda inspection: inspection.layers[-1].sqnr_db if inspection.layers else None  # noqa: E731
-    worst = lambda inspection: min((l.local_sqnr_db for l in inspection.layers), default=None)  # noqa: E731
-    return {"schema": REPAIR_SCHEMA, "variant": after.variant, "remedies": remedies, "images": after.images,
-            "images_source": after.images_source,
-            "output_sqnr_db": {"before": final(before), "after": final(after)},
-            "worst_local_sqnr_db": {"before": worst(before), "after": worst(after)},
-            "layers": layers}
+        layers.append(
+            LayerChange(old.index, old.module, old.op, old.local_sqnr_db, new.local_sqnr_db, old.sqnr_db, new.sqnr_db)
+        )
+    return RepairComparison(
+        variant=after.variant,
+        remedies=remedies,
+        images=after.images,
+        images_source=after.images_source,
+        output_sqnr_db=BeforeAfter(_output_sqnr(before), _output_sqnr(after)),
+        worst_local_sqnr_db=BeforeAfter(_worst_local(before), _worst_local(after)),
+        layers=layers,
+    )
 
 
-def repair_markdown(comparison: dict, count: int = WORST) -> str:
-    changed = sorted(comparison["layers"], key=lambda l: -abs(l["local_sqnr_db_after"] - l["local_sqnr_db_before"]))
-    rows = [[l["module"], l["op"], f"{l['local_sqnr_db_before']:.1f}", f"{l['local_sqnr_db_after']:.1f}",
-             f"{l['sqnr_db_before']:.1f}", f"{l['sqnr_db_after']:.1f}"] for l in changed[:count]]
-    out, worst = comparison["output_sqnr_db"], comparison["worst_local_sqnr_db"]
-    return "\n".join([
-        f"# int8 layers of {comparison['variant']} before and after repair", "",
-        f"Remedies kept: {', '.join(comparison['remedies'])}. On {comparison['images']} images "
-        f"({comparison['images_source']}): output SQNR {out['before']:.1f} -> {out['after']:.1f} dB, worst local "
-        f"SQNR {worst['before']:.1f} -> {worst['after']:.1f} dB.", "",
-        f"## The {len(rows)} layers whose own error changed most", "", "```",
-        format_table(["module", "int8 op", "local before", "local after", "SQNR before", "SQNR after"], rows,
-                     right=(2, 3, 4, 5)), "```", "", "![SQNR before and after repair](layers.png)", ""])
+def _output_sqnr(inspection: Int8Inspection) -> Optional[float]:
+    return inspection.layers[-1].sqnr_db if inspection.layers else None
 
 
-def plot_repair(comparison: dict, path: Path) -> None:
+def _worst_local(inspection: Int8Inspection) -> Optional[float]:
+    return min((layer.local_sqnr_db for layer in inspection.layers), default=None)
+
+
+def repair_markdown(comparison: RepairComparison, count: int = WORST) -> str:
+    changed = sorted(comparison.layers, key=lambda layer: -abs(layer.local_sqnr_db_after - layer.local_sqnr_db_before))
+    rows = [
+        [
+            layer.module,
+            layer.op,
+            f"{layer.local_sqnr_db_before:.1f}",
+            f"{layer.local_sqnr_db_after:.1f}",
+            f"{layer.sqnr_db_before:.1f}",
+            f"{layer.sqnr_db_after:.1f}",
+        ]
+        for layer in changed[:count]
+    ]
+    out, worst = comparison.output_sqnr_db, comparison.worst_local_sqnr_db
+    return "\n".join(
+        [
+            f"# int8 layers of {comparison.variant} before and after repair",
+            "",
+            f"Remedies kept: {', '.join(comparison.remedies)}. On {comparison.images} images "
+            f"({comparison.images_source}): output SQNR {_db_text(out.before)} -> {_db_text(out.after)} dB, worst "
+            f"local SQNR {_db_text(worst.before)} -> {_db_text(worst.after)} dB.",
+            "",
+            f"## The {len(rows)} layers whose own error changed most",
+            "",
+            "```",
+            format_table(
+                ["module", "int8 op", "local before", "local after", "SQNR before", "SQNR after"],
+                rows,
+                right=(2, 3, 4, 5),
+            ),
+            "```",
+            "",
+            "![SQNR before and after repair](layers.png)",
+            "",
+        ]
+    )
+
+
+def _db_text(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def plot_repair(comparison: RepairComparison, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    layers = comparison["layers"]
+    layers = comparison.layers
     x = list(range(len(layers)))
     fig, ax = plt.subplots(figsize=(max(8, 0.12 * len(layers)), 4.5))
     for when, color in (("before", "tab:red"), ("after", "tab:blue")):
-        ax.plot(x, [l[f"sqnr_db_{when}"] for l in layers], "-", color=color, label=f"accumulated SQNR, {when} repair")
-        ax.plot(x, [l[f"local_sqnr_db_{when}"] for l in layers], ".", color=color, alpha=0.6,
-                label=f"local SQNR, {when} repair")
-    _finish_sqnr_plot(fig, ax, [v for l in layers for k, v in l.items() if "sqnr" in k],
-                      f"{comparison['variant']}: int8 error before and after repair", path)
+        ax.plot(
+            x,
+            [getattr(layer, f"sqnr_db_{when}") for layer in layers],
+            "-",
+            color=color,
+            label=f"accumulated SQNR, {when} repair",
+        )
+        ax.plot(
+            x,
+            [getattr(layer, f"local_sqnr_db_{when}") for layer in layers],
+            ".",
+            color=color,
+            alpha=0.6,
+            label=f"local SQNR, {when} repair",
+        )
+    _finish_sqnr_plot(
+        fig,
+        ax,
+        [
+            v
+            for layer in layers
+            for v in (layer.local_sqnr_db_before, layer.local_sqnr_db_after, layer.sqnr_db_before, layer.sqnr_db_after)
+        ],
+        f"{comparison.variant}: int8 error before and after repair",
+        path,
+    )
 
 
-def write_repair_comparison(comparison: dict, folder: Path) -> None:
+def write_repair_comparison(comparison: RepairComparison, folder: Path) -> None:
     with atomic_folder(folder, replace=True) as work:
-        (work / "layers.json").write_text(json.dumps(comparison, indent=1) + "\n")
+        (work / "layers.json").write_text(json.dumps(to_json(comparison), indent=1) + "\n")
         (work / "layers.md").write_text(repair_markdown(comparison))
         plot_repair(comparison, work / "layers.png")

@@ -11,6 +11,7 @@ come from LiteRT's execution; nothing of its integer kernels is re-implemented.
 The replay must give PyTorch's logits from the image: `FloatReplay.check` measures it, and an
 inspection whose replay does not reproduce PyTorch is refused, not reported.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -120,17 +121,21 @@ class FloatReplay:
                 # the classifier's weight is often named after the export wrapper: the Linear of that shape
                 path = next((p for p in unnamed_linears if tuple(self.modules[p].weight.shape) == shape), None)
             module = self.modules.get(path)
-            if not isinstance(module, (nn.Conv2d, nn.Linear)):
-                raise UsageError(f"int8 operator {op.index} ({op.kind}) maps to no conv or Linear of the PyTorch "
-                                 f"network (weight tensor {self.tensors[op.inputs[1]]['name'][:80]!r})")
+            if path is None or not isinstance(module, (nn.Conv2d, nn.Linear)):
+                raise UsageError(
+                    f"int8 operator {op.index} ({op.kind}) maps to no conv or Linear of the PyTorch "
+                    f"network (weight tensor {self.tensors[op.inputs[1]]['name'][:80]!r})"
+                )
             if isinstance(module, nn.Linear) and path in unnamed_linears:
                 unnamed_linears.remove(path)
             weight, bias = self._folded(path, module)
             layout = {"CONV_2D": (0, 2, 3, 1), "DEPTHWISE_CONV_2D": (1, 2, 3, 0), "FULLY_CONNECTED": None}[op.kind]
             expected = tuple(weight.permute(*layout).shape) if layout else tuple(weight.shape)
             if expected != shape:
-                raise UsageError(f"int8 operator {op.index} ({op.kind}, weights {list(shape)}) does not match "
-                                 f"{path} ({list(expected)})")
+                raise UsageError(
+                    f"int8 operator {op.index} ({op.kind}, weights {list(shape)}) does not match "
+                    f"{path} ({list(expected)})"
+                )
             self.weights[op.index] = (weight, bias)
             self.module_of[op.index] = path
 
@@ -156,8 +161,10 @@ class FloatReplay:
         out = handler(self, op, xs)
         shape = tuple(self.tensors[op.outputs[0]]["shape"])
         if tuple(out.shape) != shape:
-            raise UsageError(f"float replay of operator {op.index} ({op.kind}) gave shape {list(out.shape)}, the "
-                             f"int8 graph has {list(shape)}")
+            raise UsageError(
+                f"float replay of operator {op.index} ({op.kind}) gave shape {list(out.shape)}, the "
+                f"int8 graph has {list(shape)}"
+            )
         return out
 
 
@@ -193,6 +200,7 @@ def _pool(kind: str) -> Callable:
             ones = torch.ones_like(x[:, :1])
             y = F.avg_pool2d(F.pad(x, padding), kernel, stride) / F.avg_pool2d(F.pad(ones, padding), kernel, stride)
         return _act(op, _nhwc(y))
+
     return run
 
 
@@ -201,6 +209,7 @@ def _reduce(kind: str) -> Callable:
         axes = [int(a) for a in np.atleast_1d(replay.constant(op.inputs[1]))]
         keep = bool(op.options.get("keepDims", False))
         return xs[0].mean(dim=axes, keepdim=keep) if kind == "mean" else xs[0].sum(dim=axes, keepdim=keep)
+
     return run
 
 
@@ -212,8 +221,11 @@ def _pad(replay: FloatReplay, op: GraphOp, xs) -> torch.Tensor:
         q = replay.constant(op.inputs[2])
         scale, zero_point = detail["quantization"]
         # the int8 minimum stands for -inf (a max pool's padding)
-        value = float("-inf") if q.dtype == np.int8 and int(q.ravel()[0]) == -128 else \
-            float((q.astype(np.float32).ravel()[0] - zero_point) * scale if scale else q.ravel()[0])
+        value = (
+            float("-inf")
+            if q.dtype == np.int8 and int(q.ravel()[0]) == -128
+            else float((q.astype(np.float32).ravel()[0] - zero_point) * scale if scale else q.ravel()[0])
+        )
     flat = [int(v) for pair in pads[::-1] for v in pair]
     return F.pad(xs[0], flat, value=value)
 

@@ -3,6 +3,7 @@
 Load time and memory are measured apart, each artifact in a fresh process (`edgecnn.harness.probe`): in one
 process the runtimes share allocations and the first one to load pays for the rest.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,12 +16,13 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
+from edgecnn.formats import Runner, format_of
+from edgecnn.schema.latency import Latency, LatencyReport, LoadAndMemory, Machine
 from edgecnn.schema.manifest import Manifest, to_json
-from edgecnn.formats import format_of
 from edgecnn.util import console
 from edgecnn.util.interrupts import checkpoint
 
@@ -48,59 +50,25 @@ class LatencyOptions:
             raise UsageError(f"the latency budget must be positive, got {self.budget_s}")
 
 
-@dataclass(frozen=True)
-class Latency:
-    """One configuration at one thread count. Here p90 is measured; a phone's benchmark_model gives p95."""
-
-    runs: int
-    median_ms: float
-    min_ms: float
-    p90_ms: Optional[float] = None
-    p95_ms: Optional[float] = None
-    median_is_mean: bool = False  # benchmark_model printed no median: its mean stands in
-    tool: Optional[dict[str, Any]] = None  # what benchmark_model printed, as parsed
-
-    @property
-    def upper_ms(self) -> Optional[float]:
-        return self.p90_ms if self.p90_ms is not None else self.p95_ms
-
-
-@dataclass(frozen=True)
-class LoadAndMemory:
-    """An artifact loaded and run in a fresh process (edgecnn.harness.probe), or why that failed."""
-
-    load_ms: Optional[float] = None
-    first_run_ms: Optional[float] = None
-    rss_before_load_mib: Optional[float] = None
-    peak_rss_mib: Optional[float] = None
-    added_peak_rss_mib: Optional[float] = None
-    peak_measured: str = ""
-    error: Optional[str] = None
-
-
-@dataclass
-class LatencyReport:
-    machine: dict[str, Any]
-    threads: dict[str, dict[str, Latency]]  # thread count -> configuration -> figures
-    not_measured: dict[str, str]  # artifact -> why it is not timed here
-    load_and_memory: dict[str, LoadAndMemory]
-    method: str
-
-    @property
-    def upper_label(self) -> str:
-        first = next(iter(next(iter(self.threads.values())).values()))
-        return "p90" if first.p90_ms is not None else "p95"
-
-
 def _summarize(samples: list[float]) -> Latency:
     ordered = sorted(samples)
-    return Latency(len(ordered), round(statistics.median(ordered), 4), round(ordered[0], 4),
-                   p90_ms=round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 4))
+    return Latency(
+        len(ordered),
+        round(statistics.median(ordered), 4),
+        round(ordered[0], 4),
+        p90_ms=round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 4),
+    )
 
 
-def measure_interleaved(configs: dict[str, Callable[[], object]], rounds: int = ROUNDS, runs_per_round: int = 20,
-                        warmup: int = 10, progress: bool = True, budget_s: Optional[float] = None,
-                        label: str = "latency") -> dict[str, Latency]:
+def measure_interleaved(
+    configs: dict[str, Callable[[], object]],
+    rounds: int = ROUNDS,
+    runs_per_round: int = 20,
+    warmup: int = 10,
+    progress: bool = True,
+    budget_s: Optional[float] = None,
+    label: str = "latency",
+) -> dict[str, Latency]:
     """Time each callable: `warmup` calls each, then `rounds` rounds in which every configuration runs
     `runs_per_round` times in turn (the order rotates each round). With `budget_s`, a configuration runs
     only as often per round as fits its share of the budget (at least once), so a slow model does not
@@ -116,15 +84,14 @@ def measure_interleaved(configs: dict[str, Callable[[], object]], rounds: int = 
         per_round[name] = max(1, min(runs_per_round, fits))
     samples: dict[str, list[float]] = {name: [] for name in configs}
     names = list(configs)
-    with console.step(f"{label}: {rounds} rounds", total=rounds) if progress else nullcontext(lambda: None) \
-            as advance:
+    with console.step(f"{label}: {rounds} rounds", total=rounds) if progress else nullcontext(lambda: None) as advance:
         _rounds(configs, names, rounds, per_round, samples, advance)
     return {name: _summarize(s) for name, s in samples.items()}
 
 
 def _rounds(configs, names, rounds, per_round, samples, advance) -> None:
     for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             checkpoint()
             fn = configs[name]
@@ -146,15 +113,14 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def machine() -> dict:
+def machine() -> Machine:
     """What the figures were measured on."""
-    load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average": load, "platform": platform.platform(),
-            "python": platform.python_version()}
+    load = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    return Machine(cpu_model(), os.cpu_count(), load, platform.platform(), platform.python_version())
 
 
 def parse_threads(text: str) -> list[int]:
-    """"1,all" -> [1, cores]; every entry a whole number >= 1."""
+    """ "1,all" -> [1, cores]; every entry a whole number >= 1."""
     from edgecnn.util.errors import UsageError
 
     counts = []
@@ -173,8 +139,9 @@ def parse_threads(text: str) -> list[int]:
     return list(dict.fromkeys(counts))
 
 
-def measure_artifacts(model, manifest: Manifest, root: Path, image: np.ndarray,
-                      options: LatencyOptions) -> LatencyReport:
+def measure_artifacts(
+    model, manifest: Manifest, root: Path, image: np.ndarray, options: LatencyOptions
+) -> LatencyReport:
     """Latency of PyTorch eager and every artifact on one image, interleaved, at each thread count;
     then load time and memory of each in a fresh process."""
     import torch
@@ -195,18 +162,29 @@ def measure_artifacts(model, manifest: Manifest, root: Path, image: np.ndarray,
                     not_measured[record.path] = fmt.not_timed_reason
                     continue
                 runner = fmt.runner(root / record.path, record, threads=count)
-                configs[record.path] = lambda r=runner: r.run(batch)
+
+                def run(r: Runner = runner) -> object:  # bound now: the loop moves on to the next runner
+                    return r.run(batch)
+
+                configs[record.path] = run
             with torch.inference_mode():
                 timed = measure_interleaved(
-                    configs, runs_per_round=MAX_RUNS_PER_ROUND if runs is None else max(1, -(-runs // ROUNDS)),
+                    configs,
+                    runs_per_round=MAX_RUNS_PER_ROUND if runs is None else max(1, -(-runs // ROUNDS)),
                     budget_s=None if runs is not None else budget_s,
-                    label=f"latency of {len(configs)} configurations at {count} thread(s)")
+                    label=f"latency of {len(configs)} configurations at {count} thread(s)",
+                )
             results[str(count)] = timed
     finally:
         torch.set_num_threads(torch_threads)
-    return LatencyReport(machine(), results, not_measured, probe_all(manifest, root),
-                         f"one image, batch 1, {ROUNDS} interleaved rounds after 10 warm-up runs; runs per round "
-                      f"fitted to {budget_s:g} s per configuration unless --runs is given")
+    return LatencyReport(
+        machine(),
+        results,
+        not_measured,
+        probe_all(manifest, root),
+        f"one image, batch 1, {ROUNDS} interleaved rounds after 10 warm-up runs; runs per round "
+        f"fitted to {budget_s:g} s per configuration unless --runs is given",
+    )
 
 
 def probe_all(manifest: Manifest, root: Path) -> dict[str, LoadAndMemory]:
@@ -215,9 +193,13 @@ def probe_all(manifest: Manifest, root: Path) -> dict[str, LoadAndMemory]:
     timed = [r for r in manifest.artifacts if format_of(r).timed_here]
     for record in console.track(timed, f"load time and memory of {len(timed)} artifacts, each in a fresh process"):
         checkpoint()
-        result = subprocess.run([sys.executable, "-m", "edgecnn.harness.probe", str(root / record.path),
-                                 str(manifest.resolution)],
-                                input=json.dumps(to_json(record)), capture_output=True, text=True, timeout=900)
+        result = subprocess.run(
+            [sys.executable, "-m", "edgecnn.harness.probe", str(root / record.path), str(manifest.resolution)],
+            input=json.dumps(to_json(record)),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         if result.returncode != 0:
             found[record.path] = LoadAndMemory(error=(result.stderr.strip().splitlines() or ["no output"])[-1])
         else:

@@ -6,6 +6,7 @@ line. Memory: the peak resident set size while loading and running, less the res
 Linux resets the peak on request (/proc/self/clear_refs), so imports do not count; elsewhere the peak is
 the process's since it started, and the result says so.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -68,10 +69,18 @@ def main() -> int:
     for _ in range(5):
         runner.run(image)
     peak = _peak_rss_mib()
-    print(json.dumps({"load_ms": round((loaded - start) * 1000, 2), "first_run_ms": round((first - loaded) * 1000, 2),
-                      "rss_before_load_mib": round(before, 1), "peak_rss_mib": round(peak, 1),
-                      "added_peak_rss_mib": round(max(0.0, peak - before), 1),
-                      "peak_measured": "while loading and running" if reset else "since the process started"}))
+    print(
+        json.dumps(
+            {
+                "load_ms": round((loaded - start) * 1000, 2),
+                "first_run_ms": round((first - loaded) * 1000, 2),
+                "rss_before_load_mib": round(before, 1),
+                "peak_rss_mib": round(peak, 1),
+                "added_peak_rss_mib": round(max(0.0, peak - before), 1),
+                "peak_measured": "while loading and running" if reset else "since the process started",
+            }
+        )
+    )
     return 0
 
 

@@ -3,17 +3,19 @@
 A validation report is report.json (the schema'd record), report.md (tables) and report.png (plot), plus
 latency.png when latency was measured. Every status is shown through `CheckStatus.display`.
 """
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Optional
 
-from edgecnn.schema.manifest import to_json
-from edgecnn.harness.latency import Latency, LatencyReport
 from edgecnn.harness.parity import CheckStatus
+from edgecnn.schema.latency import Latency, LatencyReport
+from edgecnn.schema.manifest import to_json
+from edgecnn.schema.parity import Limits, Parity
 from edgecnn.schema.report import ArtifactCheck, ValidationReport
-from edgecnn.util.atomic import atomic_folder, replace_file
+from edgecnn.util.atomic import atomic_folder
 from edgecnn.util.tables import format_table
 
 VALIDATION_FOLDER = "validation"  # inside the export folder
@@ -34,23 +36,32 @@ def _percent(value: Optional[float], digits: int = 0) -> str:
     return "-" if value is None else f"{value:.{digits}%}"
 
 
+def _drop(value: Optional[float], digits: int) -> str:
+    """An artifact's accuracy drop against PyTorch fp32, in points: every artifact's accuracy has one."""
+    if value is None:
+        raise ValueError("an artifact's accuracy has no drop against PyTorch fp32 (only PyTorch's own lacks one)")
+    return f"{100 * value:+.{digits}f} pt"
+
+
 def console_table(report: ValidationReport) -> str:
     header = ["file", "precision", "max abs err", "worst cosine", "top-1 agree", "top-5 agree"]
-    labelled = report.labelled is not None
-    if labelled:
+    labelled = report.labelled
+    if labelled is not None:
         header += ["top-1 acc", "drop"]
     rows = []
-    if labelled:
-        rows.append(["(PyTorch fp32)", "fp32", "", "", "", "", f"{report.labelled.pytorch_fp32.top1:.1%}", "",
-                     "reference"])
+    if labelled is not None:
+        rows.append(["(PyTorch fp32)", "fp32", "", "", "", "", f"{labelled.pytorch_fp32.top1:.1%}", "", "reference"])
     for a in report.artifacts:
         p = a.parity
         row = [a.path, a.precision]
-        row += ([f"{p.max_abs_error:.2e}", f"{p.worst_cosine:.5f}", f"{p.top1_agreement:.0%}",
-                 f"{p.top5_agreement:.0%}"] if p else ["-"] * 4)
-        if labelled:
+        row += (
+            [f"{p.max_abs_error:.2e}", f"{p.worst_cosine:.5f}", f"{p.top1_agreement:.0%}", f"{p.top5_agreement:.0%}"]
+            if p
+            else ["-"] * 4
+        )
+        if labelled is not None:
             acc = a.accuracy
-            row += [f"{acc.top1:.1%}", f"{100 * acc.top1_drop:+.1f} pt"] if acc else ["-", "-"]
+            row += [f"{acc.top1:.1%}", _drop(acc.top1_drop, 1)] if acc else ["-", "-"]
         rows.append(row + [a.display_status])
     return format_table(header + ["status"], rows)
 
@@ -66,24 +77,30 @@ def _configurations(latency: LatencyReport) -> list[str]:
 def latency_table(latency: LatencyReport) -> str:
     """Per configuration: median / p90 / min at each thread count, then load time and memory."""
     threads = list(latency.threads)
-    header = ["configuration"] + [f"{t} thread{'s' if t != '1' else ''}: median / {latency.upper_label} / min ms"
-                                  for t in threads] + ["load ms", "peak RSS added MiB"]
+    header = (
+        ["configuration"]
+        + [f"{t} thread{'s' if t != '1' else ''}: median / {latency.upper_label} / min ms" for t in threads]
+        + ["load ms", "peak RSS added MiB"]
+    )
     rows = []
     for name in _configurations(latency):
         memory = latency.load_and_memory.get(name)
-        rows.append([name] + [_timing(latency.threads[t][name]) for t in threads] +
-                    [f"{memory.load_ms:.1f}" if memory and memory.load_ms is not None else "-",
-                     f"{memory.added_peak_rss_mib:.1f}" if memory and memory.added_peak_rss_mib is not None else "-"])
+        rows.append(
+            [name]
+            + [_timing(latency.threads[t][name]) for t in threads]
+            + [
+                f"{memory.load_ms:.1f}" if memory and memory.load_ms is not None else "-",
+                f"{memory.added_peak_rss_mib:.1f}" if memory and memory.added_peak_rss_mib is not None else "-",
+            ]
+        )
     for name in latency.not_measured:
         rows.append([name] + ["not timed"] * len(threads) + ["-", "-"])
     notes = [f"{name}: {reason}" for name, reason in latency.not_measured.items()]
-    return "\n".join([format_table(header, rows), machine_line(latency.machine)] + notes)
+    return "\n".join([format_table(header, rows), latency.machine.line()] + notes)
 
 
-def machine_line(m: dict) -> str:
-    if m.get("device"):
-        return f"device: {m['cpu']}, serial {m['device']['serial']} (LiteRT benchmark_model)"
-    return f"machine: {m['cpu']}, {m['cores']} cores, load average {m['load_average']}"
+def _db(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _row(cells: list) -> str:
@@ -92,16 +109,32 @@ def _row(cells: list) -> str:
 
 def latency_markdown(latency: LatencyReport) -> list[str]:
     threads = list(latency.threads)
-    lines = ["## Latency", "", f"{machine_line(latency.machine)}: {latency.method}.", "",
-             _row(["configuration"] + [f"{t} thread(s): median / {latency.upper_label} / min (ms)" for t in threads] +
-                  ["runs", "load (ms)", "first run (ms)", "peak RSS added (MiB)"]),
-             _row(["---"] * (len(threads) + 5))]
+    lines = [
+        "## Latency",
+        "",
+        f"{latency.machine.line()}: {latency.method}.",
+        "",
+        _row(
+            ["configuration"]
+            + [f"{t} thread(s): median / {latency.upper_label} / min (ms)" for t in threads]
+            + ["runs", "load (ms)", "first run (ms)", "peak RSS added (MiB)"]
+        ),
+        _row(["---"] * (len(threads) + 5)),
+    ]
     for name in _configurations(latency):
         memory = latency.load_and_memory.get(name)
-        lines.append(_row([name] + [_timing(latency.threads[t][name]) for t in threads] +
-                          [latency.threads[threads[0]][name].runs,
-                           _or_dash(memory and memory.load_ms), _or_dash(memory and memory.first_run_ms),
-                           _or_dash(memory and (memory.added_peak_rss_mib if memory.error is None else memory.error))]))
+        lines.append(
+            _row(
+                [name]
+                + [_timing(latency.threads[t][name]) for t in threads]
+                + [
+                    latency.threads[threads[0]][name].runs,
+                    _or_dash(memory and memory.load_ms),
+                    _or_dash(memory and memory.first_run_ms),
+                    _or_dash(memory and (memory.added_peak_rss_mib if memory.error is None else memory.error)),
+                ]
+            )
+        )
     for name, reason in latency.not_measured.items():
         lines.append(_row([name] + ["not timed"] * len(threads) + ["", "", "", reason]))
     return lines
@@ -117,47 +150,101 @@ def _status_cell(a: ArtifactCheck) -> str:
 
 def markdown(report: ValidationReport) -> str:
     noise = report.pytorch_fp32_vs_float64
-    lines = [f"# Validation of {report.variant}", "",
-             f"Weights: {report.weights.source}. Parity on {report.parity_images.count} photos "
-             f"against PyTorch fp32 (PyTorch fp32 against float64: max relative error "
-             f"{noise.max_rel_error:.1e}, worst cosine {noise.worst_cosine:.6f}, top-1 agreement "
-             f"{noise.top1_agreement:.0%}). Overall: **{'passed' if report.passed else 'FAILED'}**.", "",
-             _row(["artifact", "precision", "max abs err", "max rel err", "mean cosine", "worst cosine",
-                   "top-1 agree", "top-5 agree", "status"]),
-             _row(["---"] * 9)]
+    lines = [
+        f"# Validation of {report.variant}",
+        "",
+        f"Weights: {report.weights.source}. Parity on {report.parity_images.count} photos "
+        f"against PyTorch fp32 (PyTorch fp32 against float64: max relative error "
+        f"{noise.max_rel_error:.1e}, worst cosine {noise.worst_cosine:.6f}, top-1 agreement "
+        f"{noise.top1_agreement:.0%}). Overall: **{'passed' if report.passed else 'FAILED'}**.",
+        "",
+        _row(
+            [
+                "artifact",
+                "precision",
+                "max abs err",
+                "max rel err",
+                "mean cosine",
+                "worst cosine",
+                "top-1 agree",
+                "top-5 agree",
+                "status",
+            ]
+        ),
+        _row(["---"] * 9),
+    ]
     for a in report.artifacts:
         p = a.parity
         if p is None:
             lines.append(_row([a.path, a.precision, "", "", "", "", "", "", a.display_status]))
             continue
-        lines.append(_row([a.path, a.precision, f"{p.max_abs_error:.2e}", f"{p.max_rel_error:.2e}",
-                           f"{p.mean_cosine:.5f}", f"{p.worst_cosine:.5f}", f"{p.top1_agreement:.0%}",
-                           f"{p.top5_agreement:.0%}", _status_cell(a)]))
+        lines.append(
+            _row(
+                [
+                    a.path,
+                    a.precision,
+                    f"{p.max_abs_error:.2e}",
+                    f"{p.max_rel_error:.2e}",
+                    f"{p.mean_cosine:.5f}",
+                    f"{p.worst_cosine:.5f}",
+                    f"{p.top1_agreement:.0%}",
+                    f"{p.top5_agreement:.0%}",
+                    _status_cell(a),
+                ]
+            )
+        )
     labelled = report.labelled
     if labelled is not None:
         ref = labelled.pytorch_fp32
-        lines += ["", f"## Accuracy on {labelled.images} labelled images ({len(labelled.classes)} classes, "
-                      f"{labelled.folder})", "",
-                  _row(["model", "top-1", "top-5", "top-1 drop", "top-5 drop", "top-1 = PyTorch's"]),
-                  _row(["---"] * 6), _row(["PyTorch fp32", f"{ref.top1:.2%}", f"{ref.top5:.2%}", "", "", ""])]
+        lines += [
+            "",
+            f"## Accuracy on {labelled.images} labelled images ({len(labelled.classes)} classes, {labelled.folder})",
+            "",
+            _row(["model", "top-1", "top-5", "top-1 drop", "top-5 drop", "top-1 = PyTorch's"]),
+            _row(["---"] * 6),
+            _row(["PyTorch fp32", f"{ref.top1:.2%}", f"{ref.top5:.2%}", "", "", ""]),
+        ]
         for a in report.artifacts:
             if a.accuracy is not None:
                 acc = a.accuracy
                 agreement = "-" if acc.top1_agreement is None else f"{acc.top1_agreement:.2%}"
-                lines.append(_row([a.path, f"{acc.top1:.2%}", f"{acc.top5:.2%}", f"{100 * acc.top1_drop:+.2f} pt",
-                                   f"{100 * acc.top5_drop:+.2f} pt", agreement]))
+                lines.append(
+                    _row(
+                        [
+                            a.path,
+                            f"{acc.top1:.2%}",
+                            f"{acc.top5:.2%}",
+                            _drop(acc.top1_drop, 2),
+                            _drop(acc.top5_drop, 2),
+                            agreement,
+                        ]
+                    )
+                )
     if report.int8_repair is not None:
         r = report.int8_repair
-        lines += ["", "## int8 before and after repair", "",
-                  f"Remedies kept: {', '.join(r['remedies'])}. Output SQNR {r['output_sqnr_db']['before']:.1f} -> "
-                  f"{r['output_sqnr_db']['after']:.1f} dB; worst local SQNR {r['worst_local_sqnr_db']['before']:.1f} "
-                  f"-> {r['worst_local_sqnr_db']['after']:.1f} dB, on {r['images']} images. Every layer: "
-                  f"[{r['folder']}/layers.md]({r['folder']}/layers.md)."]
+        lines += [
+            "",
+            "## int8 before and after repair",
+            "",
+            f"Remedies kept: {', '.join(r.remedies)}. Output SQNR {_db(r.output_sqnr_db.before)} -> "
+            f"{_db(r.output_sqnr_db.after)} dB; worst local SQNR {_db(r.worst_local_sqnr_db.before)} "
+            f"-> {_db(r.worst_local_sqnr_db.after)} dB, on {r.images} images. Every layer: "
+            f"[{r.folder}/layers.md]({r.folder}/layers.md).",
+        ]
     if report.latency is not None:
         lines += [""] + latency_markdown(report.latency)
-    lines += ["", "Limits per precision (edgecnn/harness/parity.py): " + "; ".join(
-        f"{a.precision}: " + ", ".join(f"{k} {v:.6g}" for k, v in to_json(a.limits).items() if v is not None)
-        for a in _unique_precisions(report)) + ". " + report.fp32_limit_note + ".", ""]
+    lines += [
+        "",
+        "Limits per precision (edgecnn/harness/parity.py): "
+        + "; ".join(
+            f"{a.precision}: " + ", ".join(f"{k} {v:.6g}" for k, v in to_json(a.limits).items() if v is not None)
+            for a in _unique_precisions(report)
+        )
+        + ". "
+        + report.fp32_limit_note
+        + ".",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -169,42 +256,55 @@ def _unique_precisions(report: ValidationReport) -> list[ArtifactCheck]:
     return list(seen.values())
 
 
+def _measured(report: ValidationReport) -> list[tuple[ArtifactCheck, Parity, Limits]]:
+    """The artifacts that were run, each with its parity and the limits it was held to (recorded together)."""
+    found = []
+    for a in report.artifacts:
+        if a.parity is None:
+            continue
+        if a.limits is None:
+            raise ValueError(f"{a.path}: its parity is recorded without the limits it was held to")
+        found.append((a, a.parity, a.limits))
+    return found
+
+
 def plot(report: ValidationReport, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    measured = [a for a in report.artifacts if a.parity is not None]
-    names = [f"{a.path}\n({a.precision})" for a in measured]
-    panels = 3 if report.labelled is not None else 2
+    measured = _measured(report)
+    names = [f"{a.path}\n({a.precision})" for a, _, _ in measured]
+    labelled = report.labelled
+    panels = 3 if labelled is not None else 2
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 0.5 * len(names) + 2.5), squeeze=False)
     y = range(len(names))
-    colors = [STATUS_COLORS.get(a.status, "tab:gray") for a in measured]
+    colors = [STATUS_COLORS.get(a.status, "tab:gray") for a, _, _ in measured]
 
     ax = axes[0][0]
-    ax.barh(y, [max(1 - a.parity.worst_cosine, 1e-9) for a in measured], color=colors)
+    ax.barh(y, [max(1 - parity.worst_cosine, 1e-9) for _, parity, _ in measured], color=colors)
     ax.set_xscale("log")
     ax.set_yticks(list(y), names)
     ax.set_xlabel("1 - worst cosine vs PyTorch fp32 (lower is better)")
-    for a, yi in zip(measured, y):
-        if a.limits.min_cosine is not None:
-            ax.plot([1 - a.limits.min_cosine], [yi], "k|", markersize=14)
+    for (_, _, limit), yi in zip(measured, y):
+        if limit.min_cosine is not None:
+            ax.plot([1 - limit.min_cosine], [yi], "k|", markersize=14)
 
     ax = axes[0][1]
-    ax.barh(y, [max(a.parity.max_rel_error, 1e-12) for a in measured], color=colors)
+    ax.barh(y, [max(parity.max_rel_error, 1e-12) for _, parity, _ in measured], color=colors)
     ax.set_xscale("log")
     ax.set_yticks(list(y), [""] * len(names))
     ax.set_xlabel("max |error| / max |logit| (lower is better)")
-    for a, yi in zip(measured, y):
-        if a.limits.max_rel_error is not None:
-            ax.plot([a.limits.max_rel_error], [yi], "k|", markersize=14)
+    for (_, _, limit), yi in zip(measured, y):
+        if limit.max_rel_error is not None:
+            ax.plot([limit.max_rel_error], [yi], "k|", markersize=14)
 
-    if panels == 3:
+    if labelled is not None:
         ax = axes[0][2]
-        ref = report.labelled.pytorch_fp32.top1
-        with_accuracy = [a for a in measured if a.accuracy is not None]
-        ax.barh(range(len(with_accuracy)), [100 * a.accuracy.top1 for a in with_accuracy], color="tab:green")
+        ref = labelled.pytorch_fp32.top1
+        with_accuracy = [a.accuracy for a, _, _ in measured if a.accuracy is not None]
+        ax.barh(range(len(with_accuracy)), [100 * acc.top1 for acc in with_accuracy], color="tab:green")
         ax.axvline(100 * ref, color="k", linestyle="--", label=f"PyTorch fp32 {100 * ref:.1f}%")
         ax.set_yticks(range(len(with_accuracy)), [""] * len(with_accuracy))
         ax.set_xlabel("top-1 accuracy on labelled images (%)")
@@ -212,8 +312,10 @@ def plot(report: ValidationReport, path: Path) -> None:
     for row in axes:
         for ax in row:
             ax.invert_yaxis()
-    fig.suptitle(f"{report.variant}: parity of every artifact ({report.parity_images.count} photos); "
-                 "| marks the limit; grey: not gated")
+    fig.suptitle(
+        f"{report.variant}: parity of every artifact ({report.parity_images.count} photos); "
+        "| marks the limit; grey: not gated"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -238,7 +340,7 @@ def plot_latency(latency: LatencyReport, variant: str, path: Path) -> None:
         ax.invert_yaxis()
         ax.set_title(f"{t} thread{'s' if t != '1' else ''}")
         ax.set_xlabel(f"ms per image (bar: median, whisker: {latency.upper_label})")
-    fig.suptitle(f"{variant}: {machine_line(latency.machine)}", fontsize=10)
+    fig.suptitle(f"{variant}: {latency.machine.line()}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -251,89 +353,3 @@ def write_latency_report(report: dict, latency: LatencyReport, folder: Path) -> 
         lines = [f"# Latency of {report['variant']} ({report['device']})", ""] + latency_markdown(latency)[2:]
         (work / "latency.md").write_text("\n".join(lines) + "\n")
         plot_latency(latency, report["variant"], work / "latency.png")
-
-
-def write_sweep_report(summary: dict, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    replace_file(folder / "sweep.json", lambda p: p.write_text(json.dumps(summary, indent=1) + "\n"))
-    replace_file(folder / "sweep.md", lambda p: p.write_text(sweep_markdown(summary)))
-    replace_file(folder / "sweep.png", lambda p: plot_sweep(summary, p))
-
-
-def sweep_markdown(summary: dict) -> str:
-    rows = summary["rows"]
-    done = [r for r in rows if r.get("status", "done") != "failed"]
-    threads = list(done[0]["int8_ms"]) if done else []
-    labelled = any("int8_top1" in r for r in done)
-    header = (["variant", "alpha", "resolution", "params (M)", "MACs (M)", "int8 size (MiB)"]
-              + [f"int8 ms, {t} thread(s)" for t in threads] + ["PyTorch ms, 1st thread count", "int8 worst cosine"]
-              + (["PyTorch top-1", "int8 top-1"] if labelled else []) + ["on frontier", "ran on"])
-    nodes = {r["node"]["hostname"] for r in rows if "node" in r}
-    lines = [f"# Sweep of {summary['model']}", "",
-             "int8 latency is the median of the int8 TFLite (LiteRT, XNNPACK) on the node named in the last column, "
-             "timed alone there (no other timing phase and no export on that machine meanwhile); latencies compare only "
-             "between variants of one node. MACs are multiply-accumulates at batch 1. A variant is on the "
-             "frontier when no other of its node is both at least as fast and at least as large (MACs) or as "
-             "accurate (top-1 on the labelled images).", "",
-             _row(header), _row(["---"] * len(header))]
-    for r in rows:
-        where = f"{r['node']['hostname']} ({r['executor']})" if "node" in r else ""
-        if r.get("status") == "failed":
-            lines.append(_row([r["variant"], r["alpha"], r["resolution"], f"{r['params'] / 1e6:.2f}",
-                               f"{r['macs'] / 1e6:.1f}", f"FAILED: {r['error']}"]
-                              + [""] * (len(header) - 7) + [where]))
-            continue
-        frontier = [name for key, name in (("frontier_macs", "MACs"), ("frontier_accuracy", "accuracy")) if r.get(key)]
-        lines.append(_row([r["variant"], r["alpha"], r["resolution"], f"{r['params'] / 1e6:.2f}",
-                           f"{r['macs'] / 1e6:.1f}", f"{(r['int8_bytes'] or 0) / 2**20:.2f}"]
-                          + [f"{r['int8_ms'][t]:.3f}" for t in threads]
-                          + [f"{next(iter(r['pytorch_ms'].values())):.3f}",
-                             "-" if r["int8_worst_cosine"] is None else f"{r['int8_worst_cosine']:.4f}"]
-                          + ([f"{r['pytorch_top1']:.2%}", f"{r['int8_top1']:.2%}"] if labelled else [])
-                          + [", ".join(frontier) or "", where]))
-    if len(nodes) > 1:
-        lines += ["", f"Variants ran on {len(nodes)} nodes: {', '.join(sorted(nodes))}."]
-    return "\n".join(lines) + "\n"
-
-
-def plot_sweep(summary: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in summary["rows"] if r.get("status", "done") != "failed"]
-    if not rows:
-        fig = plt.figure(figsize=(6, 2))
-        fig.text(0.5, 0.5, "every variant failed", ha="center")
-        fig.savefig(path, format="png")
-        plt.close(fig)
-        return
-    one = min(rows[0]["int8_ms"], key=int)
-    panels = [("macs", "MACs (millions)", "frontier_macs", 1e-6)]
-    if any("int8_top1" in r for r in rows):
-        panels.append(("int8_top1", "int8 top-1 accuracy (%)", "frontier_accuracy", 100.0))
-    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5.5), squeeze=False)
-    for ax, (key, label, frontier_key, scale) in zip(axes[0], panels):
-        points = [r for r in rows if key in r]
-        alphas = sorted({r["alpha"] for r in points})
-        colors = {a: plt.cm.viridis(i / max(1, len(alphas) - 1)) for i, a in enumerate(alphas)}
-        for r in points:
-            on = r.get(frontier_key, False)
-            ax.scatter(r["int8_ms"][one], r[key] * scale, s=90 if on else 40, color=colors[r["alpha"]],
-                       marker="*" if on else "o", edgecolors="black" if on else "none", zorder=3)
-            ax.annotate(f"{r['alpha']:g}/{r['resolution']}", (r["int8_ms"][one], r[key] * scale), fontsize=7,
-                        xytext=(4, 3), textcoords="offset points")
-        front = sorted((r for r in points if r.get(frontier_key)), key=lambda r: r["int8_ms"][one])
-        ax.plot([r["int8_ms"][one] for r in front], [r[key] * scale for r in front], "k--", linewidth=1,
-                label="frontier (*)", zorder=2)
-        for a in alphas:
-            ax.scatter([], [], color=colors[a], label=f"alpha {a:g}")
-        ax.set_xlabel(f"int8 TFLite latency, median ms ({one} thread{'s' if one != '1' else ''}, this machine)")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"{summary['model']}: width x resolution sweep (points labelled alpha/resolution)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, format="png")
-    plt.close(fig)

@@ -6,6 +6,7 @@ artifact runs through its format's runner on the same preprocessed images (`edge
 Parity limits come from `edgecnn.harness.parity.THRESHOLDS`. The report is written even when a limit is
 broken, and then the command fails.
 """
+
 from __future__ import annotations
 
 from contextlib import nullcontext
@@ -13,25 +14,39 @@ from pathlib import Path
 from typing import Callable, ContextManager, Optional
 
 from edgecnn.data.calibration import find_images
-from edgecnn.schema.manifest import open_export, read_labels
-from edgecnn.weights.reference import reference_model
 from edgecnn.harness.checks import check_artifacts
-from edgecnn.harness.images import (DEFAULT_IMAGE_COUNT, check_dataset_labels, load_dataset_labelled, load_labelled,
-                                    parity_images)
+from edgecnn.harness.images import (
+    DEFAULT_IMAGE_COUNT,
+    check_dataset_labels,
+    load_dataset_labelled,
+    load_labelled,
+    parity_images,
+)
 from edgecnn.harness.latency import LatencyOptions, measure_artifacts
-from edgecnn.schema.report import ValidationReport
 from edgecnn.harness.report import VALIDATION_FOLDER, console_table, latency_table, write_report
+from edgecnn.schema.manifest import open_export, read_labels
+from edgecnn.schema.report import ValidationReport
 from edgecnn.util import console
 from edgecnn.util.atomic import check_writable
 from edgecnn.util.errors import UsageError, ValidationFailed
 from edgecnn.util.interrupts import checkpoint, deferred_interrupts
+from edgecnn.weights.reference import reference_model
+
+DEFAULT_LATENCY = LatencyOptions()
 
 
-def run_validation(export_dir: Path, images: Optional[Path] = None, count: int = DEFAULT_IMAGE_COUNT,
-                   labels_dir: Optional[Path] = None, label_map: Optional[Path] = None,
-                   out: Optional[Path] = None, latency: Optional[LatencyOptions] = LatencyOptions(),
-                   dataset: Optional[str] = None, dataset_count: Optional[int] = None,
-                   timing_slot: Callable[[], ContextManager] = nullcontext) -> ValidationReport:
+def run_validation(
+    export_dir: Path,
+    images: Optional[Path] = None,
+    count: int = DEFAULT_IMAGE_COUNT,
+    labels_dir: Optional[Path] = None,
+    label_map: Optional[Path] = None,
+    out: Optional[Path] = None,
+    latency: Optional[LatencyOptions] = DEFAULT_LATENCY,
+    dataset: Optional[str] = None,
+    dataset_count: Optional[int] = None,
+    timing_slot: Callable[[], ContextManager] = nullcontext,
+) -> ValidationReport:
     """Check, run, time, report (written even when a limit is broken), then fail if one was.
 
     `timing_slot`: held while latency is measured, so that a caller running several validations at once
@@ -62,10 +77,12 @@ def run_validation(export_dir: Path, images: Optional[Path] = None, count: int =
         if labels_dir is not None:
             labelled = load_labelled(labels_dir, labels, manifest.resolution, label_map, manifest.crop_fraction)
         if dataset is not None:
-            labelled = load_dataset_labelled(dataset, labels, manifest.resolution, manifest.crop_fraction,
-                                             dataset_count)
-        what = f"{len(manifest.artifacts)} artifacts on {count} images ({origin})" + \
-            (f" and {len(labelled.targets)} labelled images" if labelled else "")
+            labelled = load_dataset_labelled(
+                dataset, labels, manifest.resolution, manifest.crop_fraction, dataset_count
+            )
+        what = f"{len(manifest.artifacts)} artifacts on {count} images ({origin})" + (
+            f" and {len(labelled.targets)} labelled images" if labelled else ""
+        )
         with console.step(f"{manifest.variant}: validated {what}"):
             report = check_artifacts(model, manifest, export_dir, photos, labelled, images_source=origin)
         if latency is not None:

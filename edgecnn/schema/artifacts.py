@@ -1,16 +1,15 @@
 """An artifact as the manifest lists it: the file, its hash and size, its I/O contract, or why it was refused."""
+
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-
-@dataclass(frozen=True)
-class Quantization:
-    scale: float
-    zero_point: int
+from edgecnn.schema.details import ArtifactDetails
+from edgecnn.schema.enums import FormatName, Precision
+from edgecnn.schema.quantization import Quantization
 
 
 @dataclass(frozen=True)
@@ -31,12 +30,12 @@ class TensorSpec:
 class Refusal:
     """A precision a format could not produce for this model, and why; its other precisions are kept."""
 
-    format: str
-    precision: str
+    format: FormatName
+    precision: Precision
     path: str  # the file it would have been
     reason: str
     kept: Optional[str] = None  # where a file made but failing its check is kept, as rejected (inside the export)
-    details: dict[str, Any] = field(default_factory=dict)  # a kept file's record (e.g. the int8 repair it went through)
+    details: Optional[ArtifactDetails] = None  # a kept file's record (e.g. the int8 repair it went through)
 
     def line(self) -> str:
         kept = f"; kept as {self.kept}" if self.kept else ""
@@ -47,14 +46,14 @@ class Refusal:
 class ArtifactRecord:
     """An artifact as the manifest lists it: the file, its hash and size, and its I/O contract."""
 
-    format: str
-    precision: str
+    format: FormatName
+    precision: Precision
     path: str
     sha256: str
     bytes: int
     input: TensorSpec
     output: TensorSpec
-    details: dict[str, Any] = field(default_factory=dict)
+    details: ArtifactDetails
 
 
 def sha256_of(path: Path) -> str:

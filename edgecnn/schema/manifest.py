@@ -13,6 +13,7 @@ export was made from. They are provenance of the export's inputs, not part of it
 rebuild the PyTorch reference, through the same weights-only loader and sha256 check a `--weights` file
 gets.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,11 +23,15 @@ from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Any, Optional
 
+from edgecnn.schema import migrate
 from edgecnn.schema.artifacts import ArtifactRecord, Refusal, sha256_of
+from edgecnn.schema.details import DETAILS_RECORDS
+from edgecnn.schema.enums import WeightsKind
 from edgecnn.schema.parity import CheckStatus, Limits, Parity
+from edgecnn.util import console
 from edgecnn.util.errors import UsageError
 
-MANIFEST_SCHEMA = "edgecnn.manifest/2"
+MANIFEST_SCHEMA = "edgecnn.manifest/3"
 MANIFEST_FILE = "manifest.json"
 LABELS_FILE = "labels.txt"
 # a variant id names folders and files (export/<id>, the app's models/<id>/): letters, digits, . _ -
@@ -37,7 +42,7 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 class WeightsRecord:
     source: str  # in words, for reports
     trained: bool
-    kind: Optional[str] = None  # file | torchvision | package | project; None: random initialisation
+    kind: Optional[WeightsKind] = None  # None: random initialisation
     name: Optional[str] = None  # what --weights said
     path: Optional[str] = None  # the file read (absolute): provenance, outside the export folder
     sha256: Optional[str] = None
@@ -88,6 +93,7 @@ class Manifest:
 
 def to_json(record: Any) -> Any:
     """A dataclass record as JSON-ready data (enums by value)."""
+
     def convert(value: Any) -> Any:
         if isinstance(value, Enum):
             return value.value
@@ -106,9 +112,20 @@ def write_manifest(manifest: Manifest, folder: Path) -> Path:
     return path
 
 
-def _schema_error(path: Path, err) -> UsageError:
-    first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "top level"
+def _schema_error(path: Path, err: Any) -> UsageError:
+    """The first problem, as one line. Details are tried as each format's record in turn: the errors of the
+    records whose `format` does not match are noise beside those of the one that does."""
+    errors = err.errors()
+    members = set(DETAILS_RECORDS)
+    mismatched = {
+        e["loc"][i]
+        for e in errors
+        for i, part in enumerate(e["loc"][:-1])
+        if part in members and e["loc"][i + 1 :] == ("format",) and e["type"] == "literal_error"
+    }
+    relevant = [e for e in errors if not mismatched.intersection(e["loc"])] or errors
+    first = relevant[0]
+    where = ".".join(str(p) for p in first["loc"] if p not in members) or "top level"
     return UsageError(f"{path} does not follow {MANIFEST_SCHEMA}: {where}: {first['msg']}")
 
 
@@ -121,7 +138,13 @@ def parse_manifest(text: str, path: Path) -> Manifest:
     except ValueError as err:
         raise UsageError(f"{path} is not valid JSON ({err.__class__.__name__})") from None
     schema = raw.get("schema") if isinstance(raw, dict) else None
-    if schema != MANIFEST_SCHEMA:
+    if schema == migrate.V2:
+        console.say(
+            f"[edgecnn] note: {path} was written by an earlier edgecnn ({migrate.V2}); read as "
+            f"{MANIFEST_SCHEMA} (export again to update the file)"
+        )
+        text = json.dumps(migrate.from_v2(raw, MANIFEST_SCHEMA))
+    elif schema != MANIFEST_SCHEMA:
         raise UsageError(f"{path} has schema {schema!r}; this edgecnn reads {MANIFEST_SCHEMA!r} (re-export it)")
     try:
         return TypeAdapter(Manifest).validate_json(text, strict=True)
@@ -139,13 +162,17 @@ def inside(root: Path, relative: str, what: str) -> Path:
     target = root / relative
     real_root = root.resolve()
     if not target.resolve().is_relative_to(real_root):
-        raise UsageError(f"{root / MANIFEST_FILE}: {what} {relative!r} is a symlink that leads out of the export "
-                         f"folder (to {target.resolve()})")
+        raise UsageError(
+            f"{root / MANIFEST_FILE}: {what} {relative!r} is a symlink that leads out of the export "
+            f"folder (to {target.resolve()})"
+        )
     if target.is_dir():  # a package folder (.mlpackage): nothing inside may lead out either
         for entry in target.rglob("*"):
             if entry.is_symlink() and not entry.resolve().is_relative_to(real_root):
-                raise UsageError(f"{root / MANIFEST_FILE}: {what} {relative!r} holds a symlink that leads out of "
-                                 f"the export folder ({entry.relative_to(root)})")
+                raise UsageError(
+                    f"{root / MANIFEST_FILE}: {what} {relative!r} holds a symlink that leads out of "
+                    f"the export folder ({entry.relative_to(root)})"
+                )
     return target
 
 
@@ -157,16 +184,20 @@ def open_export(root: Path) -> Manifest:
         raise UsageError(f"not a folder: {root}")
     path = root / MANIFEST_FILE
     if path.is_symlink() or not path.is_file():
-        raise UsageError(f"{root} is not an edgecnn export: it has no {MANIFEST_FILE}"
-                         + (" (only a symlink to one)" if path.is_symlink() else ""))
+        raise UsageError(
+            f"{root} is not an edgecnn export: it has no {MANIFEST_FILE}"
+            + (" (only a symlink to one)" if path.is_symlink() else "")
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"{path} is not valid JSON (not UTF-8)") from None
     manifest = parse_manifest(text, path)
     if not SAFE_ID.match(manifest.variant):
-        raise UsageError(f"{path}: variant id {manifest.variant!r} is not a safe file name "
-                         "(letters, digits, '.', '_', '-'; starting with a letter or digit)")
+        raise UsageError(
+            f"{path}: variant id {manifest.variant!r} is not a safe file name "
+            "(letters, digits, '.', '_', '-'; starting with a letter or digit)"
+        )
     files = [(a.path, "artifact") for a in manifest.artifacts] + [(manifest.labels, "labels file")]
     targets = [inside(root, relative, what) for relative, what in files]  # every path, before any hash
     for target, artifact in zip(targets, manifest.artifacts):
@@ -183,8 +214,9 @@ def read_labels(root: Path, manifest: Manifest) -> list[str]:
     """The export's class names (the path was checked by `open_export`)."""
     labels = (root / manifest.labels).read_text(encoding="utf-8").splitlines()
     if len(labels) != manifest.num_classes:
-        raise UsageError(f"{root / manifest.labels} has {len(labels)} labels; the manifest says "
-                         f"{manifest.num_classes} classes")
+        raise UsageError(
+            f"{root / manifest.labels} has {len(labels)} labels; the manifest says {manifest.num_classes} classes"
+        )
     return labels
 
 
@@ -193,5 +225,15 @@ def manifest_sha256(root: Path) -> Optional[str]:
     return sha256_of(path) if path.is_file() else None
 
 
-__all__ = ["MANIFEST_SCHEMA", "Manifest", "WeightsRecord", "ParityRecord", "open_export", "write_manifest",
-           "read_labels", "to_json", "inside", "manifest_sha256"]
+__all__ = [
+    "MANIFEST_SCHEMA",
+    "Manifest",
+    "WeightsRecord",
+    "ParityRecord",
+    "open_export",
+    "write_manifest",
+    "read_labels",
+    "to_json",
+    "inside",
+    "manifest_sha256",
+]

@@ -1,4 +1,5 @@
 """How closely an artifact reproduced PyTorch, the limits it was held to, and what was concluded."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

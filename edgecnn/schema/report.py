@@ -1,13 +1,19 @@
 """What the harness measures, as records: dataclasses until `to_json` writes them into report.json."""
+
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from edgecnn.schema.enums import FormatName, Precision
+from edgecnn.schema.int8 import RepairComparison
+from edgecnn.schema.latency import LatencyReport
 from edgecnn.schema.manifest import WeightsRecord, to_json
 from edgecnn.schema.parity import CheckStatus, Limits, Parity
+from edgecnn.util.errors import UsageError
 
-REPORT_SCHEMA = "edgecnn.report/1"
+REPORT_SCHEMA = "edgecnn.report/2"
 
 
 @dataclass(frozen=True)
@@ -22,8 +28,8 @@ class Accuracy:
 @dataclass
 class ArtifactCheck:
     path: str
-    format: str
-    precision: str
+    format: FormatName
+    precision: Precision
     status: CheckStatus
     parity: Optional[Parity] = None
     limits: Optional[Limits] = None
@@ -66,10 +72,10 @@ class ValidationReport:
     labelled: Optional[LabelledSummary]
     artifacts: list[ArtifactCheck]
     created_with: dict[str, str]
-    latency: Optional[Any] = None  # edgecnn.harness.latency.LatencyReport
+    latency: Optional[LatencyReport] = None
     # int8 before and after repair, layer by layer (edgecnn.harness.inspect_int8.repair_comparison), without
     # its per-layer rows: those are in the report folder's int8-repair/
-    int8_repair: Optional[dict] = None
+    int8_repair: Optional[RepairComparison] = None
     schema: str = REPORT_SCHEMA
 
     @property
@@ -81,3 +87,21 @@ class ValidationReport:
 
     def to_json(self) -> dict:
         return {**to_json(self), "passed": self.passed}
+
+
+def parse_report(data: dict[str, Any], where: str = "report.json") -> ValidationReport:
+    """A validation report's JSON (as `ValidationReport.to_json` writes it) checked against the records above:
+    every field present with its type; `passed` is derived, so it is dropped. One line if it does not parse."""
+    from pydantic import TypeAdapter, ValidationError
+
+    if not isinstance(data, dict):
+        raise UsageError(f"{where} is not a validation report (not a JSON object)")
+    if data.get("schema") != REPORT_SCHEMA:
+        raise UsageError(f"{where} has schema {data.get('schema')!r}; this edgecnn reads {REPORT_SCHEMA!r}")
+    fields = {k: v for k, v in data.items() if k != "passed"}
+    try:
+        return TypeAdapter(ValidationReport).validate_json(json.dumps(fields), strict=True)
+    except ValidationError as err:
+        first = err.errors()[0]
+        at = ".".join(str(p) for p in first["loc"]) or "top level"
+        raise UsageError(f"{where} does not follow {REPORT_SCHEMA}: {at}: {first['msg']}") from None

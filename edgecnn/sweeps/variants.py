@@ -12,20 +12,24 @@ latency is measured, and exports hold it shared (`export_slot`). So exports run 
 timing phase waits for the running exports and holds new ones back. Latencies are compared only within
 a node.
 """
+
 from __future__ import annotations
 
 import fcntl
+import functools
+import json
 import os
 import socket
 import tempfile
 import time
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 from edgecnn.harness.latency import LatencyOptions, cpu_model
+from edgecnn.schema.report import ValidationReport, parse_report
 from edgecnn.util import console
 from edgecnn.util.interrupts import deferred_interrupts
 
@@ -89,24 +93,46 @@ class VariantOutcome:
     status: VariantStatus
     executor: Executor
     node: NodeInfo  # where it ran (for a KEPT variant: where this run found it)
-    report: Optional[dict] = None  # the validation report's JSON
+    report: Optional[ValidationReport] = None  # its validation, made in this run or read back (KEPT)
     error: Optional[str] = None
     export_s: Optional[float] = None  # wall time of the export, when this run made it
     timing: Optional[tuple[float, float]] = None  # (start, end) of the timing phase, epoch seconds
     exporting: Optional[tuple[float, float]] = None  # (start, end) of the export, epoch seconds
 
-    def to_json(self) -> dict:
-        record = asdict(self)
-        record.update(status=self.status.value, executor=self.executor.value, report=None)
-        return record
+
+TIMING_NOTE = (
+    "each variant timed alone on its machine (no other timing phase or export meanwhile); latencies "
+    "and ratios compare only within a node"
+)
 
 
-TIMING_NOTE = ("each variant timed alone on its machine (no other timing phase or export meanwhile); latencies "
-               "and ratios compare only within a node")
+@dataclass(kw_only=True)
+class VariantRow:
+    """What every table of variants records: the variant, its size in params and MACs, how and where it ran.
+    A sweep's and the scorecard's rows add their figures to it."""
+
+    variant: str
+    model: str
+    alpha: float
+    resolution: int
+    params: int
+    macs: int
+    status: VariantStatus
+    executor: Executor
+    node: NodeInfo
+    export_s: Optional[float] = None  # None: exported by an earlier run
+    error: Optional[str] = None  # FAILED only: why, in one line
+
+    @property
+    def failed(self) -> bool:
+        return self.status is VariantStatus.FAILED
 
 
-def base_record(work: VariantWork, outcome: VariantOutcome) -> dict:
-    """What every table of variants records: the variant, its size in params and MACs, how and where it ran."""
+Row = TypeVar("Row", bound=VariantRow)
+
+
+def base_row(row_type: type[Row], work: VariantWork, outcome: VariantOutcome, **facts: Any) -> Row:
+    """A `row_type` row of `work`'s variant as `outcome` left it, with `facts` (the row type's own fields)."""
     import torch
 
     from edgecnn.zoo.profile import profile
@@ -115,33 +141,44 @@ def base_record(work: VariantWork, outcome: VariantOutcome) -> dict:
     spec = work.spec
     with torch.device("meta"):
         prof = profile(create_model(spec.model, alpha=spec.alpha, num_classes=spec.num_classes), spec.resolution)
-    row = {"variant": spec.id, "model": spec.model, "alpha": spec.alpha, "resolution": spec.resolution,
-           "params": prof.params, "macs": prof.macs, "status": outcome.status.value,
-           "executor": outcome.executor.value, "node": asdict(outcome.node), "export_s": outcome.export_s}
-    if outcome.status is VariantStatus.FAILED:
-        row["error"] = outcome.error
-    return row
+    return row_type(
+        variant=spec.id,
+        model=spec.model,
+        alpha=spec.alpha,
+        resolution=spec.resolution,
+        params=prof.params,
+        macs=prof.macs,
+        status=outcome.status,
+        executor=outcome.executor,
+        node=outcome.node,
+        export_s=outcome.export_s,
+        error=outcome.error if outcome.status is VariantStatus.FAILED else None,
+        **facts,
+    )
 
 
-def finished_report(work: VariantWork) -> Optional[dict]:
+def finished_report(work: VariantWork) -> Optional[ValidationReport]:
     """The variant's validation report if an earlier run completed it for what `work` asks, else None."""
-    import json
-
     path = work.folder / VALIDATION_REPORT
     if not path.is_file():
         return None
     try:
-        report = json.loads(path.read_text())
-    except ValueError:
+        report = parse_report(json.loads(path.read_text(encoding="utf-8")), str(path))
+    except ValueError as err:  # not JSON, or not a report this edgecnn reads: validated again
+        console.say(f"[sweep] {work.spec.id}: the earlier report is not read ({err}); validating again")
         return None
-    labelled_ok = work.labels_dir is None or (report.get("labelled") or {}).get("folder") == str(work.labels_dir)
-    if report.get("variant") != work.spec.id or not report.get("latency") or not labelled_ok:
+    labelled_ok = work.labels_dir is None or (
+        report.labelled is not None and report.labelled.folder == str(work.labels_dir)
+    )
+    if report.variant != work.spec.id or report.latency is None or not labelled_ok:
         return None
     return report
 
 
 @contextmanager
-def _machine_lock(mode: int, window: Optional[list] = None, lock_path: Path = TIMING_LOCK) -> Iterator[None]:
+def _machine_lock(
+    mode: int, window: Optional[list[tuple[float, float]]] = None, lock_path: Path = TIMING_LOCK
+) -> Iterator[None]:
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, mode)
@@ -156,13 +193,13 @@ def _machine_lock(mode: int, window: Optional[list] = None, lock_path: Path = TI
         os.close(fd)
 
 
-def timing_slot(window: list, lock_path: Path = TIMING_LOCK):
+def timing_slot(window: list[tuple[float, float]], lock_path: Path = TIMING_LOCK) -> AbstractContextManager[None]:
     """This machine to itself for timing: no other timing phase and no export runs while it is held.
     The (start, end) of the hold is appended to `window`."""
     return _machine_lock(fcntl.LOCK_EX, window, lock_path)
 
 
-def export_slot(window: list, lock_path: Path = TIMING_LOCK):
+def export_slot(window: list[tuple[float, float]], lock_path: Path = TIMING_LOCK) -> AbstractContextManager[None]:
     """Held while exporting: exports share the machine with each other, never with a timing phase."""
     return _machine_lock(fcntl.LOCK_SH, window, lock_path)
 
@@ -179,17 +216,32 @@ def run_variant(work: VariantWork, executor: Executor = Executor.SERIAL, node_id
     outcome = VariantOutcome(spec.id, VariantStatus.DONE, executor, node)
     try:
         if not (work.folder / "manifest.json").is_file():
-            started, exported = time.perf_counter(), []
+            started = time.perf_counter()
+            exported: list[tuple[float, float]] = []
             with export_slot(exported):
-                run_export(ExportRequest(spec, parse_formats(",".join(work.formats)), weights=work.weights,
-                                         calib_dir=work.calib_dir, calib_count=work.calib_count, out=work.folder,
-                                         force=True, validate=False))
+                run_export(
+                    ExportRequest(
+                        spec,
+                        parse_formats(",".join(work.formats)),
+                        weights=work.weights,
+                        calib_dir=work.calib_dir,
+                        calib_count=work.calib_count,
+                        out=work.folder,
+                        force=True,
+                        validate=False,
+                    )
+                )
             outcome.export_s = time.perf_counter() - started
             outcome.exporting = exported[0]
-        window: list = []
-        report = run_validation(work.folder, labels_dir=work.labels_dir, label_map=work.label_map,
-                                latency=work.latency, timing_slot=lambda: timing_slot(window))
-        outcome.report = report.to_json()
+        window: list[tuple[float, float]] = []
+        report = run_validation(
+            work.folder,
+            labels_dir=work.labels_dir,
+            label_map=work.label_map,
+            latency=work.latency,
+            timing_slot=lambda: timing_slot(window),
+        )
+        outcome.report = report
         outcome.timing = window[0] if window else None
     except EXPECTED_FAILURES as err:
         outcome.status, outcome.error = VariantStatus.FAILED, f"{type(err).__name__}: {err}"
@@ -214,11 +266,16 @@ def run_works(works: list[VariantWork], cluster: Optional[RayCluster], label: st
     if len(outcomes):
         console.say(f"[sweep] {len(outcomes)} of {len(works)} variants finished earlier, kept")
     with console.step(label, total=len(todo)) as advance:
+
         def done(outcome: VariantOutcome) -> None:
             outcomes[outcome.variant] = outcome
-            where = f" on {outcome.node.hostname} ({outcome.node.node_id[:8]})" if outcome.executor is Executor.RAY else ""
-            console.say(f"[sweep] {outcome.variant}: {outcome.status.value}{where}"
-                        + (f": {outcome.error}" if outcome.error else ""))
+            where = (
+                f" on {outcome.node.hostname} ({outcome.node.node_id[:8]})" if outcome.executor is Executor.RAY else ""
+            )
+            console.say(
+                f"[sweep] {outcome.variant}: {outcome.status.value}{where}"
+                + (f": {outcome.error}" if outcome.error else "")
+            )
             advance()
 
         with deferred_interrupts():
@@ -258,16 +315,19 @@ class RayCluster:
 
         if self.address is not None:
             check_reachable(self.address)
-        options = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                       configure_logging=True)
+        init = functools.partial(
+            ray.init, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, configure_logging=True
+        )
         try:
             if self.address is None:
-                ray.init(num_cpus=os.cpu_count() or 1, object_store_memory=self.object_store_bytes, **options)
+                init(num_cpus=os.cpu_count() or 1, object_store_memory=self.object_store_bytes)
             else:
-                ray.init(address=self.address, **options)
+                init(address=self.address)
         except (ConnectionError, RuntimeError, ValueError) as err:
-            raise UsageError(f"cannot join the Ray cluster at {self.address or 'a new local Ray'}: "
-                             f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+            raise UsageError(
+                f"cannot join the Ray cluster at {self.address or 'a new local Ray'}: "
+                f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
+            ) from None
         self.nodes = [n for n in ray.nodes() if n.get("Alive")]
         return self
 
@@ -293,8 +353,12 @@ class RayCluster:
         marker.write_text(token)
         try:
             probe = ray.remote(num_cpus=0)(_probe_shared)
-            refs = {n["NodeID"]: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                    .remote(str(marker), token) for n in self.nodes}
+            refs = {
+                n["NodeID"]: probe.options(
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+                ).remote(str(marker), token)
+                for n in self.nodes
+            }
             unseen = [node for node, ref in refs.items() if not ray.get(ref)]
             written = {p.name for p in out.glob(f".edgecnn-shared-{token}-*")}
             unseen += [node for node in refs if f".edgecnn-shared-{token}-{node}" not in written and node not in unseen]
@@ -302,8 +366,10 @@ class RayCluster:
             for path in out.glob(f".edgecnn-shared-{token}*"):
                 path.unlink(missing_ok=True)
         if unseen:
-            raise UsageError(f"--out {out} is not shared by every node of the cluster ({len(unseen)} of "
-                             f"{len(self.nodes)} do not see it); give a folder on a filesystem all nodes mount")
+            raise UsageError(
+                f"--out {out} is not shared by every node of the cluster ({len(unseen)} of "
+                f"{len(self.nodes)} do not see it); give a folder on a filesystem all nodes mount"
+            )
 
     def run(self, works: list[VariantWork], done: Callable[[VariantOutcome], None]) -> list[VariantOutcome]:
         """Each variant as one Ray task; a task whose worker dies is retried (Ray's `max_retries`)."""
@@ -318,8 +384,13 @@ class RayCluster:
             try:
                 outcome = ray.get(ready[0])
             except ray.exceptions.RayError as err:  # retries spent: the variant failed, the others go on
-                outcome = VariantOutcome(work.spec.id, VariantStatus.FAILED, Executor.RAY, NodeInfo.here("unknown"),
-                                         error=f"Ray: {str(err).splitlines()[0]}")
+                outcome = VariantOutcome(
+                    work.spec.id,
+                    VariantStatus.FAILED,
+                    Executor.RAY,
+                    NodeInfo.here("unknown"),
+                    error=f"Ray: {str(err).splitlines()[0]}",
+                )
             outcomes.append(outcome)
             done(outcome)
         return outcomes

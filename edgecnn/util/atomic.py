@@ -5,6 +5,7 @@ writer of the same folder stops at once with one line), builds everything in a h
 it into place only when the body finished. On any failure, an interrupt or a full disk, the hidden
 sibling is removed and an earlier folder of that name is left byte for byte as it was.
 """
+
 from __future__ import annotations
 
 import errno
@@ -46,7 +47,7 @@ def check_writable(folder: Path) -> None:
 
 def is_disk_full(err: BaseException, where: Path) -> bool:
     """Whether `err` (raised while writing under `where`) comes from a full disk or quota."""
-    seen = err
+    seen: BaseException | None = err
     while seen is not None:
         if isinstance(seen, OSError) and seen.errno in _DISK_FULL_ERRNOS:
             return True
@@ -82,8 +83,10 @@ def folder_lock(target: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise ConcurrentWrite(f"{target} is being written by another edgecnn process right now; "
-                                  "wait for it to finish, or write elsewhere with --out") from None
+            raise ConcurrentWrite(
+                f"{target} is being written by another edgecnn process right now; "
+                "wait for it to finish, or write elsewhere with --out"
+            ) from None
         try:  # the holder before us may have removed the file after we opened it: lock the current one
             if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
                 break
@@ -145,9 +148,10 @@ def _locked_swap(target: Path, replace: bool) -> Iterator[Path]:
             if work is not None:
                 shutil.rmtree(work, ignore_errors=True)
             if full:
-                raise DiskFull(f"no space left on the device of {target.parent} while writing {target.name}; "
-                               f"nothing was written"
-                               + (" and the earlier export is unchanged" if target.exists() else "")) from None
+                raise DiskFull(
+                    f"no space left on the device of {target.parent} while writing {target.name}; "
+                    f"nothing was written" + (" and the earlier export is unchanged" if target.exists() else "")
+                ) from None
             raise
 
 
@@ -188,8 +192,9 @@ def replace_file(path: Path, write: Callable[[Path], object]) -> None:
         temporary.replace(path)
     except Exception as err:
         if is_disk_full(err, path):
-            raise DiskFull(f"no space left on the device of {path.parent} while writing {path.name}; "
-                           f"{path.name} is unchanged") from None
+            raise DiskFull(
+                f"no space left on the device of {path.parent} while writing {path.name}; {path.name} is unchanged"
+            ) from None
         raise
     finally:
         temporary.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ and the log keeps everything else.
 Long steps show a progress bar (rich) when stderr is a terminal. Every finished step prints one line with
 its time. When stderr is not a terminal (CI logs, pipes), there are no bars, only those lines.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,16 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, TextIO, TypeVar
+from typing import Callable, Iterable, Iterator, Optional, Protocol, TextIO, TypeVar
 
 T = TypeVar("T")
+
+
+class Advance(Protocol):
+    """What `step` yields: `advance()` counts one item, `advance(n)` counts n."""
+
+    def __call__(self, n: int = 1) -> None: ...
+
 
 _stream: Optional[TextIO] = None  # where edgecnn's own lines go while third-party output is captured
 _progress = None  # the live rich.progress.Progress while at least one step is open
@@ -46,8 +54,9 @@ def say(message: str) -> None:
 
 
 @contextmanager
-def step(label: str, total: Optional[int] = None, done: Optional[Callable[[], str]] = None,
-         announce: bool = True) -> Iterator[Callable[[int], None]]:
+def step(
+    label: str, total: Optional[int] = None, done: Optional[Callable[[], str]] = None, announce: bool = True
+) -> Iterator[Advance]:
     """A named step: a bar while it runs (counted when `total` is given), then `[edgecnn] label: 12.3 s`.
 
     Yields `advance(n=1)`. `done`, if given, adds a few words to the finished line (called at the end).
@@ -60,12 +69,24 @@ def step(label: str, total: Optional[int] = None, done: Optional[Callable[[], st
     if interactive():
         if _progress is None:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
-            from rich.progress import TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
-            _progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(),
-                                 console=Console(file=stream(), stderr=False), transient=True)
+            _progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(file=stream(), stderr=False),
+                transient=True,
+            )
             _progress.start()
         task = _progress.add_task(label, total=total)
     _depth += 1
@@ -78,7 +99,7 @@ def step(label: str, total: Optional[int] = None, done: Optional[Callable[[], st
         yield advance
         extra = done() if done is not None else ""
         if announce:
-                say(f"[edgecnn] {label}{': ' + extra if extra else ''} ({time.perf_counter() - started:.1f} s)")
+            say(f"[edgecnn] {label}{': ' + extra if extra else ''} ({time.perf_counter() - started:.1f} s)")
     finally:
         _depth -= 1
         if task is not None and _progress is not None:
@@ -90,8 +111,10 @@ def step(label: str, total: Optional[int] = None, done: Optional[Callable[[], st
 
 def track(items: Iterable[T], label: str, total: Optional[int] = None, announce: bool = True) -> Iterator[T]:
     """Iterate with a counted step around the loop."""
-    items = list(items) if total is None else items
-    with step(label, total=len(items) if total is None else total, announce=announce) as advance:
+    if total is None:
+        listed = list(items)
+        items, total = listed, len(listed)
+    with step(label, total=total, announce=announce) as advance:
         for item in items:
             yield item
             advance()
@@ -147,7 +170,8 @@ def third_party_into(folder: Path, name: str, verbose: bool = False) -> Iterator
     # nothing is created for it: a folder that is not there yet (or not a folder) gets the log in the temp dir
     beside = folder.parent if folder.parent.is_dir() else Path(tempfile.gettempdir())
     pending = beside / f".{folder.name}.{name}.{os.getpid()}"
-    def identity():
+
+    def identity() -> Optional[int]:
         return folder.stat().st_ino if folder.is_dir() else None
 
     earlier = identity()  # a folder written whole is a new folder: an earlier one is never touched

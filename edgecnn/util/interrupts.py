@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import threading
 from contextlib import contextmanager
+from types import FrameType
 from typing import Iterator, Optional
 
 from edgecnn.util import console
@@ -19,7 +20,7 @@ from edgecnn.util import console
 _received: Optional[int] = None
 
 
-def _handle(signum: int, frame) -> None:
+def _handle(signum: int, frame: Optional[FrameType]) -> None:
     global _received
     if _received is not None:
         raise KeyboardInterrupt

@@ -8,6 +8,7 @@ Two browser rules shape this server:
   with openssl (the phone asks once to accept it). On plain HTTP the page still classifies photos from
   files, on one thread.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,10 +30,16 @@ CERTIFICATE_FOLDER = Path.home() / ".cache" / "edgecnn" / "web-tls"
 
 
 class IsolatedHandler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
-                      ".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",
-                      ".json": "application/json", ".onnx": "application/octet-stream",
-                      ".tflite": "application/octet-stream", ".bin": "application/octet-stream"}
+    extensions_map = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".mjs": "text/javascript",
+        ".js": "text/javascript",
+        ".wasm": "application/wasm",
+        ".json": "application/json",
+        ".onnx": "application/octet-stream",
+        ".tflite": "application/octet-stream",
+        ".bin": "application/octet-stream",
+    }
 
     def end_headers(self) -> None:
         for name, value in ISOLATION_HEADERS.items():
@@ -69,9 +76,28 @@ def self_signed_certificate(addresses: list[str], folder: Optional[Path] = None)
     if shutil.which("openssl") is None:
         raise UsageError("HTTPS needs openssl to make a certificate: apt-get install openssl (or use --http)")
     folder.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825",
-                             "-subj", "/CN=edgecnn web demo", "-addext", f"subjectAltName={names}",
-                             "-keyout", str(key), "-out", str(certificate)], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "825",
+            "-subj",
+            "/CN=edgecnn web demo",
+            "-addext",
+            f"subjectAltName={names}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(certificate),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         raise UsageError(f"openssl could not make a certificate: {result.stderr.strip().splitlines()[-1:]}")
     key.chmod(0o600)

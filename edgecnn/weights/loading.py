@@ -1,4 +1,5 @@
 """Weights for an export: a user's state_dict, or random init with BatchNorm statistics re-estimated."""
+
 from __future__ import annotations
 
 import pickle
@@ -48,8 +49,11 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], model_name: s
     state = {**{k: v for k, v in ours.items() if k.endswith(".num_batches_tracked")}, **state}
     missing = [k for k in ours if k not in state]
     unexpected = [k for k in state if k not in ours]
-    wrong_shape = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in ours.items()
-                   if k in state and state[k].shape != v.shape]
+    wrong_shape = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in ours.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or unexpected or wrong_shape:
         parts = []
         for label, items in (("missing", missing), ("unexpected", unexpected), ("shape (file vs model)", wrong_shape)):

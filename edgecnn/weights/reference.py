@@ -1,4 +1,5 @@
 """The PyTorch model every artifact is compared with: built for an export, or rebuilt from its manifest."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 
 from edgecnn.data.calibration import load_calibration, load_dataset_calibration
+from edgecnn.schema.enums import WeightsKind
 from edgecnn.schema.manifest import Manifest, WeightsRecord
 from edgecnn.util import console
 from edgecnn.util.errors import UsageError
@@ -20,8 +22,9 @@ from edgecnn.zoo.spec import VariantSpec
 INIT_SEED = 0
 
 
-def prepare_model(spec: VariantSpec, source: Optional[WeightsSource],
-                  calibration: np.ndarray) -> tuple[torch.nn.Module, WeightsRecord]:
+def prepare_model(
+    spec: VariantSpec, source: Optional[WeightsSource], calibration: np.ndarray
+) -> tuple[torch.nn.Module, WeightsRecord]:
     """The eval-mode PyTorch reference: raw RGB in, logits out, and a record of where its weights came from."""
     info = get_model_info(spec.model)
     torch.manual_seed(INIT_SEED)
@@ -30,34 +33,54 @@ def prepare_model(spec: VariantSpec, source: Optional[WeightsSource],
     wrapped = RawRGBInput(model, info.mean, info.std).eval()
     if source is not None:
         load_weights(model, source.read(spec.model), spec.model, source.describe())
-        return wrapped, WeightsRecord(source.describe(), True, kind=source.kind, name=source.name,
-                                      path=str(source.path.resolve()), sha256=source.sha256(),
-                                      builder_options=options, imagenet_classes=source.imagenet_classes)
-    console.say("[edgecnn] note: no --weights given: the weights are random (untrained); BatchNorm statistics are "
-                "re-estimated on the calibration images so that outputs depend on the input")
+        return wrapped, WeightsRecord(
+            source.describe(),
+            True,
+            kind=source.kind,
+            name=source.name,
+            path=str(source.path.resolve()),
+            sha256=source.sha256(),
+            builder_options=options,
+            imagenet_classes=source.imagenet_classes,
+        )
+    console.say(
+        "[edgecnn] note: no --weights given: the weights are random (untrained); BatchNorm statistics are "
+        "re-estimated on the calibration images so that outputs depend on the input"
+    )
     reestimate_batchnorm(wrapped, calibration)
-    return wrapped, WeightsRecord(f"random initialisation (seed {INIT_SEED}), UNTRAINED", False,
-                                  batchnorm="statistics re-estimated on the calibration images")
+    return wrapped, WeightsRecord(
+        f"random initialisation (seed {INIT_SEED}), UNTRAINED",
+        False,
+        batchnorm="statistics re-estimated on the calibration images",
+    )
 
 
 def reference_model(manifest: Manifest) -> torch.nn.Module:
     """The raw-RGB PyTorch model the export was made from, rebuilt from what its manifest records."""
     weights = manifest.weights
-    spec = VariantSpec.create(manifest.model, alpha=manifest.alpha, resolution=manifest.resolution,
-                              num_classes=manifest.num_classes)
+    spec = VariantSpec.create(
+        manifest.model, alpha=manifest.alpha, resolution=manifest.resolution, num_classes=manifest.num_classes
+    )
     if weights.trained:
-        if weights.kind is None or (weights.name if weights.kind != "file" else weights.path) is None:
+        where = weights.path if weights.kind == WeightsKind.FILE else weights.name
+        if weights.kind is None or where is None:
             raise UsageError("the manifest records trained weights but not where they came from")
-        source = resolve(weights.path if weights.kind == "file" else weights.name, manifest.model, download=False)
+        source = resolve(where, manifest.model, download=False)
         if not source.path.is_file():
             raise UsageError(f"the weights this export was made from are gone: {source.path}")
         if source.sha256() != weights.sha256:
             raise UsageError(f"{source.path} has changed since export: its sha256 no longer matches the manifest")
         model, _ = prepare_model(spec, source, np.empty((0,)))
         return model
-    model, _ = prepare_model(spec, None, calibration_images(
-        manifest, "the calibration images this untrained export re-estimated BatchNorm on have changed; "
-                  "its PyTorch reference cannot be rebuilt"))
+    model, _ = prepare_model(
+        spec,
+        None,
+        calibration_images(
+            manifest,
+            "the calibration images this untrained export re-estimated BatchNorm on have changed; "
+            "its PyTorch reference cannot be rebuilt",
+        ),
+    )
     return model
 
 
@@ -69,8 +92,13 @@ def calibration_images(manifest: Manifest, changed: str = "") -> np.ndarray:
     else:
         folder = Path(recorded["folder"]) if recorded.get("folder") else None
         fraction = manifest.preprocessing.get("crop_fraction") if manifest.preprocessing else None
-        calibration = load_calibration(manifest.resolution, recorded["count"], folder, progress=False,
-                                       **({"crop_fraction": fraction} if fraction is not None else {}))
+        calibration = load_calibration(
+            manifest.resolution,
+            recorded["count"],
+            folder,
+            progress=False,
+            **({"crop_fraction": fraction} if fraction is not None else {}),
+        )
     if calibration.sha256 != recorded["sha256"]:
         raise UsageError(changed or "the calibration images this export was made with have changed since")
     return calibration.images

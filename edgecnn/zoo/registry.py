@@ -1,4 +1,5 @@
 """Model registry: names -> builders, with each model's defaults and reference figures beside it."""
+
 from __future__ import annotations
 
 import difflib
@@ -105,7 +106,7 @@ def create_model(name: str, alpha: float = 1.0, num_classes: int = 1000, **kwarg
             f"{name} does not take option(s) {', '.join(unknown)}; it takes: {', '.join(sorted(accepted)) or 'none'}"
         )
     model = info.builder(alpha=alpha, num_classes=num_classes, **kwargs)
-    model.model_info = info
+    model.model_info = info  # type: ignore[assignment]  # torch's Module.__setattr__ is typed for tensors/modules only
     return model.eval()
 
 

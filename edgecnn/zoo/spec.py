@@ -4,6 +4,7 @@ Resolution multiplier rule: resolution = default resolution x rho, rounded to th
 of 8; rho = 1 keeps the default as it is. For a 224 network, rho in {1, 6/7, 5/7, 4/7, 3/7}
 (0.857, 0.714, 0.571, 0.429 typed to three places) gives MobileNet's canonical 224, 192, 160, 128, 96.
 """
+
 from __future__ import annotations
 
 import math

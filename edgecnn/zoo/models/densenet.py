@@ -1,8 +1,8 @@
 """DenseNet-121 in torchvision's state_dict layout: dense blocks that concatenate, and transitions."""
+
 from __future__ import annotations
 
 import re
-
 from collections import OrderedDict
 from functools import partial
 
@@ -35,10 +35,12 @@ class DenseBlock(nn.ModuleDict):
     """Each layer sees the concatenation of the block input and every earlier layer's output."""
 
     def __init__(self, num_layers: int, in_channels: int, growth_rate: int, bn_size: int, dropout: float) -> None:
-        super().__init__({
-            f"denselayer{i + 1}": DenseLayer(in_channels + i * growth_rate, growth_rate, bn_size, dropout)
-            for i in range(num_layers)
-        })
+        super().__init__(
+            {
+                f"denselayer{i + 1}": DenseLayer(in_channels + i * growth_rate, growth_rate, bn_size, dropout)
+                for i in range(num_layers)
+            }
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Growing the concatenation by one layer's output at a time computes what torchvision's
@@ -52,18 +54,32 @@ class DenseBlock(nn.ModuleDict):
 
 class Transition(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(OrderedDict(
-            norm=nn.BatchNorm2d(in_channels), relu=nn.ReLU(),
-            conv=nn.Conv2d(in_channels, out_channels, 1, bias=False), pool=nn.AvgPool2d(2, 2),
-        ))
+        super().__init__(
+            OrderedDict(
+                norm=nn.BatchNorm2d(in_channels),
+                relu=nn.ReLU(),
+                conv=nn.Conv2d(in_channels, out_channels, 1, bias=False),
+                pool=nn.AvgPool2d(2, 2),
+            )
+        )
 
 
-def build_densenet(block_config: tuple[int, ...], *, alpha: float = 1.0, num_classes: int = 1000,
-                   growth_rate: int = 32, stem_channels: int = 64, bn_size: int = 4, dropout: float = 0.0) -> nn.Module:
+def build_densenet(
+    block_config: tuple[int, ...],
+    *,
+    alpha: float = 1.0,
+    num_classes: int = 1000,
+    growth_rate: int = 32,
+    stem_channels: int = 64,
+    bn_size: int = 4,
+    dropout: float = 0.0,
+) -> nn.Module:
     growth = make_divisible(growth_rate * alpha)
     channels = make_divisible(stem_channels * alpha)
     features: OrderedDict[str, nn.Module] = OrderedDict(
-        conv0=nn.Conv2d(3, channels, 7, 2, 3, bias=False), norm0=nn.BatchNorm2d(channels), relu0=nn.ReLU(),
+        conv0=nn.Conv2d(3, channels, 7, 2, 3, bias=False),
+        norm0=nn.BatchNorm2d(channels),
+        relu0=nn.ReLU(),
         pool0=nn.MaxPool2d(3, 2, 1),
     )
     for i, num_layers in enumerate(block_config):
@@ -74,16 +90,22 @@ def build_densenet(block_config: tuple[int, ...], *, alpha: float = 1.0, num_cla
             channels //= 2
     features["norm5"] = nn.BatchNorm2d(channels)
     features["relu5"] = nn.ReLU()
-    model = nn.Sequential(OrderedDict(
-        features=nn.Sequential(features), avgpool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1),
-        classifier=nn.Linear(channels, num_classes),
-    ))
+    model = nn.Sequential(
+        OrderedDict(
+            features=nn.Sequential(features),
+            avgpool=nn.AdaptiveAvgPool2d(1),
+            flatten=nn.Flatten(1),
+            classifier=nn.Linear(channels, num_classes),
+        )
+    )
     init_weights(model)
     return model
 
 
-_OLD_LAYER_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|"
-                            r"num_batches_tracked))$")
+_OLD_LAYER_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|"
+    r"num_batches_tracked))$"
+)
 
 
 def torchvision_checkpoint_keys(state: dict) -> dict:
@@ -91,9 +113,18 @@ def torchvision_checkpoint_keys(state: dict) -> dict:
     return {_OLD_LAYER_KEY.sub(lambda m: m.group(1) + m.group(2), k): v for k, v in state.items()}
 
 
-register(ModelInfo(
-    "densenet121", "densenet", partial(build_densenet, (6, 12, 24, 16)), torchvision_compatible=True,
-    torchvision_weights=TorchvisionWeights("densenet121-a639ec97.pth", checkpoint_keys=torchvision_checkpoint_keys),
-    reference=Reference(params=7_978_856, macs=2_834_161_664, top1=74.434,
-                        source="torchvision weights documentation (IMAGENET1K_V1)"),
-))
+register(
+    ModelInfo(
+        "densenet121",
+        "densenet",
+        partial(build_densenet, (6, 12, 24, 16)),
+        torchvision_compatible=True,
+        torchvision_weights=TorchvisionWeights("densenet121-a639ec97.pth", checkpoint_keys=torchvision_checkpoint_keys),
+        reference=Reference(
+            params=7_978_856,
+            macs=2_834_161_664,
+            top1=74.434,
+            source="torchvision weights documentation (IMAGENET1K_V1)",
+        ),
+    )
+)

@@ -4,6 +4,7 @@ One base table (B0) and compound scaling: each variant multiplies width and dept
 resolution; `alpha` multiplies the width on top. Lite is the mobile variant: no squeeze-excitation,
 ReLU6 instead of SiLU, and stem, head and the first and last stages' depth left unscaled.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -81,7 +82,11 @@ def build_efficientnet(
     settings = LITE_STAGES if variant.lite else BASE_STAGES
     stem = 32 if variant.lite else make_divisible(32 * width)
     stages, channels = build_stages(
-        settings, stem, block, width=width, depth=variant.depth,
+        settings,
+        stem,
+        block,
+        width=width,
+        depth=variant.depth,
         fixed_depth_stages=(0, len(settings) - 1) if variant.lite else (),
         stochastic_depth_prob=stochastic_depth_prob,
     )
@@ -120,27 +125,44 @@ LITE_STD = (128.0 / 255,) * 3
 
 # B0-B4 are Ross Wightman's ports, B5-B7 Luke Melas-Kyriazi's, as torchvision publishes them
 TORCHVISION_CHECKPOINTS = {
-    "efficientnet_b0": "efficientnet_b0_rwightman-7f5810bc.pth", "efficientnet_b1": "efficientnet_b1_rwightman-bac287d4.pth",
-    "efficientnet_b2": "efficientnet_b2_rwightman-c35c1473.pth", "efficientnet_b3": "efficientnet_b3_rwightman-b3899882.pth",
-    "efficientnet_b4": "efficientnet_b4_rwightman-23ab8bcd.pth", "efficientnet_b5": "efficientnet_b5_lukemelas-1a07897c.pth",
-    "efficientnet_b6": "efficientnet_b6_lukemelas-24a108a5.pth", "efficientnet_b7": "efficientnet_b7_lukemelas-c5b4e57e.pth",
+    "efficientnet_b0": "efficientnet_b0_rwightman-7f5810bc.pth",
+    "efficientnet_b1": "efficientnet_b1_rwightman-bac287d4.pth",
+    "efficientnet_b2": "efficientnet_b2_rwightman-c35c1473.pth",
+    "efficientnet_b3": "efficientnet_b3_rwightman-b3899882.pth",
+    "efficientnet_b4": "efficientnet_b4_rwightman-23ab8bcd.pth",
+    "efficientnet_b5": "efficientnet_b5_lukemelas-1a07897c.pth",
+    "efficientnet_b6": "efficientnet_b6_lukemelas-24a108a5.pth",
+    "efficientnet_b7": "efficientnet_b7_lukemelas-c5b4e57e.pth",
 }
 
 for _name, _variant in VARIANTS.items():
     if _variant.lite:
         _params, _top1 = LITE_PUBLISHED[_name]
-        register(ModelInfo(
-            _name, "efficientnet_lite", partial(build_efficientnet, _variant),
-            default_resolution=_variant.resolution, mean=LITE_MEAN, std=LITE_STD,
-            reference=Reference(params=_params, top1=_top1,
-                                source="TensorFlow TPU EfficientNet-Lite README (float model)"),
-        ))
+        register(
+            ModelInfo(
+                _name,
+                "efficientnet_lite",
+                partial(build_efficientnet, _variant),
+                default_resolution=_variant.resolution,
+                mean=LITE_MEAN,
+                std=LITE_STD,
+                reference=Reference(
+                    params=_params, top1=_top1, source="TensorFlow TPU EfficientNet-Lite README (float model)"
+                ),
+            )
+        )
     else:
         _params, _macs, _top1 = REFERENCES[_name]
-        register(ModelInfo(
-            _name, "efficientnet", partial(build_efficientnet, _variant),
-            default_resolution=_variant.resolution, torchvision_compatible=True,
-            torchvision_weights=TorchvisionWeights(TORCHVISION_CHECKPOINTS[_name]),
-            reference=Reference(params=_params, macs=_macs, top1=_top1,
-                                source="torchvision weights documentation (IMAGENET1K_V1)"),
-        ))
+        register(
+            ModelInfo(
+                _name,
+                "efficientnet",
+                partial(build_efficientnet, _variant),
+                default_resolution=_variant.resolution,
+                torchvision_compatible=True,
+                torchvision_weights=TorchvisionWeights(TORCHVISION_CHECKPOINTS[_name]),
+                reference=Reference(
+                    params=_params, macs=_macs, top1=_top1, source="torchvision weights documentation (IMAGENET1K_V1)"
+                ),
+            )
+        )

@@ -4,10 +4,11 @@ Both in torchvision's state_dict layout (built without the auxiliary classifiers
 module exists in the paper's two forms: naive (1x1, 3x3, 5x5 and 3x3 max-pool side by side) and with
 1x1 reductions before the 3x3 and 5x5 and a 1x1 projection after the pool.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -16,13 +17,15 @@ from ..registry import ModelInfo, Reference, TorchvisionWeights, register
 from .layers import init_weights, make_divisible
 
 Kernel = Union[int, tuple[int, int]]
+Scale = Callable[[int], int]  # a channel count of the paper's network -> the same count at width alpha
 
 
 class BasicConv2d(nn.Module):
     """conv (no bias) -> BatchNorm (eps 1e-3) -> ReLU, with keys `conv.*` and `bn.*`."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Kernel, stride: int = 1,
-                 padding: Kernel = 0) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: Kernel, stride: int = 1, padding: Kernel = 0
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
@@ -37,6 +40,9 @@ class TransformInput(nn.Module):
     """Maps ImageNet-normalised input to the (x - 0.5) / 0.5 scaling that the ported Inception
     checkpoints were trained on; torchvision turns this on for its pretrained GoogLeNet/Inception-v3."""
 
+    scale: torch.Tensor  # buffers, registered in __init__
+    shift: torch.Tensor
+
     def __init__(self, mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225)):
         super().__init__()
         self.register_buffer("scale", torch.tensor(std).reshape(1, 3, 1, 1) / 0.5, persistent=False)
@@ -50,11 +56,16 @@ def _cat(branches: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat(list(branches), 1)
 
 
-def _with_classifier(layers: OrderedDict[str, nn.Module], channels: int, num_classes: int,
-                     dropout: float) -> nn.Sequential:
+def _with_classifier(
+    layers: OrderedDict[str, nn.Module], channels: int, num_classes: int, dropout: float
+) -> nn.Sequential:
     """Global pool, dropout and the `fc` layer after the feature layers; the whole net initialised."""
-    layers.update(avgpool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1), dropout=nn.Dropout(dropout),
-                  fc=nn.Linear(channels, num_classes))
+    layers.update(
+        avgpool=nn.AdaptiveAvgPool2d(1),
+        flatten=nn.Flatten(1),
+        dropout=nn.Dropout(dropout),
+        fc=nn.Linear(channels, num_classes),
+    )
     model = nn.Sequential(layers)
     init_weights(model)
     return model
@@ -68,9 +79,17 @@ class InceptionModule(nn.Module):
     branch4: 3x3 max-pool (stride 1) -> [1x1 projection]. Without reductions it is the naive module.
     """
 
-    def __init__(self, in_channels: int, ch1x1: int, ch3x3: int, ch5x5: int, pool_proj: Optional[int],
-                 ch3x3_reduce: Optional[int] = None, ch5x5_reduce: Optional[int] = None,
-                 kernel_5x5: int = 5) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        ch1x1: int,
+        ch3x3: int,
+        ch5x5: int,
+        pool_proj: Optional[int],
+        ch3x3_reduce: Optional[int] = None,
+        ch5x5_reduce: Optional[int] = None,
+        kernel_5x5: int = 5,
+    ) -> None:
         super().__init__()
         self.branch1 = BasicConv2d(in_channels, ch1x1, 1)
         self.branch2 = self._reduced_conv(in_channels, ch3x3_reduce, ch3x3, 3)
@@ -91,13 +110,23 @@ class InceptionModule(nn.Module):
         return nn.Sequential(*layers)
 
     @classmethod
-    def naive(cls, in_channels: int, ch1x1: int, ch3x3: int, ch5x5: int,
-              pool_proj: Optional[int] = None) -> "InceptionModule":
+    def naive(
+        cls, in_channels: int, ch1x1: int, ch3x3: int, ch5x5: int, pool_proj: Optional[int] = None
+    ) -> "InceptionModule":
         return cls(in_channels, ch1x1, ch3x3, ch5x5, pool_proj)
 
     @classmethod
-    def reduced(cls, in_channels: int, ch1x1: int, ch3x3_reduce: int, ch3x3: int, ch5x5_reduce: int, ch5x5: int,
-                pool_proj: int, kernel_5x5: int = 5) -> "InceptionModule":
+    def reduced(
+        cls,
+        in_channels: int,
+        ch1x1: int,
+        ch3x3_reduce: int,
+        ch3x3: int,
+        ch5x5_reduce: int,
+        ch5x5: int,
+        pool_proj: int,
+        kernel_5x5: int = 5,
+    ) -> "InceptionModule":
         return cls(in_channels, ch1x1, ch3x3, ch5x5, pool_proj, ch3x3_reduce, ch5x5_reduce, kernel_5x5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,8 +149,14 @@ GOOGLENET_TABLE: list[Union[str, tuple[str, int, int, int, int, int, int]]] = [
 ]
 
 
-def googlenet(*, alpha: float = 1.0, num_classes: int = 1000, dropout: float = 0.2,
-              kernel_5x5: int = 3, transform_input: bool = False) -> nn.Module:
+def googlenet(
+    *,
+    alpha: float = 1.0,
+    num_classes: int = 1000,
+    dropout: float = 0.2,
+    kernel_5x5: int = 3,
+    transform_input: bool = False,
+) -> nn.Module:
     """GoogLeNet. `kernel_5x5` defaults to 3 because torchvision's GoogLeNet (and its checkpoints) use a
     3x3 conv in the "5x5" branch; pass 5 for the paper's network (not checkpoint compatible)."""
     c = lambda n: make_divisible(n * alpha)  # noqa: E731
@@ -129,8 +164,10 @@ def googlenet(*, alpha: float = 1.0, num_classes: int = 1000, dropout: float = 0
     if transform_input:
         layers["transform_input"] = TransformInput()
     layers.update(
-        conv1=BasicConv2d(3, c(64), 7, 2, 3), maxpool1=nn.MaxPool2d(3, 2, ceil_mode=True),
-        conv2=BasicConv2d(c(64), c(64), 1), conv3=BasicConv2d(c(64), c(192), 3, padding=1),
+        conv1=BasicConv2d(3, c(64), 7, 2, 3),
+        maxpool1=nn.MaxPool2d(3, 2, ceil_mode=True),
+        conv2=BasicConv2d(c(64), c(64), 1),
+        conv3=BasicConv2d(c(64), c(192), 3, padding=1),
         maxpool2=nn.MaxPool2d(3, 2, ceil_mode=True),
     )
     channels = c(192)
@@ -139,9 +176,20 @@ def googlenet(*, alpha: float = 1.0, num_classes: int = 1000, dropout: float = 0
             layers[row] = nn.MaxPool2d(3, 2, ceil_mode=True)
         elif row == "maxpool4":
             layers[row] = nn.MaxPool2d(2, 2, ceil_mode=True)
+        elif isinstance(row, str):
+            raise ValueError(f"unknown row {row!r} in the GoogLeNet table")
         else:
-            name, *widths = row
-            module = InceptionModule.reduced(channels, *[c(w) for w in widths], kernel_5x5=kernel_5x5)
+            name, ch1x1, ch3x3_reduce, ch3x3, ch5x5_reduce, ch5x5, pool_proj = row
+            module = InceptionModule.reduced(
+                channels,
+                c(ch1x1),
+                c(ch3x3_reduce),
+                c(ch3x3),
+                c(ch5x5_reduce),
+                c(ch5x5),
+                c(pool_proj),
+                kernel_5x5=kernel_5x5,
+            )
             layers[name] = module
             channels = module.out_channels
     return _with_classifier(layers, channels, num_classes, dropout)
@@ -151,7 +199,7 @@ def googlenet(*, alpha: float = 1.0, num_classes: int = 1000, dropout: float = 0
 class InceptionA(nn.Module):
     """35x35 module: 1x1 | 1x1 -> 5x5 | 1x1 -> 3x3 -> 3x3 | avg-pool -> 1x1."""
 
-    def __init__(self, in_channels: int, pool_features: int, c) -> None:
+    def __init__(self, in_channels: int, pool_features: int, c: Scale) -> None:
         super().__init__()
         self.branch1x1 = BasicConv2d(in_channels, c(64), 1)
         self.branch5x5_1 = BasicConv2d(in_channels, c(48), 1)
@@ -164,18 +212,20 @@ class InceptionA(nn.Module):
         self.out_channels = c(64) + c(64) + c(96) + pool_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _cat([
-            self.branch1x1(x),
-            self.branch5x5_2(self.branch5x5_1(x)),
-            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            self.branch_pool(self.pool(x)),
-        ])
+        return _cat(
+            [
+                self.branch1x1(x),
+                self.branch5x5_2(self.branch5x5_1(x)),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                self.branch_pool(self.pool(x)),
+            ]
+        )
 
 
 class InceptionB(nn.Module):
     """Grid reduction 35 -> 17: 3x3/2 | 1x1 -> 3x3 -> 3x3/2 | max-pool/2."""
 
-    def __init__(self, in_channels: int, c) -> None:
+    def __init__(self, in_channels: int, c: Scale) -> None:
         super().__init__()
         self.branch3x3 = BasicConv2d(in_channels, c(384), 3, stride=2)
         self.branch3x3dbl_1 = BasicConv2d(in_channels, c(64), 1)
@@ -185,17 +235,19 @@ class InceptionB(nn.Module):
         self.out_channels = c(384) + c(96) + in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _cat([
-            self.branch3x3(x),
-            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            self.pool(x),
-        ])
+        return _cat(
+            [
+                self.branch3x3(x),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                self.pool(x),
+            ]
+        )
 
 
 class InceptionC(nn.Module):
     """17x17 module with factorised 7x7 convs (1x7 then 7x1)."""
 
-    def __init__(self, in_channels: int, channels_7x7: int, c) -> None:
+    def __init__(self, in_channels: int, channels_7x7: int, c: Scale) -> None:
         super().__init__()
         c7 = channels_7x7
         self.branch1x1 = BasicConv2d(in_channels, c(192), 1)
@@ -214,8 +266,13 @@ class InceptionC(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
         d = x
-        for conv in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4,
-                     self.branch7x7dbl_5):
+        for conv in (
+            self.branch7x7dbl_1,
+            self.branch7x7dbl_2,
+            self.branch7x7dbl_3,
+            self.branch7x7dbl_4,
+            self.branch7x7dbl_5,
+        ):
             d = conv(d)
         return _cat([self.branch1x1(x), b7, d, self.branch_pool(self.pool(x))])
 
@@ -223,7 +280,7 @@ class InceptionC(nn.Module):
 class InceptionD(nn.Module):
     """Grid reduction 17 -> 8: 1x1 -> 3x3/2 | 1x1 -> 1x7 -> 7x1 -> 3x3/2 | max-pool/2."""
 
-    def __init__(self, in_channels: int, c) -> None:
+    def __init__(self, in_channels: int, c: Scale) -> None:
         super().__init__()
         self.branch3x3_1 = BasicConv2d(in_channels, c(192), 1)
         self.branch3x3_2 = BasicConv2d(c(192), c(320), 3, stride=2)
@@ -242,7 +299,7 @@ class InceptionD(nn.Module):
 class InceptionE(nn.Module):
     """8x8 module whose 3x3 branches split into parallel 1x3 and 3x1 convs."""
 
-    def __init__(self, in_channels: int, c) -> None:
+    def __init__(self, in_channels: int, c: Scale) -> None:
         super().__init__()
         self.branch1x1 = BasicConv2d(in_channels, c(320), 1)
         self.branch3x3_1 = BasicConv2d(in_channels, c(384), 1)
@@ -259,25 +316,48 @@ class InceptionE(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b3 = self.branch3x3_1(x)
         d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        return _cat([
-            self.branch1x1(x),
-            self.branch3x3_2a(b3), self.branch3x3_2b(b3),
-            self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d),
-            self.branch_pool(self.pool(x)),
-        ])
+        return _cat(
+            [
+                self.branch1x1(x),
+                self.branch3x3_2a(b3),
+                self.branch3x3_2b(b3),
+                self.branch3x3dbl_3a(d),
+                self.branch3x3dbl_3b(d),
+                self.branch_pool(self.pool(x)),
+            ]
+        )
 
 
 # Stem: (name, out channels, kernel, stride, padding) or a 3x3/2 max-pool; then the mixed modules.
-INCEPTION_V3_STEM = [("Conv2d_1a_3x3", 32, 3, 2, 0), ("Conv2d_2a_3x3", 32, 3, 1, 0), ("Conv2d_2b_3x3", 64, 3, 1, 1),
-                     "maxpool1", ("Conv2d_3b_1x1", 80, 1, 1, 0), ("Conv2d_4a_3x3", 192, 3, 1, 0), "maxpool2"]
-INCEPTION_V3_MIXED = [("Mixed_5b", InceptionA, 32), ("Mixed_5c", InceptionA, 64), ("Mixed_5d", InceptionA, 64),
-                      ("Mixed_6a", InceptionB), ("Mixed_6b", InceptionC, 128), ("Mixed_6c", InceptionC, 160),
-                      ("Mixed_6d", InceptionC, 160), ("Mixed_6e", InceptionC, 192),
-                      ("Mixed_7a", InceptionD), ("Mixed_7b", InceptionE), ("Mixed_7c", InceptionE)]
+INCEPTION_V3_STEM: list[Union[str, tuple[str, int, int, int, int]]] = [
+    ("Conv2d_1a_3x3", 32, 3, 2, 0),
+    ("Conv2d_2a_3x3", 32, 3, 1, 0),
+    ("Conv2d_2b_3x3", 64, 3, 1, 1),
+    "maxpool1",
+    ("Conv2d_3b_1x1", 80, 1, 1, 0),
+    ("Conv2d_4a_3x3", 192, 3, 1, 0),
+    "maxpool2",
+]
+# (name, module, the channel counts it takes before `c`: none, or one for InceptionA and InceptionC)
+MixedModule = Union[InceptionA, InceptionB, InceptionC, InceptionD, InceptionE]
+INCEPTION_V3_MIXED: list[tuple[str, Callable[..., MixedModule], *tuple[int, ...]]] = [
+    ("Mixed_5b", InceptionA, 32),
+    ("Mixed_5c", InceptionA, 64),
+    ("Mixed_5d", InceptionA, 64),
+    ("Mixed_6a", InceptionB),
+    ("Mixed_6b", InceptionC, 128),
+    ("Mixed_6c", InceptionC, 160),
+    ("Mixed_6d", InceptionC, 160),
+    ("Mixed_6e", InceptionC, 192),
+    ("Mixed_7a", InceptionD),
+    ("Mixed_7b", InceptionE),
+    ("Mixed_7c", InceptionE),
+]
 
 
-def inception_v3(*, alpha: float = 1.0, num_classes: int = 1000, dropout: float = 0.5,
-                 transform_input: bool = False) -> nn.Module:
+def inception_v3(
+    *, alpha: float = 1.0, num_classes: int = 1000, dropout: float = 0.5, transform_input: bool = False
+) -> nn.Module:
     c = lambda n: make_divisible(n * alpha)  # noqa: E731
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     if transform_input:
@@ -307,14 +387,25 @@ def without_auxiliary_heads(state: dict) -> dict:
 
 # torchvision's checkpoints were trained on inputs re-normalised inside the network
 _TRANSFORM = {"transform_input": True}
-register(ModelInfo(
-    "googlenet", "inception", googlenet, torchvision_compatible=True,
-    torchvision_weights=TorchvisionWeights("googlenet-1378be20.pth", _TRANSFORM, without_auxiliary_heads),
-    reference=Reference(params=6_624_904, macs=1_498_376_192, top1=69.778, source=_SOURCE),
-))
-register(ModelInfo(
-    "inception_v3", "inception", inception_v3, default_resolution=299, min_resolution=75,
-    torchvision_compatible=True,
-    torchvision_weights=TorchvisionWeights("inception_v3_google-0cc3c7bd.pth", _TRANSFORM, without_auxiliary_heads),
-    reference=Reference(params=23_834_568, macs=5_713_216_096, top1=77.294, source=_SOURCE),
-))
+register(
+    ModelInfo(
+        "googlenet",
+        "inception",
+        googlenet,
+        torchvision_compatible=True,
+        torchvision_weights=TorchvisionWeights("googlenet-1378be20.pth", _TRANSFORM, without_auxiliary_heads),
+        reference=Reference(params=6_624_904, macs=1_498_376_192, top1=69.778, source=_SOURCE),
+    )
+)
+register(
+    ModelInfo(
+        "inception_v3",
+        "inception",
+        inception_v3,
+        default_resolution=299,
+        min_resolution=75,
+        torchvision_compatible=True,
+        torchvision_weights=TorchvisionWeights("inception_v3_google-0cc3c7bd.pth", _TRANSFORM, without_auxiliary_heads),
+        reference=Reference(params=23_834_568, macs=5_713_216_096, top1=77.294, source=_SOURCE),
+    )
+)

@@ -4,6 +4,7 @@ A table row (`BlockSetting`) says what one stage is; `build_stages` turns a tabl
 the width multiplier (through `make_divisible`), the depth multiplier, strides and stochastic depth.
 The families differ only in their tables, their block module and how they arrange stem and head.
 """
+
 from __future__ import annotations
 
 import math
@@ -66,8 +67,7 @@ def build_stages(
     probability of stochastic depth grows linearly with the block's index over the whole network.
     """
     repeats = [
-        s.repeats if i in fixed_depth_stages else int(math.ceil(s.repeats * depth))
-        for i, s in enumerate(settings)
+        s.repeats if i in fixed_depth_stages else int(math.ceil(s.repeats * depth)) for i, s in enumerate(settings)
     ]
     total_blocks = sum(repeats)
     stages: list[list[nn.Module]] = []
@@ -78,8 +78,10 @@ def build_stages(
         for i in range(count):
             if setting.expanded_channels is not None:
                 expanded = make_divisible(setting.expanded_channels * width)
-            else:
+            elif setting.expand_ratio is not None:
                 expanded = make_divisible(in_channels * setting.expand_ratio)
+            else:
+                raise ValueError(f"{setting} gives neither expand_ratio nor expanded_channels")
             args = BlockArgs(
                 setting=setting,
                 in_channels=in_channels,
@@ -108,8 +110,15 @@ class InvertedResidual(nn.Module):
         if hidden != args.in_channels:
             layers.append(ConvNormActivation(args.in_channels, hidden, 1, norm_layer=norm_layer, activation=activation))
         layers += [
-            ConvNormActivation(hidden, hidden, args.setting.kernel, args.stride, groups=hidden,
-                               norm_layer=norm_layer, activation=activation),
+            ConvNormActivation(
+                hidden,
+                hidden,
+                args.setting.kernel,
+                args.stride,
+                groups=hidden,
+                norm_layer=norm_layer,
+                activation=activation,
+            ),
             nn.Conv2d(hidden, args.out_channels, 1, bias=False),
             norm_layer(args.out_channels),
         ]
@@ -139,8 +148,17 @@ class MBConv(nn.Module):
         layers: list[nn.Module] = []
         if hidden != args.in_channels:
             layers.append(ConvNormActivation(args.in_channels, hidden, 1, norm_layer=norm_layer, activation=activation))
-        layers.append(ConvNormActivation(hidden, hidden, args.setting.kernel, args.stride, groups=hidden,
-                                         norm_layer=norm_layer, activation=activation))
+        layers.append(
+            ConvNormActivation(
+                hidden,
+                hidden,
+                args.setting.kernel,
+                args.stride,
+                groups=hidden,
+                norm_layer=norm_layer,
+                activation=activation,
+            )
+        )
         if args.setting.se:
             if se_layer is None:
                 raise ValueError("table asks for squeeze-excitation but the family gives no SE layer")

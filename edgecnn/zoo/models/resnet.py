@@ -3,6 +3,7 @@
 A variant is data: block type, blocks per stage, groups and width per group of the 3x3 conv.
 Shortcuts project (1x1 conv + BatchNorm) only where the shape changes (the paper's option B).
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -26,8 +27,15 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None,
-                 groups: int = 1, width_per_group: int = 64) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        planes: int,
+        stride: int = 1,
+        downsample: Optional[nn.Module] = None,
+        groups: int = 1,
+        width_per_group: int = 64,
+    ) -> None:
         super().__init__()
         if groups != 1 or width_per_group != 64:
             raise ValueError("the basic block has no grouped or widened form")
@@ -56,8 +64,15 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None,
-                 groups: int = 1, width_per_group: int = 64) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        planes: int,
+        stride: int = 1,
+        downsample: Optional[nn.Module] = None,
+        groups: int = 1,
+        width_per_group: int = 64,
+    ) -> None:
         super().__init__()
         width = max(1, int(planes * width_per_group / 64)) * groups
         self.conv1 = _conv(in_channels, width, 1)
@@ -106,30 +121,37 @@ VARIANTS: dict[str, ResNetVariant] = {
 }
 
 
-def _stage(variant: ResNetVariant, in_channels: int, planes: int, blocks: int, stride: int) -> tuple[nn.Sequential, int]:
+def _stage(
+    variant: ResNetVariant, in_channels: int, planes: int, blocks: int, stride: int
+) -> tuple[nn.Sequential, int]:
     out_channels = planes * variant.block.expansion
     downsample = None
     if stride != 1 or in_channels != out_channels:
         downsample = nn.Sequential(_conv(in_channels, out_channels, 1, stride), nn.BatchNorm2d(out_channels))
     layers = [variant.block(in_channels, planes, stride, downsample, variant.groups, variant.width_per_group)]
-    layers += [variant.block(out_channels, planes, 1, None, variant.groups, variant.width_per_group)
-               for _ in range(1, blocks)]
+    layers += [
+        variant.block(out_channels, planes, 1, None, variant.groups, variant.width_per_group) for _ in range(1, blocks)
+    ]
     return nn.Sequential(*layers), out_channels
 
 
-def build_resnet(variant: ResNetVariant, *, alpha: float = 1.0, num_classes: int = 1000,
-                 zero_init_residual: bool = False) -> nn.Module:
+def build_resnet(
+    variant: ResNetVariant, *, alpha: float = 1.0, num_classes: int = 1000, zero_init_residual: bool = False
+) -> nn.Module:
     """`zero_init_residual` starts each residual branch's last BatchNorm at zero, so every block begins
     as the identity (a training aid); loading a checkpoint overwrites it."""
     stem = make_divisible(64 * alpha)
     layers: OrderedDict[str, nn.Module] = OrderedDict(
-        conv1=nn.Conv2d(3, stem, 7, 2, 3, bias=False), bn1=nn.BatchNorm2d(stem), relu=nn.ReLU(),
+        conv1=nn.Conv2d(3, stem, 7, 2, 3, bias=False),
+        bn1=nn.BatchNorm2d(stem),
+        relu=nn.ReLU(),
         maxpool=nn.MaxPool2d(3, 2, 1),
     )
     channels = stem
     for i, (planes, blocks) in enumerate(zip(STAGE_PLANES, variant.layers)):
-        layers[f"layer{i + 1}"], channels = _stage(variant, channels, make_divisible(planes * alpha), blocks,
-                                                   stride=1 if i == 0 else 2)
+        layers[f"layer{i + 1}"], channels = _stage(
+            variant, channels, make_divisible(planes * alpha), blocks, stride=1 if i == 0 else 2
+        )
     layers.update(avgpool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1), fc=nn.Linear(channels, num_classes))
     model = nn.Sequential(layers)
     init_weights(model)
@@ -153,17 +175,28 @@ REFERENCES = {  # torchvision weights documentation, IMAGENET1K_V1: parameters, 
 }
 
 TORCHVISION_CHECKPOINTS = {
-    "resnet18": "resnet18-f37072fd.pth", "resnet34": "resnet34-b627a593.pth", "resnet50": "resnet50-0676ba61.pth",
-    "resnet101": "resnet101-63fe2227.pth", "resnet152": "resnet152-394f9c45.pth",
-    "resnext50_32x4d": "resnext50_32x4d-7cdf4587.pth", "resnext101_32x8d": "resnext101_32x8d-8ba56ff5.pth",
-    "wide_resnet50_2": "wide_resnet50_2-95faca4d.pth", "wide_resnet101_2": "wide_resnet101_2-32ee1156.pth",
+    "resnet18": "resnet18-f37072fd.pth",
+    "resnet34": "resnet34-b627a593.pth",
+    "resnet50": "resnet50-0676ba61.pth",
+    "resnet101": "resnet101-63fe2227.pth",
+    "resnet152": "resnet152-394f9c45.pth",
+    "resnext50_32x4d": "resnext50_32x4d-7cdf4587.pth",
+    "resnext101_32x8d": "resnext101_32x8d-8ba56ff5.pth",
+    "wide_resnet50_2": "wide_resnet50_2-95faca4d.pth",
+    "wide_resnet101_2": "wide_resnet101_2-32ee1156.pth",
 }
 
 for _name, _variant in VARIANTS.items():
     _params, _macs, _top1 = REFERENCES[_name]
-    register(ModelInfo(
-        _name, "resnet", partial(build_resnet, _variant), torchvision_compatible=True,
-        torchvision_weights=TorchvisionWeights(TORCHVISION_CHECKPOINTS[_name]),
-        reference=Reference(params=_params, macs=_macs, top1=_top1,
-                            source="torchvision weights documentation (IMAGENET1K_V1)"),
-    ))
+    register(
+        ModelInfo(
+            _name,
+            "resnet",
+            partial(build_resnet, _variant),
+            torchvision_compatible=True,
+            torchvision_weights=TorchvisionWeights(TORCHVISION_CHECKPOINTS[_name]),
+            reference=Reference(
+                params=_params, macs=_macs, top1=_top1, source="torchvision weights documentation (IMAGENET1K_V1)"
+            ),
+        )
+    )

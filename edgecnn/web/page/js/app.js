@@ -2,11 +2,12 @@
 // golden image gives Python's top-5. With ?selftest=1 it checks every model file and writes one JSON result
 // into <pre id="selftest">.
 import { decodeImage, drawnPixels, inputTensor, preprocess } from './preprocess.js';
-import { loadModel, threadCount } from './runtimes.js';
+import { loadModel, pageRuns, threadCount } from './runtimes.js';
 import { LatencyWindow, dequantize, percentile, topK } from './stats.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
+const CATALOG_SCHEMA = 'edgecnn.app-catalog/1'; // edgecnn/schema/catalog.py
 const FP32_RELATIVE_TOLERANCE = 1e-4; // of the largest |logit|; measured: 1.3e-5 for onnxruntime-web
 const INT8_STEP_TOLERANCE = 1; // output codes; measured: 0 for LiteRT.js against Python's LiteRT
 
@@ -53,8 +54,14 @@ function compareOutputs(entry, raw, reference) {
 
 class Demo {
   constructor(catalog) {
+    if (catalog.schema !== CATALOG_SCHEMA) {
+      throw new Error(`catalog.json has schema ${catalog.schema}, this page reads ${CATALOG_SCHEMA}`);
+    }
     this.catalog = catalog;
-    this.entries = catalog.variants.flatMap((variant) => variant.files.map((file) => ({ ...file, variant })));
+    // the files this page runs, each with its variant (resolution, crop, labels)
+    this.entries = catalog.variants.flatMap((variant) => variant.files.filter(pageRuns)
+      .map((file) => ({ ...file, variant })));
+    if (!this.entries.length) throw new Error('the catalog lists no model file this page runs (ONNX or TFLite)');
     this.labels = new Map();
     this.model = null;
     this.entry = null;

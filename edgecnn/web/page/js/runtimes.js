@@ -1,7 +1,7 @@
 // The two WebAssembly runtimes the page runs model files with, behind one interface:
 //   const model = await loadModel(entry, options); const raw = await model.run(tensor); model.close();
 // `raw` is the output as the file gives it (Float32Array, or Int8Array of codes); `entry` is the file's
-// catalog entry (its input and output dtype and shape).
+// catalog entry (its format, input and output dtype and shape: edgecnn/schema/catalog.py).
 import * as ort from '../vendor/onnxruntime-web/ort.wasm.min.mjs';
 import { loadLiteRt } from '../vendor/litertjs/core/index.js';
 
@@ -16,10 +16,6 @@ async function fetchBytes(url) {
   return new Uint8Array(await response.arrayBuffer());
 }
 
-// The batch-1 shape of a catalog tensor spec (the ONNX batch axis is named, not a number).
-export function batchOneShape(spec) {
-  return spec.shape.map((size) => (typeof size === 'number' && size > 0 ? size : 1));
-}
 
 class OrtModel {
   static async load(entry, threads) {
@@ -30,7 +26,7 @@ class OrtModel {
   }
 
   constructor(entry, session) {
-    this.shape = batchOneShape(entry.input);
+    this.shape = entry.input.shape; // batch 1, as the catalog writes every shape
     this.session = session;
     this.input = session.inputNames[0];
     this.output = session.outputNames[0];
@@ -118,12 +114,15 @@ class LiteRtModel {
   }
 }
 
-const RUNTIMES = { 'onnxruntime-web': OrtModel, 'litert.js': LiteRtModel };
+// A model file's format decides its runtime: the catalog is the one the Android app reads too, whose .pte
+// files the page skips.
+const RUNTIMES = { onnx: OrtModel, tflite: LiteRtModel };
+
+export const pageRuns = (entry) => Object.hasOwn(RUNTIMES, entry.format);
 
 export async function loadModel(entry, { threads = threadCount() } = {}) {
-  const runtime = RUNTIMES[entry.runtime];
-  if (!runtime) throw new Error(`${entry.file}: no runtime ${entry.runtime} in this page`);
-  return runtime.load(entry, threads);
+  if (!pageRuns(entry)) throw new Error(`${entry.file}: no runtime for ${entry.format} files in this page`);
+  return RUNTIMES[entry.format].load(entry, threads);
 }
 
 export const runtimeVersions = { 'onnxruntime-web': ort.env.versions?.web ?? 'unknown' };

@@ -33,9 +33,9 @@ final class AssetStore {
         return Catalog.parse(new String(read("catalog.json"), StandardCharsets.UTF_8));
     }
 
-    List<String> labels(Catalog.Variant variant) throws IOException {
+    List<String> labels(Catalog.ModelFile modelFile) throws IOException {
         List<String> labels = new ArrayList<>();
-        for (String line : new String(read(variant.labels), StandardCharsets.UTF_8).split("\n")) {
+        for (String line : new String(read(modelFile.variant.labels), StandardCharsets.UTF_8).split("\n")) {
             if (!line.isEmpty()) {
                 labels.add(line);
             }
@@ -44,8 +44,8 @@ final class AssetStore {
     }
 
     /** The model, memory-mapped from the APK (stored uncompressed: see app/build.gradle). */
-    MappedByteBuffer model(Catalog.Variant variant) throws IOException {
-        AssetFileDescriptor descriptor = assets.openFd(variant.file);
+    MappedByteBuffer model(Catalog.ModelFile modelFile) throws IOException {
+        AssetFileDescriptor descriptor = assets.openFd(modelFile.file);
         try (FileInputStream stream = new FileInputStream(descriptor.getFileDescriptor())) {
             FileChannel channel = stream.getChannel();
             return channel.map(FileChannel.MapMode.READ_ONLY, descriptor.getStartOffset(), descriptor.getDeclaredLength());
@@ -59,9 +59,9 @@ final class AssetStore {
      * copied again whenever the cached file is not the catalog's (its sha256 differs). Written to a
      * temporary name and renamed, so that a copy cut short is never loaded.
      */
-    File file(Catalog.Variant variant) throws IOException {
-        File target = new File(new File(cache, "models"), variant.file.replace('/', '_'));
-        if (target.isFile() && variant.sha256.equals(sha256(target))) {
+    File file(Catalog.ModelFile modelFile) throws IOException {
+        File target = new File(new File(cache, "models"), modelFile.file.replace('/', '_'));
+        if (target.isFile() && modelFile.sha256.equals(sha256(target))) {
             return target;
         }
         File folder = target.getParentFile();
@@ -69,16 +69,16 @@ final class AssetStore {
             throw new IOException("cannot create " + folder);
         }
         File partial = new File(folder, target.getName() + ".partial");
-        try (InputStream in = assets.open(variant.file); FileOutputStream out = new FileOutputStream(partial)) {
+        try (InputStream in = assets.open(modelFile.file); FileOutputStream out = new FileOutputStream(partial)) {
             byte[] chunk = new byte[1 << 16];
             int n;
             while ((n = in.read(chunk)) > 0) {
                 out.write(chunk, 0, n);
             }
         }
-        if (!variant.sha256.equals(sha256(partial))) {
+        if (!modelFile.sha256.equals(sha256(partial))) {
             partial.delete();
-            throw new IOException(variant.file + " in the APK is not the file the catalog lists");
+            throw new IOException(modelFile.file + " in the APK is not the file the catalog lists");
         }
         if (!partial.renameTo(target)) {
             throw new IOException("cannot rename " + partial + " to " + target);
@@ -107,14 +107,16 @@ final class AssetStore {
         return hex.toString();
     }
 
+    /** The golden image the self-test and the benchmark run. */
     Bitmap goldenImage(Catalog catalog) throws IOException {
-        try (InputStream stream = assets.open(catalog.golden.image)) {
+        String file = catalog.golden.selfTestImage().file;
+        try (InputStream stream = assets.open(file)) {
             BitmapFactory.Options options = new BitmapFactory.Options();
             options.inPreferredConfig = Bitmap.Config.ARGB_8888;
             options.inScaled = false;
             Bitmap bitmap = BitmapFactory.decodeStream(stream, null, options);
             if (bitmap == null) {
-                throw new IOException("cannot decode " + catalog.golden.image);
+                throw new IOException("cannot decode " + file);
             }
             return bitmap;
         }

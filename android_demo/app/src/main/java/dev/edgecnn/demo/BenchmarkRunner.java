@@ -17,7 +17,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.List;
 
 /**
- * Benchmark mode: every bundled variant, N timed runs on the golden image after a warm-up, with the
+ * Benchmark mode: every bundled model file, N timed runs on the golden image after a warm-up, with the
  * chosen threads and delegate; writes benchmark.json into the app's external files folder
  * (`adb pull /sdcard/Android/data/dev.edgecnn.demo/files/benchmark.json`, then `edgecnn app-report`).
  */
@@ -45,20 +45,22 @@ final class BenchmarkRunner {
         report.device.android = Build.VERSION.RELEASE;
         report.device.sdk = Build.VERSION.SDK_INT;
         report.device.abi = Build.SUPPORTED_ABIS.length > 0 ? Build.SUPPORTED_ABIS[0] : "unknown";
-        report.image = catalog.golden.image;
+        Catalog.GoldenImage image = catalog.golden.selfTestImage();
+        report.image = image.file;
         report.runs = runs;
         report.warmup = warmup;
         int done = 0;
-        for (Catalog.Variant variant : catalog.variants) {
-            progress.update("benchmark " + (++done) + "/" + catalog.variants.size() + ": " + variant.key);
-            BenchmarkReport.Entry entry = BenchmarkReport.Entry.of(variant, delegate.name(), threads);
-            try (Classifier classifier = new Classifier(store, variant, threads, delegate)) {
+        List<Catalog.ModelFile> modelFiles = catalog.modelFiles();
+        for (Catalog.ModelFile modelFile : modelFiles) {
+            progress.update("benchmark " + (++done) + "/" + modelFiles.size() + ": " + modelFile.key);
+            BenchmarkReport.Entry entry = BenchmarkReport.Entry.of(modelFile, delegate.name(), threads);
+            try (Classifier classifier = new Classifier(store, modelFile, threads, delegate)) {
                 entry.loadMs = classifier.loadMs;
-                ByteBuffer input = Preprocessor.inputTensor(variant, argb, golden.getWidth(), golden.getHeight());
+                ByteBuffer input = Preprocessor.inputTensor(modelFile, argb, golden.getWidth(), golden.getHeight());
                 long t = System.nanoTime();
                 ByteBuffer raw = classifier.runRaw(input);
                 entry.firstRunMs = (System.nanoTime() - t) / 1e6;
-                List<TopK.Prediction> top = TopK.top(TopK.logits(variant.output, raw, variant.numClasses), 5,
+                List<TopK.Prediction> top = TopK.top(TopK.logits(modelFile.output, raw, modelFile.variant.numClasses), 5,
                         classifier.labels);
                 for (int i = 1; i < warmup; i++) {
                     classifier.runRaw(input);
@@ -74,10 +76,10 @@ final class BenchmarkRunner {
                 for (int i = 0; i < top.size(); i++) {
                     entry.top5[i] = top.get(i).index;
                 }
-                Catalog.GoldenResult expected = catalog.golden.forKey(variant.key);
+                Catalog.GoldenResult expected = catalog.golden.forKey(modelFile.key, image.name);
                 SelfTest.Result check = expected == null ? null : SelfTest.compare(top, expected, TIE_TOLERANCE);
                 entry.matchesPython = check != null && check.passed;
-                entry.selfTest = check == null ? "no golden result for this variant" : check.message;
+                entry.selfTest = check == null ? "no golden result for this model file" : check.message;
             } catch (IOException | RuntimeException e) {
                 entry.error = e.getMessage();  // e.g. a GPU that cannot run this graph: recorded, the rest go on
             }

@@ -27,7 +27,7 @@ final class Classifier implements Closeable {
         }
     }
 
-    final Catalog.Variant variant;
+    final Catalog.ModelFile modelFile;
     final List<String> labels;
     final double loadMs;
     private final Engine engine;
@@ -41,17 +41,17 @@ final class Classifier implements Closeable {
         void close();
     }
 
-    Classifier(AssetStore store, Catalog.Variant variant, int threads, Delegate delegate) throws IOException {
+    Classifier(AssetStore store, Catalog.ModelFile modelFile, int threads, Delegate delegate) throws IOException {
         long start = System.nanoTime();
-        this.variant = variant;
-        this.labels = store.labels(variant);
-        if (variant.isExecuTorch()) {
+        this.modelFile = modelFile;
+        this.labels = store.labels(modelFile);
+        if (modelFile.isExecuTorch()) {
             if (delegate == Delegate.GPU) {
-                throw new IOException(".pte files run on the CPU (XNNPACK) in this app; choose CPU for " + variant.key);
+                throw new IOException(".pte files run on the CPU (XNNPACK) in this app; choose CPU for " + modelFile.key);
             }
-            engine = new ExecuTorchEngine(store.file(variant), variant, threads);
+            engine = new ExecuTorchEngine(store.file(modelFile), modelFile, threads);
         } else {
-            engine = new LiteRtEngine(store.model(variant), variant, threads, delegate == Delegate.GPU);
+            engine = new LiteRtEngine(store.model(modelFile), modelFile, threads, delegate == Delegate.GPU);
         }
         loadMs = (System.nanoTime() - start) / 1e6;
     }
@@ -62,11 +62,11 @@ final class Classifier implements Closeable {
 
     Result classify(int[] argb, int width, int height, int k) {
         long t0 = System.nanoTime();
-        ByteBuffer input = Preprocessor.inputTensor(variant, argb, width, height);
+        ByteBuffer input = Preprocessor.inputTensor(modelFile, argb, width, height);
         long t1 = System.nanoTime();
         ByteBuffer raw = runRaw(input);
         long t2 = System.nanoTime();
-        List<TopK.Prediction> top = TopK.top(TopK.logits(variant.output, raw, variant.numClasses), k, labels);
+        List<TopK.Prediction> top = TopK.top(TopK.logits(modelFile.output, raw, modelFile.variant.numClasses), k, labels);
         return new Result(top, (t1 - t0) / 1e6, (t2 - t1) / 1e6);
     }
 

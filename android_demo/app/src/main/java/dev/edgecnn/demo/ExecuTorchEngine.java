@@ -18,35 +18,35 @@ import org.pytorch.executorch.Tensor;
  */
 final class ExecuTorchEngine implements Classifier.Engine {
     private final Module module;
-    private final Catalog.Variant variant;
+    private final Catalog.ModelFile modelFile;
     private final long[] inputShape;
     private final ByteBuffer output;
 
-    ExecuTorchEngine(File program, Catalog.Variant variant, int threads) throws IOException {
-        this.variant = variant;
+    ExecuTorchEngine(File program, Catalog.ModelFile modelFile, int threads) throws IOException {
+        this.modelFile = modelFile;
         module = Module.load(program.getAbsolutePath(), Module.LOAD_MODE_MMAP, threads);
-        inputShape = new long[variant.input.shape.length];
+        inputShape = new long[modelFile.input.shape.length];
         for (int i = 0; i < inputShape.length; i++) {
-            inputShape[i] = variant.input.shape[i];
+            inputShape[i] = modelFile.input.shape[i];
         }
-        int classes = variant.output.shape[variant.output.shape.length - 1];
-        boolean int8 = "int8".equals(variant.output.dtype);
+        int classes = modelFile.output.shape[modelFile.output.shape.length - 1];
+        boolean int8 = "int8".equals(modelFile.output.dtype);
         output = ByteBuffer.allocateDirect(int8 ? classes : 4 * classes).order(ByteOrder.nativeOrder());
-        int elements = variant.resolution * variant.resolution * 3;
-        ByteBuffer zeros = ByteBuffer.allocateDirect(variant.isInt8() ? elements : 4 * elements)
+        int elements = modelFile.variant.resolution * modelFile.variant.resolution * 3;
+        ByteBuffer zeros = ByteBuffer.allocateDirect(modelFile.isInt8() ? elements : 4 * elements)
                 .order(ByteOrder.nativeOrder());
         Tensor result = forward(zeros);
         DType expected = int8 ? DType.INT8 : DType.FLOAT;
         if (result.dtype() != expected || !Arrays.equals(result.shape(), new long[]{1, classes})) {
             module.destroy();
             throw new IOException("output is " + result.dtype() + " " + Arrays.toString(result.shape())
-                    + ", the catalog says " + variant.output.dtype + " " + Arrays.toString(variant.output.shape));
+                    + ", the catalog says " + modelFile.output.dtype + " " + Arrays.toString(modelFile.output.shape));
         }
     }
 
     private Tensor forward(ByteBuffer input) {
         input.rewind();
-        Tensor tensor = variant.isInt8() ? Tensor.fromBlob(input, inputShape)
+        Tensor tensor = modelFile.isInt8() ? Tensor.fromBlob(input, inputShape)
                 : Tensor.fromBlob(input.asFloatBuffer(), inputShape);
         EValue[] outputs = module.forward(EValue.from(tensor));
         return outputs[0].toTensor();
@@ -56,7 +56,7 @@ final class ExecuTorchEngine implements Classifier.Engine {
     public ByteBuffer run(ByteBuffer input) {
         Tensor result = forward(input);
         output.rewind();
-        if ("int8".equals(variant.output.dtype)) {
+        if ("int8".equals(modelFile.output.dtype)) {
             output.put(result.getDataAsByteArray());
         } else {
             output.asFloatBuffer().put(result.getDataAsFloatArray());

@@ -18,7 +18,7 @@ final class LiteRtEngine implements Classifier.Engine {
     private final GpuDelegate gpu;
     private final ByteBuffer output;
 
-    LiteRtEngine(MappedByteBuffer model, Catalog.Variant variant, int threads, boolean useGpu) throws IOException {
+    LiteRtEngine(MappedByteBuffer model, Catalog.ModelFile modelFile, int threads, boolean useGpu) throws IOException {
         Interpreter.Options options = new Interpreter.Options().setNumThreads(threads);
         if (useGpu) {
             if (!gpuAvailable()) {
@@ -31,8 +31,8 @@ final class LiteRtEngine implements Classifier.Engine {
             options.setUseXNNPACK(true);
         }
         interpreter = new Interpreter(model, options);
-        check(interpreter.getInputTensor(0), variant.input, "input");
-        check(interpreter.getOutputTensor(0), variant.output, "output");
+        check(interpreter.getInputTensor(0), modelFile.input, "input");
+        check(interpreter.getOutputTensor(0), modelFile.output, "output");
         output = ByteBuffer.allocateDirect(interpreter.getOutputTensor(0).numBytes()).order(ByteOrder.nativeOrder());
     }
 

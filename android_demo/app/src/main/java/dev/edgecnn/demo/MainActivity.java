@@ -34,7 +34,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
 /**
  * Pick a variant (model, width, resolution, precision), threads and delegate; classify a gallery image
  * or live camera frames; see top-5, latency (p50/p90 over the last runs) and load time; run the
- * benchmark over every bundled variant. At start and on every change of model, a self-test runs the
+ * benchmark over every bundled model file. At start and on every change of model, a self-test runs the
  * golden image and says whether the top-5 matches what Python computed for the same file.
  * The UI is built in code: no generated resources, so `make android-check` compiles it with javac.
  */
@@ -76,14 +76,14 @@ public final class MainActivity extends Activity {
                     + "). Run `make android-assets VARIANTS=...` and rebuild.");
             return;
         }
-        if (catalog.variants.isEmpty()) {
-            statusView.setText("The catalog lists no models: run `make android-assets VARIANTS=...`.");
+        if (catalog.modelFiles().isEmpty()) {
+            statusView.setText("The catalog lists no .tflite or .pte files: run `make android-assets VARIANTS=...`.");
             return;
         }
-        ArrayAdapter<Catalog.Variant> variants = new ArrayAdapter<>(this, android.R.layout.simple_spinner_item,
-                catalog.variants);
-        variants.setDropDownViewResource(android.R.layout.simple_spinner_dropdown_item);
-        variantPicker.setAdapter(variants);
+        ArrayAdapter<Catalog.ModelFile> modelFiles = new ArrayAdapter<>(this, android.R.layout.simple_spinner_item,
+                catalog.modelFiles());
+        modelFiles.setDropDownViewResource(android.R.layout.simple_spinner_dropdown_item);
+        variantPicker.setAdapter(modelFiles);
         AdapterView.OnItemSelectedListener reload = new AdapterView.OnItemSelectedListener() {
             @Override
             public void onItemSelected(AdapterView<?> parent, View view, int position, long id) {
@@ -206,13 +206,13 @@ public final class MainActivity extends Activity {
 
     /** Load the chosen model with the chosen threads and delegate, then run the self-test. */
     private void loadSelected() {
-        final Catalog.Variant variant = (Catalog.Variant) variantPicker.getSelectedItem();
+        final Catalog.ModelFile modelFile = (Catalog.ModelFile) variantPicker.getSelectedItem();
         final int threads = threads();
         final Classifier.Delegate delegate = delegate();
-        if (variant == null) {
+        if (modelFile == null) {
             return;
         }
-        selfTestView.setText("Self-test: loading " + variant.key + " ...");
+        selfTestView.setText("Self-test: loading " + modelFile.key + " ...");
         worker.execute(new Runnable() {
             @Override
             public void run() {
@@ -222,7 +222,7 @@ public final class MainActivity extends Activity {
                     classifier = null;
                 }
                 try {
-                    classifier = new Classifier(store, variant, threads, delegate);
+                    classifier = new Classifier(store, modelFile, threads, delegate);
                     final String verdict = selfTest(classifier);
                     final double load = classifier.loadMs;
                     runOnUiThread(new Runnable() {
@@ -233,7 +233,7 @@ public final class MainActivity extends Activity {
                         }
                     });
                 } catch (IOException | RuntimeException e) {
-                    show(selfTestView, "Cannot load " + variant.key + " with " + delegate + ": " + e.getMessage());
+                    show(selfTestView, "Cannot load " + modelFile.key + " with " + delegate + ": " + e.getMessage());
                 }
             }
         });
@@ -241,9 +241,10 @@ public final class MainActivity extends Activity {
 
     /** The golden image through the loaded model, against the top-5 Python computed for the same file. */
     private String selfTest(Classifier loaded) throws IOException {
-        Catalog.GoldenResult expected = catalog.golden.forKey(loaded.variant.key);
+        String key = loaded.modelFile.key;
+        Catalog.GoldenResult expected = catalog.golden.forKey(key, catalog.golden.selfTestImage().name);
         if (expected == null) {
-            return "Self-test: no golden result for " + loaded.variant.key + " (re-run make android-assets)";
+            return "Self-test: no golden result for " + key + " (re-run make android-assets)";
         }
         Bitmap golden = store.goldenImage(catalog);
         Classifier.Result result = loaded.classify(AssetStore.pixels(golden), golden.getWidth(), golden.getHeight(), 5);

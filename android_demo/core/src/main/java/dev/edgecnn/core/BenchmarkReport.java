@@ -45,15 +45,15 @@ public final class BenchmarkReport {
         public String error;   // set when this variant could not run with this delegate
 
         /** An entry for one model file of the catalog, run with this delegate and thread count. */
-        public static Entry of(Catalog.Variant variant, String delegate, int threads) {
+        public static Entry of(Catalog.ModelFile modelFile, String delegate, int threads) {
             Entry entry = new Entry();
-            entry.key = variant.key;
-            entry.variant = variant.variant;
-            entry.model = variant.model;
-            entry.alpha = variant.alpha;
-            entry.resolution = variant.resolution;
-            entry.precision = variant.precision;
-            entry.sha256 = variant.sha256;
+            entry.key = modelFile.key;
+            entry.variant = modelFile.variant.id;
+            entry.model = modelFile.variant.model;
+            entry.alpha = modelFile.variant.alpha;
+            entry.resolution = modelFile.variant.resolution;
+            entry.precision = modelFile.precision;
+            entry.sha256 = modelFile.sha256;
             entry.delegate = delegate;
             entry.threads = threads;
             return entry;

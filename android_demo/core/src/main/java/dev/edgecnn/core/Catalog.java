@@ -2,53 +2,73 @@ package dev.edgecnn.core;
 
 import com.google.gson.Gson;
 import com.google.gson.JsonParseException;
+import com.google.gson.annotations.SerializedName;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
 import java.util.List;
+import java.util.Map;
 
-/** The app's catalog.json (written by `make android-assets` from the export manifests), checked on load. */
+/**
+ * The app's catalog.json, checked on load: the schema edgecnn/schema/catalog.py writes for both apps
+ * (`make android-assets` here, `edgecnn web-demo` for the web page). The app runs the .tflite and .pte files
+ * in it; files of other formats (a web build's .onnx) are checked and left out of {@link #modelFiles()}.
+ */
 public final class Catalog {
-    public static final String SCHEMA = "edgecnn.android-catalog/1";
-    public static final String RUNTIME_LITERT = "litert";
-    public static final String RUNTIME_EXECUTORCH = "executorch";
+    public static final String SCHEMA = "edgecnn.app-catalog/1";
+    public static final String FORMAT_TFLITE = "tflite";
+    public static final String FORMAT_EXECUTORCH = "executorch";
 
     public String schema;
     public List<Variant> variants = new ArrayList<>();
     public Golden golden;
+    public Map<String, String> runtimes;    // package -> version, where the build recorded them
 
-    /** One bundled model file: a width/resolution variant at one precision. */
+    private transient List<ModelFile> runnable = Collections.emptyList();
+
+    /** An exported variant: a model at one width and resolution, with its bundled files. */
     public static final class Variant {
-        public String key;          // unique in the catalog, e.g. mobilenet_v2_a0.35_r128/int8
-        public String variant;      // the export's variant id
+        @SerializedName("variant")
+        public String id;           // the export's variant id, e.g. mobilenet_v2_a0.35_r128
         public String model;
         public double alpha;
         public int resolution;
-        public String precision;    // "int8" or "fp32"
+        public int numClasses;
+        public String labels;       // asset path of the label file, one name per line
+        public String weights;      // in words
+        public Preprocessing preprocessing;
+        public List<ModelFile> files = new ArrayList<>();
+    }
+
+    /** One bundled model file: a variant at one precision in one format. */
+    public static final class ModelFile {
+        public String key;          // unique in the catalog: <variant id>/<file name>
         public String file;         // asset path of the .tflite or .pte
-        public String runtime;      // "litert" (a .tflite) or "executorch" (a .pte)
+        public String format;       // "tflite" or "executorch" (what this app runs), "onnx" (the web page's)
+        public String precision;    // "int8" or "fp32"
+        public String runtime;      // the runtime the catalog's app runs it with, in words
         public String sha256;
         public long bytes;
-        public String labels;       // asset path of the label file, one name per line
-        public int numClasses;
-        public Preprocessing preprocessing;
         public TensorSpec input;
         public TensorSpec output;
+        public transient Variant variant;   // the variant this file belongs to, linked by parse()
 
         public boolean isInt8() {
             return "int8".equals(input.dtype);
         }
 
         public boolean isExecuTorch() {
-            return RUNTIME_EXECUTORCH.equals(runtime);
+            return FORMAT_EXECUTORCH.equals(format);
         }
 
         @Override
         public String toString() {
-            return model + "  \u03b1 " + alpha + "  " + resolution + " px  " + precision
+            return variant.model + "  \u03b1 " + variant.alpha + "  " + variant.resolution + " px  " + precision
                     + (isExecuTorch() ? "  .pte" : "");
         }
     }
 
-    /** The rule that turns a decoded image into the model's input (edgecnn/preprocess.py). */
+    /** The rule that turns a decoded image into the model's input (edgecnn/data/preprocess.py). */
     public static final class Preprocessing {
         public double cropFraction;
         public String color;
@@ -56,7 +76,7 @@ public final class Catalog {
 
     public static final class TensorSpec {
         public String dtype;        // "int8" or "float32"
-        public int[] shape;         // [1, R, R, 3] (NHWC) or [1, 3, R, R] (NCHW) for the input, [1, classes] for the output
+        public int[] shape;         // batch 1: [1, R, R, 3] (NHWC) or [1, 3, R, R] (NCHW) for the input, [1, classes] for the output
         public String layout;       // input only: "NHWC" (the .tflite files) or "NCHW" (the .pte files)
         public Float scale;         // quantized tensors only
         public Integer zeroPoint;
@@ -67,14 +87,19 @@ public final class Catalog {
         }
     }
 
-    /** What Python computed for the bundled golden image: the self-test compares against it. */
+    /** The golden images and what Python computed for each (model file, image): the self-test compares. */
     public static final class Golden {
-        public String image;
+        public List<GoldenImage> images = new ArrayList<>();
         public List<GoldenResult> results = new ArrayList<>();
 
-        public GoldenResult forKey(String key) {
+        /** The image the app's self-test and benchmark run: the first. */
+        public GoldenImage selfTestImage() {
+            return images.get(0);
+        }
+
+        public GoldenResult forKey(String key, String image) {
             for (GoldenResult r : results) {
-                if (r.key.equals(key)) {
+                if (r.key.equals(key) && r.image.equals(image)) {
                     return r;
                 }
             }
@@ -82,12 +107,26 @@ public final class Catalog {
         }
     }
 
+    public static final class GoldenImage {
+        public String name;
+        public String file;         // asset path of a lossless PNG
+        public String source;
+        public int width;
+        public int height;
+    }
+
     public static final class GoldenResult {
-        public String key;
+        public String key;          // the model file's
+        public String image;        // the golden image's name
         public String inputTensor;  // asset path: the exact input bytes (int8 codes, or float32 little-endian)
         public String outputTensor; // asset path: the raw output the Python runtime produced
         public int[] top5;          // class indices, best first
         public float[] top5Scores;  // softmax probabilities
+    }
+
+    /** The model files this app runs (.tflite and .pte), in catalog order, each linked to its variant. */
+    public List<ModelFile> modelFiles() {
+        return runnable;
     }
 
     public static Catalog parse(String json) {
@@ -101,41 +140,60 @@ public final class Catalog {
             throw new IllegalArgumentException("catalog.json has schema "
                     + (catalog == null ? "none" : catalog.schema) + ", this app reads " + SCHEMA);
         }
+        if (catalog.golden == null || catalog.golden.images == null || catalog.golden.images.isEmpty()
+                || catalog.golden.results == null) {
+            throw new IllegalArgumentException("catalog.json names no golden image");
+        }
+        List<ModelFile> runnable = new ArrayList<>();
         for (Variant v : catalog.variants) {
             check(v);
+            for (ModelFile f : v.files) {
+                f.variant = v;
+                check(f);
+                if (FORMAT_TFLITE.equals(f.format) || FORMAT_EXECUTORCH.equals(f.format)) {
+                    runnable.add(f);
+                }
+            }
         }
+        catalog.runnable = Collections.unmodifiableList(runnable);
         return catalog;
     }
 
     private static void check(Variant v) {
-        if (v.key == null || v.file == null || v.input == null || v.output == null || v.preprocessing == null) {
-            throw new IllegalArgumentException("catalog variant " + v.key + " lacks a field");
-        }
-        if (!RUNTIME_LITERT.equals(v.runtime) && !RUNTIME_EXECUTORCH.equals(v.runtime)) {
-            throw new IllegalArgumentException(v.key + ": runtime " + v.runtime + " is neither litert nor executorch");
-        }
-        int r = v.resolution;
-        int[] expected = v.input.isNchw() ? new int[]{1, 3, r, r} : new int[]{1, r, r, 3};
-        if (!"NHWC".equals(v.input.layout) && !v.input.isNchw()) {
-            throw new IllegalArgumentException(v.key + ": input layout " + v.input.layout + " is neither NHWC nor NCHW");
-        }
-        if (!java.util.Arrays.equals(v.input.shape, expected)) {
-            throw new IllegalArgumentException(v.key + ": input shape is not " + java.util.Arrays.toString(expected)
-                    + " (" + v.input.layout + " at R = " + r + ")");
-        }
-        if (v.isInt8()) {
-            int[][] t = v.input.lookupTable;
-            if (t == null || t.length != 3 || t[0].length != 256 || t[1].length != 256 || t[2].length != 256) {
-                throw new IllegalArgumentException(v.key + ": an int8 input needs a 3 x 256 lookup table");
-            }
-        } else if (!"float32".equals(v.input.dtype)) {
-            throw new IllegalArgumentException(v.key + ": input dtype " + v.input.dtype + " is neither int8 nor float32");
-        }
-        if ("int8".equals(v.output.dtype) && (v.output.scale == null || v.output.zeroPoint == null)) {
-            throw new IllegalArgumentException(v.key + ": an int8 output needs its scale and zero point");
+        if (v.id == null || v.labels == null || v.preprocessing == null || v.files == null) {
+            throw new IllegalArgumentException("catalog variant " + v.id + " lacks a field");
         }
         if (!(v.preprocessing.cropFraction > 0 && v.preprocessing.cropFraction <= 1)) {
-            throw new IllegalArgumentException(v.key + ": crop fraction must be in (0, 1]");
+            throw new IllegalArgumentException(v.id + ": crop fraction must be in (0, 1]");
+        }
+    }
+
+    private static void check(ModelFile f) {
+        if (f.key == null || f.file == null || f.format == null || f.input == null || f.output == null) {
+            throw new IllegalArgumentException("catalog model file " + f.key + " lacks a field");
+        }
+        if (f.isExecuTorch() && !f.input.isNchw()) {
+            throw new IllegalArgumentException(f.key + ": a .pte takes NCHW planes, not " + f.input.layout);
+        }
+        int r = f.variant.resolution;
+        int[] expected = f.input.isNchw() ? new int[]{1, 3, r, r} : new int[]{1, r, r, 3};
+        if (!"NHWC".equals(f.input.layout) && !f.input.isNchw()) {
+            throw new IllegalArgumentException(f.key + ": input layout " + f.input.layout + " is neither NHWC nor NCHW");
+        }
+        if (!Arrays.equals(f.input.shape, expected)) {
+            throw new IllegalArgumentException(f.key + ": input shape is not " + Arrays.toString(expected)
+                    + " (" + f.input.layout + " at R = " + r + ")");
+        }
+        if (f.isInt8()) {
+            int[][] t = f.input.lookupTable;
+            if (t == null || t.length != 3 || t[0].length != 256 || t[1].length != 256 || t[2].length != 256) {
+                throw new IllegalArgumentException(f.key + ": an int8 input needs a 3 x 256 lookup table");
+            }
+        } else if (!"float32".equals(f.input.dtype)) {
+            throw new IllegalArgumentException(f.key + ": input dtype " + f.input.dtype + " is neither int8 nor float32");
+        }
+        if ("int8".equals(f.output.dtype) && (f.output.scale == null || f.output.zeroPoint == null)) {
+            throw new IllegalArgumentException(f.key + ": an int8 output needs its scale and zero point");
         }
     }
 }

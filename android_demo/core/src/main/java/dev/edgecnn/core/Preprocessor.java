@@ -4,7 +4,7 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 
 /**
- * Decoded ARGB pixels to a model's exact input tensor, by the rule in edgecnn/preprocess.py:
+ * Decoded ARGB pixels to a model's exact input tensor, by the rule in edgecnn/data/preprocess.py:
  * central square crop (side = floor(shorter side x crop fraction), offsets floored), triangle-filter
  * resize whose support widens with the downscale factor, sampled at pixel centres, weights normalised
  * per output pixel, in double; round half to even, clip to 0..255; NHWC, or NCHW for a model that takes
@@ -112,15 +112,16 @@ public final class Preprocessor {
     }
 
     /** The input tensor as the runtime takes it, in the layout the catalog gives: a direct buffer in native order. */
-    public static ByteBuffer inputTensor(Catalog.Variant variant, int[] argb, int width, int height) {
+    public static ByteBuffer inputTensor(Catalog.ModelFile modelFile, int[] argb, int width, int height) {
+        Catalog.Variant variant = modelFile.variant;
         int[] values = rgb(argb, width, height, variant.resolution, variant.preprocessing.cropFraction);
-        boolean nchw = variant.input.isNchw();
+        boolean nchw = modelFile.input.isNchw();
         if (nchw) {
             values = planes(values);
         }
-        if (variant.isInt8()) {
-            byte[] codes = nchw ? int8CodesOfPlanes(values, variant.input.lookupTable)
-                    : int8Codes(values, variant.input.lookupTable);
+        if (modelFile.isInt8()) {
+            byte[] codes = nchw ? int8CodesOfPlanes(values, modelFile.input.lookupTable)
+                    : int8Codes(values, modelFile.input.lookupTable);
             ByteBuffer buffer = ByteBuffer.allocateDirect(codes.length).order(ByteOrder.nativeOrder());
             buffer.put(codes).rewind();
             return buffer;

@@ -30,7 +30,7 @@ VALIDATE_ARGS := $(or $(EXPORT_DIR),export/$(VARIANT)) $(if $(IMAGES),--images $
 
 
 .PHONY: test-quick lint docs setup test test-slow test-full test-torchvision list summary export validate sweep bench clean \
-	scorecard train-demo train-zoo inspect-int8 int8-zoo int8-error-split bench-zoo bench-executorch demo-card android-assets android-check android-test \
+	scorecard scorecard-render train-demo train-zoo inspect-int8 int8-zoo int8-error-split bench-zoo bench-executorch demo-card android-assets android-check android-test \
 	web-demo web-serve bench-web
 
 setup: $(STAMP) $(VENV)/.installed-apt $(WEB_STAMP)
@@ -141,6 +141,12 @@ CARD_ALPHAS ?= 1.0,0.5
 scorecard: setup
 	$(BIN)/edgecnn scorecard --alphas $(CARD_ALPHAS) $(if $(MODELS),--models $(MODELS)) \
 		$(if $(FORMATS),--formats $(FORMATS)) $(if $(OUT),--out $(OUT)) $(if $(RAY),--ray $(filter-out local,$(RAY)))
+
+# make scorecard-render [CARD=benchmarks/scorecard/scorecard.json]: scorecard.md and .png (and the JSON, in the
+# current schema) again beside CARD, with today's registry figures (published top-1); measures nothing
+CARD ?= benchmarks/scorecard/scorecard.json
+scorecard-render: $(STAMP)
+	$(BIN)/edgecnn scorecard --render $(CARD)
 
 # The project's own trained model: MobileNetV2 (alpha 0.5, 32 px) on Fashion-MNIST, about 15 min on 2 cores;
 # then its model card with every format's accuracy on the 10,000 test images.

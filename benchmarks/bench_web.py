@@ -56,6 +56,7 @@ def _golden_pixels(site: Path, catalog: dict, variant: dict) -> np.ndarray:
 
 def run(variants: str, runs: int, export_root: Path, out: Path) -> dict:
     from edgecnn.web.browser import run_selftest
+    from edgecnn.schema.catalog import catalog_json
     from edgecnn.web.site import build_site
 
     cores = os.cpu_count() or 1
@@ -63,7 +64,7 @@ def run(variants: str, runs: int, export_root: Path, out: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="edgecnn-bench-web-") as tmp:
         site = Path(tmp) / "site"
         with console.third_party_into(Path(tmp), "bench-web.log", False):
-            catalog = build_site(parse_variants(variants), site, export_root)
+            catalog = catalog_json(build_site(parse_variants(variants), site, export_root))
         for threads in dict.fromkeys((1, cores)):
             with console.step(f"the page's self-test in headless Chromium, {threads} thread(s)"):
                 page = run_selftest(site, runs=runs, threads=threads)

@@ -22,6 +22,7 @@ from edgecnn.util.tables import format_table
 if TYPE_CHECKING:
     import torch
 
+    from edgecnn.sweeps.variants import VariantRow
     from edgecnn.zoo.profile import Profile
     from edgecnn.zoo.registry import ModelInfo
     from edgecnn.zoo.spec import VariantSpec
@@ -231,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--calib-count", type=int, default=100)
     _add_latency_arguments(card)
     card.add_argument("--out", type=Path, default=Path("export") / "scorecard", help="default: export/scorecard")
+    card.add_argument(
+        "--render",
+        type=Path,
+        metavar="SCORECARD_JSON",
+        help="measure nothing: write scorecard.md and .png (and the JSON, in the current schema) again beside "
+        "SCORECARD_JSON, with today's registry figures (published top-1)",
+    )
     _add_ray_argument(card)
     _add_verbose(validate, bench, classify, inspect, assets, web, sweep, card)
     return parser
@@ -460,17 +468,16 @@ def _cluster(args: argparse.Namespace):
     return RayCluster(None if args.ray == LOCAL_RAY else args.ray)
 
 
-def _fail_on_failed_variants(rows: list[dict]) -> None:
-    failed = [r for r in rows if r["status"] == "failed"]
+def _fail_on_failed_variants(rows: Sequence[VariantRow]) -> None:
+    failed = [r for r in rows if r.failed]
     if failed:
         raise ExportError(
-            f"{len(failed)} of {len(rows)} variants failed; first: {failed[0]['variant']}: {failed[0]['error']}"
+            f"{len(failed)} of {len(rows)} variants failed; first: {failed[0].variant}: {failed[0].error}"
         )
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from edgecnn.harness.report import sweep_markdown
-    from edgecnn.sweeps.sweep import SweepRequest, parse_numbers, run_sweep
+    from edgecnn.sweeps.sweep import SweepRequest, parse_numbers, run_sweep, sweep_markdown
     from edgecnn.zoo.registry import get_model_info
 
     get_model_info(args.model)  # an unknown model is refused before the numbers are looked at
@@ -492,14 +499,19 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         summary = run_sweep(request)
     print(sweep_markdown(summary))
     print(f"sweep: {request.out / 'sweep.md'} (.json, .png)")
-    _fail_on_failed_variants(summary["rows"])
+    _fail_on_failed_variants(summary.rows)
 
 
 def cmd_scorecard(args: argparse.Namespace) -> None:
-    from edgecnn.sweeps.scorecard import ScorecardRequest, markdown, run_scorecard
+    from edgecnn.sweeps.scorecard import ScorecardRequest, markdown, render, run_scorecard
     from edgecnn.sweeps.sweep import parse_numbers
     from edgecnn.zoo.registry import list_models
 
+    if args.render is not None:
+        card = render(args.render)
+        print(markdown(card))
+        print(f"scorecard: {args.render.parent / 'scorecard.md'} (.json, .png), rendered again from {args.render}")
+        return
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list_models()
     request = ScorecardRequest(
         models,
@@ -516,7 +528,7 @@ def cmd_scorecard(args: argparse.Namespace) -> None:
         card = run_scorecard(request)
     print(markdown(card))
     print(f"scorecard: {request.out / 'scorecard.md'} (.json, .png)")
-    _fail_on_failed_variants(card["rows"])
+    _fail_on_failed_variants(card.rows)
 
 
 def cmd_classify(args: argparse.Namespace) -> None:
@@ -555,10 +567,10 @@ def cmd_android_assets(args: argparse.Namespace) -> None:
     variants = parse_variants(args.variants)
     with console.third_party_into(args.export_root, "android-assets.log", args.verbose):  # not into the app
         catalog = build_assets(variants, args.assets, args.export_root)
-    for v in catalog["variants"]:
-        print(f"{v['file']}  {v['precision']}  {v['bytes'] / 2**20:.2f} MiB  sha256 {v['sha256'][:12]}")
+    for m in catalog.model_files():
+        print(f"{m.file}  {m.precision}  {m.bytes / 2**20:.2f} MiB  sha256 {m.sha256[:12]}")
     print(
-        f"{args.assets / 'catalog.json'}: {len(catalog['variants'])} model files; golden image and tensors in "
+        f"{args.assets / 'catalog.json'}: {len(catalog.model_files())} model files; golden image and tensors in "
         f"{args.assets / 'golden'}"
     )
 
@@ -572,11 +584,10 @@ def cmd_web_demo(args: argparse.Namespace) -> None:
     variants = parse_variants(args.variants)
     with console.third_party_into(args.export_root, "web-demo.log", args.verbose):  # not into the site
         catalog = build_site(variants, args.out, args.export_root, args.npm_folder)
-    for variant in catalog["variants"]:
-        for entry in variant["files"]:
-            print(f"{entry['file']}  {entry['precision']}  {entry['runtime']}  {entry['bytes'] / 2**20:.2f} MiB")
+    for m in catalog.model_files():
+        print(f"{m.file}  {m.precision}  {m.runtime}  {m.bytes / 2**20:.2f} MiB")
     print(
-        f"{args.out}: {sum(len(v['files']) for v in catalog['variants'])} model files; serve it with "
+        f"{args.out}: {len(catalog.model_files())} model files; serve it with "
         f"`make web-serve` (edgecnn web-serve --site {args.out})"
     )
     if args.selftest:

@@ -3,10 +3,7 @@
 Each trains a small width at a small resolution on Fashion-MNIST (`python -m edgecnn.weights.training
 --weights NAME`), to give int8 a real trained network per family to be measured on, over 10,000
 labelled test images. The checkpoint, its training record and its model card ship in
-`edgecnn/weights/checkpoints/`.
-Cost per epoch on this machine (1 thread, batch 128, measured with random data): resnet18 22 s,
-googlenet 40 s, mobilenet_v3_small 63 s, densenet121 106 s, mobilenet_v2 112 s, efficientnet_b0 127 s,
-vgg16 132 s (its first Linear takes the 7x7 grid its pool repeats from the 1x1 it is given at 32 px).
+`edgecnn/weights/checkpoints/`. The cost per epoch of each is in docs/trained-models.md.
 """
 
 from __future__ import annotations

@@ -60,8 +60,8 @@ final class BenchmarkRunner {
                 long t = System.nanoTime();
                 ByteBuffer raw = classifier.runRaw(input);
                 entry.firstRunMs = (System.nanoTime() - t) / 1e6;
-                List<TopK.Prediction> top = TopK.top(TopK.logits(modelFile.output, raw, modelFile.variant.numClasses), 5,
-                        classifier.labels);
+                float[] logits = TopK.logits(modelFile.output, raw, modelFile.variant.numClasses);
+                List<TopK.Prediction> top = TopK.top(logits, 5, classifier.labels);
                 for (int i = 1; i < warmup; i++) {
                     classifier.runRaw(input);
                 }

@@ -47,7 +47,8 @@ final class Classifier implements Closeable {
         this.labels = store.labels(modelFile);
         if (modelFile.isExecuTorch()) {
             if (delegate == Delegate.GPU) {
-                throw new IOException(".pte files run on the CPU (XNNPACK) in this app; choose CPU for " + modelFile.key);
+                throw new IOException(".pte files run on the CPU (XNNPACK) in this app; choose CPU for "
+                        + modelFile.key);
             }
             engine = new ExecuTorchEngine(store.file(modelFile), modelFile, threads);
         } else {
@@ -66,7 +67,8 @@ final class Classifier implements Closeable {
         long t1 = System.nanoTime();
         ByteBuffer raw = runRaw(input);
         long t2 = System.nanoTime();
-        List<TopK.Prediction> top = TopK.top(TopK.logits(modelFile.output, raw, modelFile.variant.numClasses), k, labels);
+        float[] logits = TopK.logits(modelFile.output, raw, modelFile.variant.numClasses);
+        List<TopK.Prediction> top = TopK.top(logits, k, labels);
         return new Result(top, (t1 - t0) / 1e6, (t2 - t1) / 1e6);
     }
 

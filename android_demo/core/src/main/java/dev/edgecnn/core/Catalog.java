@@ -76,7 +76,7 @@ public final class Catalog {
 
     public static final class TensorSpec {
         public String dtype;        // "int8" or "float32"
-        public int[] shape;         // batch 1: [1, R, R, 3] (NHWC) or [1, 3, R, R] (NCHW) for the input, [1, classes] for the output
+        public int[] shape;         // batch 1: input [1, R, R, 3] (NHWC) or [1, 3, R, R] (NCHW), output [1, classes]
         public String layout;       // input only: "NHWC" (the .tflite files) or "NCHW" (the .pte files)
         public Float scale;         // quantized tensors only
         public Integer zeroPoint;
@@ -178,7 +178,7 @@ public final class Catalog {
         int r = f.variant.resolution;
         int[] expected = f.input.isNchw() ? new int[]{1, 3, r, r} : new int[]{1, r, r, 3};
         if (!"NHWC".equals(f.input.layout) && !f.input.isNchw()) {
-            throw new IllegalArgumentException(f.key + ": input layout " + f.input.layout + " is neither NHWC nor NCHW");
+            throw new IllegalArgumentException(f.key + ": input layout " + f.input.layout + " is not NHWC or NCHW");
         }
         if (!Arrays.equals(f.input.shape, expected)) {
             throw new IllegalArgumentException(f.key + ": input shape is not " + Arrays.toString(expected)
@@ -190,7 +190,7 @@ public final class Catalog {
                 throw new IllegalArgumentException(f.key + ": an int8 input needs a 3 x 256 lookup table");
             }
         } else if (!"float32".equals(f.input.dtype)) {
-            throw new IllegalArgumentException(f.key + ": input dtype " + f.input.dtype + " is neither int8 nor float32");
+            throw new IllegalArgumentException(f.key + ": input dtype " + f.input.dtype + " is not int8 or float32");
         }
         if ("int8".equals(f.output.dtype) && (f.output.scale == null || f.output.zeroPoint == null)) {
             throw new IllegalArgumentException(f.key + ": an int8 output needs its scale and zero point");

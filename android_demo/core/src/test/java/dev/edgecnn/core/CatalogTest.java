@@ -25,12 +25,14 @@ public class CatalogTest {
     }
 
     private static String catalog(String inputShape, String lookup, String format, String layout) {
-        return "{\"schema\":\"edgecnn.app-catalog/1\",\"variants\":[{\"variant\":\"m_a0.5_r8\",\"model\":\"m\",\"alpha\":0.5,"
-                + "\"resolution\":8,\"numClasses\":10,\"labels\":\"models/m_a0.5_r8/labels.txt\",\"weights\":\"random\","
-                + "\"preprocessing\":{\"cropFraction\":0.875,\"color\":\"RGB\"},"
-                + "\"files\":[{\"key\":\"m_a0.5_r8/model_int8." + format + "\",\"file\":\"models/m_a0.5_r8/model_int8." + format + "\","
-                + "\"format\":\"" + format + "\",\"precision\":\"int8\",\"runtime\":\"some runtime\",\"sha256\":\"ab\",\"bytes\":1,"
-                + "\"input\":{\"dtype\":\"int8\",\"shape\":" + inputShape + ",\"layout\":\"" + layout + "\",\"scale\":0.018,\"zeroPoint\":-14"
+        String file = "model_int8." + format;
+        return "{\"schema\":\"edgecnn.app-catalog/1\",\"variants\":[{\"variant\":\"m_a0.5_r8\",\"model\":\"m\","
+                + "\"alpha\":0.5,\"resolution\":8,\"numClasses\":10,\"labels\":\"models/m_a0.5_r8/labels.txt\","
+                + "\"weights\":\"random\",\"preprocessing\":{\"cropFraction\":0.875,\"color\":\"RGB\"},"
+                + "\"files\":[{\"key\":\"m_a0.5_r8/" + file + "\",\"file\":\"models/m_a0.5_r8/" + file + "\","
+                + "\"format\":\"" + format + "\",\"precision\":\"int8\",\"runtime\":\"some runtime\","
+                + "\"sha256\":\"ab\",\"bytes\":1,\"input\":{\"dtype\":\"int8\",\"shape\":" + inputShape + ","
+                + "\"layout\":\"" + layout + "\",\"scale\":0.018,\"zeroPoint\":-14"
                 + (lookup == null ? "" : ",\"lookupTable\":" + lookup) + "},"
                 + "\"output\":{\"dtype\":\"int8\",\"shape\":[1,10],\"scale\":0.1,\"zeroPoint\":3}}]}],"
                 + "\"golden\":{\"images\":[{\"name\":\"chelsea.png\",\"file\":\"golden/chelsea.png\",\"source\":\"s\","
@@ -58,8 +60,8 @@ public class CatalogTest {
         assertThrows(IllegalArgumentException.class, () -> Catalog.parse("{not json"));
         assertThrows(IllegalArgumentException.class, () -> Catalog.parse(catalog("[1,3,8,8]", table())));
         assertThrows(IllegalArgumentException.class, () -> Catalog.parse(catalog("[1,8,8,3]", null)));
-        assertThrows(IllegalArgumentException.class,
-                () -> Catalog.parse(catalog("[1,8,8,3]", table()).replaceAll("\"images\":\\[.*\\],", "\"images\":[],")));
+        String noImage = catalog("[1,8,8,3]", table()).replaceAll("\"images\":\\[.*\\],", "\"images\":[],");
+        assertThrows(IllegalArgumentException.class, () -> Catalog.parse(noImage));
     }
 
     @Test

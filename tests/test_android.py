@@ -84,6 +84,18 @@ def _compile(out: Path) -> list[str]:
     return [f"{out}:{classpath}"]
 
 
+@pytest.mark.quick
+def test_java_core_unit_tests_pass_without_any_export(tmp_path):
+    """The Java core's own JUnit tests (catalog parsing, preprocessing, top-k, statistics, self-test): the golden
+    tests against Python's files run below, once assets are built."""
+    classpath = _compile(tmp_path / "classes")
+    units = [name for name in JUNIT_CLASSES if name != "GoldenTest"]
+    result = subprocess.run(["java", "-cp", classpath[0], "org.junit.runner.JUnitCore",
+                             *[f"dev.edgecnn.core.{name}" for name in units]],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "OK (" in result.stdout, result.stdout[-4000:] + result.stderr[-2000:]
+
+
 def test_java_core_passes_its_junit_and_golden_tests(built, tmp_path):
     classpath = _compile(tmp_path / "classes")
     benchmark = tmp_path / "benchmark.json"

@@ -13,7 +13,8 @@ import edgecnn
 from edgecnn.data.calibration import load_calibration
 from edgecnn.schema.manifest import open_export
 from edgecnn.weights.reference import reference_model
-from edgecnn.formats.base import ExportJob, Refusal
+from edgecnn.formats.base import ExportJob
+from edgecnn.schema.artifacts import Refusal
 from edgecnn.formats.executorch import Runner, export as export_executorch
 from edgecnn.harness.parity import CheckStatus
 from edgecnn.zoo.models.layers import Hardswish, RawRGBInput, hard_sigmoid

@@ -80,7 +80,7 @@ def test_local_bench_times_every_artifact_and_pytorch_interleaved(exported, tmp_
         memory = latency.load_and_memory[name]
         assert memory.load_ms > 0 and memory.first_run_ms > 0 and memory.added_peak_rss_mib >= 0
         assert memory.peak_measured == "while loading and running"
-    assert latency.machine["cores"] == os.cpu_count() and latency.machine["cpu"]
+    assert latency.machine.cores == os.cpu_count() and latency.machine.cpu
     written = json.loads((tmp_path / "bench" / "latency.json").read_text())
     assert written["schema"] == LATENCY_SCHEMA and written["device"] == "local"
     assert written["latency"] == to_json(latency)

@@ -128,9 +128,8 @@ def load_dataset_calibration(name: str, resolution: int, count: int) -> Calibrat
     )
 
 
-# A bound is met on these images, and must then hold on the user's: at agreement 0.99 the sampling
-# error of the measured fraction is 0.31 pt on 1,000 images and 0.14 pt on 5,000. Measured with 1,000:
-# EfficientNet-B0's int8-mixed met agreement 0.99 on them and reached 98.86% on the 10,000 test images.
+# A bound is met on these images, and must then hold on the user's: at agreement 0.99 the sampling error
+# of the measured fraction is 0.31 pt on 1,000 images and 0.14 pt on 5,000 (docs/int8.md).
 REPAIR_IMAGES = 5000
 
 

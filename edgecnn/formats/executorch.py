@@ -9,8 +9,7 @@ Both take NCHW input, as the PyTorch model does (ExecuTorch's Android and iOS te
   `Int8InputEncoding`) -> edge dialect -> int8 graph input and output -> XNNPACK.
   The I/O contract is the TFLite int8's: int8 codes in through the manifest's lookup table, int8 logits
   out with a scale and zero point. The app code that feeds one feeds the other, and the graph carries no
-  float edge (measured on mobilenet_v2 alpha 0.5 at 32 px: the quantize and dequantize at the edges of a
-  float-I/O program are the only non-int8 compute in it).
+  float edge (with float I/O, the edge quantize and dequantize were its only non-int8 compute).
 
 Delegation is checked at export: every operator left outside XNNPACK is counted by name in the artifact's
 details, and an int8 program with any compute operator outside XNNPACK fails, as the TFLite purity check does.
@@ -98,9 +97,8 @@ def scalars_as_4d_tensors(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """`x + 3.0` on a 4-D x as `x + c`, c a (1, 1, 1, 1) buffer holding 3.0: the same values, in place.
 
     Why: XNNPACK runs convs channels-last, and ExecuTorch's layout pass keeps an elementwise op in NHWC only
-    if every operand is 4-D. A scalar operand (hard-swish's `+ 3` and `* 1/6`) sent the op back to NCHW:
-    a transpose of the feature map before it and one after. Measured with ETDump on mobilenet_v3_small
-    int8 at 224 px, 1 thread: 54 such transposes, 0.16 ms of 2.8 ms, all gone with this.
+    if every operand is 4-D; a scalar operand (hard-swish's `+ 3`) costs a transpose of the feature map on
+    each side (docs/export.md gives the measurement).
     """
     targets = {getattr(torch.ops.aten, name.split(".")[0]).Tensor for name in _ELEMENTWISE_BINARY}
     count = 0
@@ -128,11 +126,9 @@ def with_native_hardswish(network: torch.nn.Module) -> torch.nn.Module:
     `nn.Hardswish`: the same function, which ExecuTorch's XNNPACK lowering keeps as one operator.
 
     The zoo writes hard-swish out so that LiteRT's int8 keeps it in XNNPACK (its int8 HARD_SWISH is not an
-    XNNPACK operator). ExecuTorch lowered that form to an add, a clamp and two multiplies, and its XNNPACK
-    build runs int8 elementwise operators slowly. Measured with ETDump, 1 thread, on one hard-swish of a
-    112x112x96 int8 tensor: 0.83 ms written out (Multiply 0.28 ms each, Add 0.14, Clamp 0.12) against
-    0.115 ms for XNNPACK's int8 HardSwish (a table lookup), and 0.19 ms for the same written-out form in
-    LiteRT. Its int8 output equals the PT2E simulation's exactly.
+    XNNPACK operator). ExecuTorch lowered that form to an add, a clamp and two multiplies, which its XNNPACK
+    runs about 7x slower than its int8 HardSwish table lookup (docs/export.md). Its int8 output equals the
+    PT2E simulation's exactly.
     """
     from edgecnn.zoo.models.layers import Hardswish
 

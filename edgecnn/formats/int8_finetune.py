@@ -1,9 +1,8 @@
 """Int8-aware fine-tuning: the weights of a converted PT2E int8 graph trained to give PyTorch's logits.
 
-Where the int8 error is spread over every activation, no layer is to blame and float layers do not help:
-trained EfficientNet-B0 (alpha 0.25, 32 px, Fashion-MNIST) keeps 24.5 dB of logit SQNR with every
-activation rounded and only the weights exact, and no single activation gains more than 0.55 dB when left
-unrounded (`make int8-error-split`). What is left is to let the weights absorb the rounding: the graph's
+Where the int8 error is spread over every activation, no layer is to blame and float layers do not help
+(EfficientNet-B0's case, measured by `make int8-error-split`: docs/int8.md). What is left is to let the
+weights absorb the rounding: the graph's
 own rounding is kept in the forward pass, gradients pass through it unchanged (the straight-through
 estimator of quantization-aware training), and the loss is the distance to PyTorch's logits, so no labels
 are needed (distillation). Activation ranges stay those of calibration; each weight's per-channel scale is
@@ -31,9 +30,7 @@ from edgecnn.formats.int8_mixed import is_dequantize, is_quantize
 
 LEARNING_RATE = 1e-5  # Adam; 1e-4 made EfficientNet-B0's logit SQNR worse after an epoch (24.2 -> 22.5 dB)
 EPOCHS = 1  # a second epoch added 0.05 dB on EfficientNet-B0
-BATCH = 64
-# measured with these on EfficientNet-B0 alpha 0.25 and 10,000 images (`TuningSet`): logit SQNR 23.7 -> 24.8 dB,
-# top-1 agreement 98.26% -> 98.78% simulated on the test images
+BATCH = 64  # what these give on EfficientNet-B0: docs/int8.md
 
 
 _PER_CHANNEL = "quantized_decomposed.quantize_per_channel.default"

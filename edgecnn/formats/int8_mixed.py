@@ -8,23 +8,12 @@ int8 value (dequantized) and what leaves it is quantized again.
 
 Which units: a unit left in float alone still rounds what leaves it, at the input of the int8 units that
 read it, and that rounding is often most of the unit's error. So a candidate is a unit together with the
-units that read its output, and its gain is measured on the PT2E graph (the int8 model simulated in PyTorch,
-weights and activations rounded as LiteRT will) by making it float besides what is float already. The
-search is greedy: each step adds the candidate that raises the logits' SQNR against PyTorch's the most,
-until the simulated model meets the bound. SQNR, not the bound's own metric, because a top-1 metric on the
-few ranking images moves in steps of one image. Greedy, not one ranking of each candidate alone, because
-gains do not add: measured on EfficientNet-B0 (alpha 0.25, 32 px, Fashion-MNIST, 5,000 repair images), the
-eight units taken in the order of one ranking (the stem, its readers, and the units ranked next) reached
-26.8 dB of logit SQNR (26.1 with the stem and its readers alone), eight chosen greedily 27.6 dB and twelve
-28.2 dB (23.7 dB with none).
-
-Why float and not int16 activations (TFLite's 16x8): measured with litert-torch 0.10 on this machine, its
-converter folds the int8 -> int16 requantization into neighbouring operators (kernels then refuse mixed
-int8/int16 inputs and outputs), writes int32 biases that 16x8 CONV_2D and FULLY_CONNECTED accept but compute
-wrongly (worst cosine 0.904 against 0.999999 computed by hand from the same file), and cannot give an
-int16 first layer behind an int8 input. Working around that means editing the flatbuffer after conversion;
-XNNPACK runs no int16 operator either, so those layers would fall to reference kernels. Float layers are
-delegated to XNNPACK like the rest.
+units that read its output, and its gain is measured on the PT2E graph (the int8 model simulated in PyTorch)
+by making it float besides what is float already. The search is greedy, each step adding the candidate that
+raises the logits' SQNR most, because gains do not add; SQNR rather than the bound's own metric, because a
+top-1 metric on few images moves in steps of one image. Float rather than int16 activations, because the
+converter cannot write a correct 16x8 file and XNNPACK runs no int16 operator. The measurements behind each
+choice are in docs/int8.md.
 """
 
 from __future__ import annotations
@@ -39,9 +28,8 @@ from edgecnn.util import console
 from edgecnn.util.interrupts import checkpoint
 from edgecnn.util.metrics import logits_sqnr_db
 
-# Beyond a quarter of the units in float the file is no longer an int8 model, nor faster than fp32: measured on
-# EfficientNet-B0 (alpha 0.25, 32 px), 27 of its 78 units in float met agreement 0.99 (0.993 in LiteRT) and ran
-# in 0.103 ms against fp32's 0.104 and pure int8's 0.070 (1 thread, interleaved).
+# Beyond a quarter of the units in float the file is no longer an int8 model, nor faster than fp32
+# (EfficientNet-B0 with 27 of 78 units in float ran as fast as fp32: docs/int8.md).
 MAX_FLOAT_FRACTION = 0.25
 SENSITIVITY_IMAGES = 256  # images each unit's gain is measured on (the bound is checked on all repair images)
 
@@ -201,11 +189,8 @@ class FloatUnitSearch:
     ) -> FloatChoice:
         """Rank every unit with its readers alone in float (the record's ranking, and the first greedy step),
         then grow the float set one greedy step at a time until `measure` on all repair images is `met`,
-        within MAX_FLOAT_FRACTION of the units.
-
-        Measured on EfficientNet-B0 (alpha 0.25, Fashion-MNIST): its stem in float is 1.8 dB ahead of any
-        other unit and takes agreement from 98.34% to 99.12% on 5,000 test images; ranked by agreement on
-        256 images, as this search once did, 20 units came before it."""
+        within MAX_FLOAT_FRACTION of the units. Ranked by logit SQNR, not by the bound's metric on few
+        images, which ranked EfficientNet-B0's stem (the unit that matters most) 21st (docs/int8.md)."""
         all_images = len(self.reference)
         ranking = []
         for unit in console.track(self.candidates, progress_label):

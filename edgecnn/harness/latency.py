@@ -21,7 +21,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from edgecnn.formats import Runner, format_of
-from edgecnn.schema.latency import Latency, LatencyReport, LoadAndMemory, Machine
+from edgecnn.schema.latency import PYTORCH_EAGER, Latency, LatencyReport, LoadAndMemory, Machine
 from edgecnn.schema.manifest import Manifest, to_json
 from edgecnn.util import console
 from edgecnn.util.interrupts import checkpoint
@@ -155,7 +155,7 @@ def measure_artifacts(
     try:
         for count in dict.fromkeys(options.threads):
             torch.set_num_threads(count)
-            configs: dict[str, Callable[[], object]] = {"pytorch eager (fp32)": lambda: model(torch_input)}
+            configs: dict[str, Callable[[], object]] = {PYTORCH_EAGER: lambda: model(torch_input)}
             for record in manifest.artifacts:
                 fmt = format_of(record)
                 if not fmt.timed_here:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+PYTORCH_EAGER = "pytorch eager (fp32)"  # the configuration that times the PyTorch model beside the artifacts
+
 
 @dataclass(frozen=True)
 class Device:

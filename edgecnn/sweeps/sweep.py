@@ -16,7 +16,7 @@ from typing import Optional
 from edgecnn.formats import FORMATS, Format
 from edgecnn.harness.latency import LatencyOptions
 from edgecnn.schema.enums import FormatName, Precision
-from edgecnn.schema.latency import Machine
+from edgecnn.schema.latency import PYTORCH_EAGER, Machine
 from edgecnn.schema.manifest import open_export, to_json
 from edgecnn.sweeps.variants import (
     TIMING_NOTE,
@@ -34,7 +34,7 @@ from edgecnn.zoo.spec import VariantSpec
 SWEEP_SCHEMA = "edgecnn.sweep/2"
 SWEEP_V1 = "edgecnn.sweep/1"  # the same fields; /2 writes every one, null where /1 left it out
 INT8 = FORMATS[FormatName.TFLITE].file(Precision.INT8)
-PYTORCH = "pytorch eager (fp32)"  # edgecnn.harness.latency's name for timing the PyTorch model
+PYTORCH = PYTORCH_EAGER
 
 
 @dataclass(kw_only=True)

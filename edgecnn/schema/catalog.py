@@ -8,12 +8,12 @@ camelCase in JSON (the readers' convention), snake_case here.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Optional
 
 from edgecnn.schema.enums import FormatName, Precision
+from edgecnn.schema.reading import json_object, parse_record
 from edgecnn.util.errors import UsageError
 
 CATALOG_SCHEMA = "edgecnn.app-catalog/1"
@@ -138,19 +138,7 @@ def catalog_json(catalog: AppCatalog) -> dict[str, Any]:
 
 def parse_catalog(text: str, where: str = CATALOG_FILE) -> AppCatalog:
     """A catalog.json checked against the dataclasses above; a file that does not fit is one line."""
-    from pydantic import ValidationError
-
-    try:
-        raw = json.loads(text)
-    except ValueError as err:
-        raise UsageError(f"{where} is not valid JSON ({err.__class__.__name__})") from None
-    schema = raw.get("schema") if isinstance(raw, dict) else None
-    if schema != CATALOG_SCHEMA:
-        raise UsageError(f"{where} has schema {schema!r}; this edgecnn reads {CATALOG_SCHEMA!r}")
-    try:
-        catalog: AppCatalog = catalog_adapter().validate_json(text, strict=True)
-    except ValidationError as err:
-        first = err.errors()[0]
-        path = ".".join(str(p) for p in first["loc"]) or "top level"
-        raise UsageError(f"{where} does not follow {CATALOG_SCHEMA}: {path}: {first['msg']}") from None
-    return catalog
+    raw = json_object(text, where)
+    if raw.get("schema") != CATALOG_SCHEMA:
+        raise UsageError(f"{where} has schema {raw.get('schema')!r}; this edgecnn reads {CATALOG_SCHEMA!r}")
+    return parse_record(AppCatalog, raw, where, CATALOG_SCHEMA)

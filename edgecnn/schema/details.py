@@ -70,7 +70,6 @@ class ExecuTorchDetails:
 
 # told apart by their `format` literal: a record parses as exactly one of them
 ArtifactDetails = Union[OnnxDetails, CoreMLDetails, TFLiteDetails, ExecuTorchDetails]
-DETAILS_RECORDS = tuple(record.__name__ for record in (OnnxDetails, CoreMLDetails, TFLiteDetails, ExecuTorchDetails))
 
 
 @dataclass(frozen=True)

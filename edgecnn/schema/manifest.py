@@ -25,9 +25,9 @@ from typing import Any, Optional
 
 from edgecnn.schema import migrate
 from edgecnn.schema.artifacts import ArtifactRecord, Refusal, sha256_of
-from edgecnn.schema.details import DETAILS_RECORDS
 from edgecnn.schema.enums import WeightsKind
 from edgecnn.schema.parity import CheckStatus, Limits, Parity
+from edgecnn.schema.reading import json_object, parse_record
 from edgecnn.util import console
 from edgecnn.util.errors import UsageError
 
@@ -112,44 +112,19 @@ def write_manifest(manifest: Manifest, folder: Path) -> Path:
     return path
 
 
-def _schema_error(path: Path, err: Any) -> UsageError:
-    """The first problem, as one line. Details are tried as each format's record in turn: the errors of the
-    records whose `format` does not match are noise beside those of the one that does."""
-    errors = err.errors()
-    members = set(DETAILS_RECORDS)
-    mismatched = {
-        e["loc"][i]
-        for e in errors
-        for i, part in enumerate(e["loc"][:-1])
-        if part in members and e["loc"][i + 1 :] == ("format",) and e["type"] == "literal_error"
-    }
-    relevant = [e for e in errors if not mismatched.intersection(e["loc"])] or errors
-    first = relevant[0]
-    where = ".".join(str(p) for p in first["loc"] if p not in members) or "top level"
-    return UsageError(f"{path} does not follow {MANIFEST_SCHEMA}: {where}: {first['msg']}")
-
-
 def parse_manifest(text: str, path: Path) -> Manifest:
     """The manifest's JSON checked against the dataclasses above: every field present with its type."""
-    from pydantic import TypeAdapter, ValidationError
-
-    try:
-        raw = json.loads(text)
-    except ValueError as err:
-        raise UsageError(f"{path} is not valid JSON ({err.__class__.__name__})") from None
-    schema = raw.get("schema") if isinstance(raw, dict) else None
+    raw = json_object(text, path)
+    schema = raw.get("schema")
     if schema == migrate.V2:
         console.say(
             f"[edgecnn] note: {path} was written by an earlier edgecnn ({migrate.V2}); read as "
             f"{MANIFEST_SCHEMA} (export again to update the file)"
         )
-        text = json.dumps(migrate.from_v2(raw, MANIFEST_SCHEMA))
+        raw = migrate.from_v2(raw, MANIFEST_SCHEMA)
     elif schema != MANIFEST_SCHEMA:
         raise UsageError(f"{path} has schema {schema!r}; this edgecnn reads {MANIFEST_SCHEMA!r} (re-export it)")
-    try:
-        return TypeAdapter(Manifest).validate_json(text, strict=True)
-    except ValidationError as err:
-        raise _schema_error(path, err) from None
+    return parse_record(Manifest, raw, path, MANIFEST_SCHEMA)
 
 
 def inside(root: Path, relative: str, what: str) -> Path:

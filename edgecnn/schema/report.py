@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -11,6 +10,7 @@ from edgecnn.schema.int8 import RepairComparison
 from edgecnn.schema.latency import LatencyReport
 from edgecnn.schema.manifest import WeightsRecord, to_json
 from edgecnn.schema.parity import CheckStatus, Limits, Parity
+from edgecnn.schema.reading import parse_record
 from edgecnn.util.errors import UsageError
 
 REPORT_SCHEMA = "edgecnn.report/2"
@@ -92,16 +92,9 @@ class ValidationReport:
 def parse_report(data: dict[str, Any], where: str = "report.json") -> ValidationReport:
     """A validation report's JSON (as `ValidationReport.to_json` writes it) checked against the records above:
     every field present with its type; `passed` is derived, so it is dropped. One line if it does not parse."""
-    from pydantic import TypeAdapter, ValidationError
-
     if not isinstance(data, dict):
         raise UsageError(f"{where} is not a validation report (not a JSON object)")
     if data.get("schema") != REPORT_SCHEMA:
         raise UsageError(f"{where} has schema {data.get('schema')!r}; this edgecnn reads {REPORT_SCHEMA!r}")
     fields = {k: v for k, v in data.items() if k != "passed"}
-    try:
-        return TypeAdapter(ValidationReport).validate_json(json.dumps(fields), strict=True)
-    except ValidationError as err:
-        first = err.errors()[0]
-        at = ".".join(str(p) for p in first["loc"]) or "top level"
-        raise UsageError(f"{where} does not follow {REPORT_SCHEMA}: {at}: {first['msg']}") from None
+    return parse_record(ValidationReport, fields, where, REPORT_SCHEMA)

@@ -27,6 +27,7 @@ from edgecnn.schema.enums import FormatName, Precision
 from edgecnn.schema.latency import Machine
 from edgecnn.schema.manifest import open_export, to_json
 from edgecnn.schema.parity import CheckStatus
+from edgecnn.schema.reading import json_object, parse_record
 from edgecnn.sweeps.variants import (
     TIMING_NOTE,
     RayCluster,
@@ -196,24 +197,18 @@ def record(work: VariantWork, outcome: VariantOutcome) -> ScorecardRow:
 def read(path: Path) -> Scorecard:
     """A scorecard.json back as its records. /1 is read as /2 (the one migration: it had no published top-1;
     `with_registry_figures` fills it in). One line if it does not parse."""
-    from pydantic import TypeAdapter, ValidationError
-
     try:
-        data: Any = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
         raise UsageError(f"cannot read {path}: {err}") from None
-    schema = data.get("schema") if isinstance(data, dict) else None
+    data = json_object(text, path)
+    schema = data.get("schema")
     if schema == SCHEMA_V1:
         console.say(f"[scorecard] note: {path} is {SCHEMA_V1}; read as {SCHEMA}")
         data = {**data, "schema": SCHEMA}
     elif schema != SCHEMA:
         raise UsageError(f"{path} has schema {schema!r}; this edgecnn reads {SCHEMA!r} and {SCHEMA_V1!r}")
-    try:
-        return TypeAdapter(Scorecard).validate_json(json.dumps(data), strict=True)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "top level"
-        raise UsageError(f"{path} does not follow {SCHEMA}: {where}: {first['msg']}") from None
+    return parse_record(Scorecard, data, path, SCHEMA)
 
 
 def with_registry_figures(card: Scorecard) -> Scorecard:

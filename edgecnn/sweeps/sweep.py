@@ -18,6 +18,7 @@ from edgecnn.harness.latency import LatencyOptions
 from edgecnn.schema.enums import FormatName, Precision
 from edgecnn.schema.latency import PYTORCH_EAGER, Machine
 from edgecnn.schema.manifest import open_export, to_json
+from edgecnn.schema.reading import json_object, parse_record
 from edgecnn.sweeps.variants import (
     TIMING_NOTE,
     RayCluster,
@@ -76,24 +77,14 @@ class SweepSummary:
 
 def read_sweep(path: Path) -> SweepSummary:
     """A sweep.json (/2, or /1: the same fields) back as its records; one line if it does not parse."""
-    from pydantic import TypeAdapter, ValidationError
-
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
         raise UsageError(f"cannot read {path}: {err}") from None
-    schema = data.get("schema") if isinstance(data, dict) else None
-    if schema not in (SWEEP_SCHEMA, SWEEP_V1):
-        raise UsageError(f"{path} has schema {schema!r}; this edgecnn reads {SWEEP_SCHEMA!r}")
-    try:
-        return TypeAdapter(SweepSummary).validate_json(json.dumps({**data, "schema": SWEEP_SCHEMA}), strict=True)
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise UsageError(f"{path} does not follow {SWEEP_SCHEMA}: {_where(first['loc'])}: {first['msg']}") from None
-
-
-def _where(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc) or "top level"
+    data = json_object(text, path)
+    if data.get("schema") not in (SWEEP_SCHEMA, SWEEP_V1):
+        raise UsageError(f"{path} has schema {data.get('schema')!r}; this edgecnn reads {SWEEP_SCHEMA!r}")
+    return parse_record(SweepSummary, {**data, "schema": SWEEP_SCHEMA}, path, SWEEP_SCHEMA)
 
 
 @dataclass

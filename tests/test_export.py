@@ -67,8 +67,8 @@ def test_manifest_records_every_artifact_exactly(exported):
         assert artifact.input.name and artifact.output.name == "logits"
     assert (root / "labels.txt").read_text().splitlines() == [f"class_{i}" for i in range(1000)]
     assert manifest.weights.trained is False and "UNTRAINED" in manifest.weights.source
-    assert manifest.calibration["count"] == 16 and len(manifest.calibration["sha256"]) == 64
-    assert manifest.preprocessing["crop_fraction"] == 0.875
+    assert manifest.calibration.count == 16 and len(manifest.calibration.sha256) == 64
+    assert manifest.preprocessing.crop_fraction == 0.875
     assert {"torch", "onnx", "onnxruntime", "litert-torch", "coremltools"} <= set(manifest.created_with)
     assert not list(root.parent.glob(".*partial*"))
 
@@ -106,9 +106,9 @@ def test_int8_tflite_is_pure_int8_end_to_end(exported, reference):
     assert record.details.xnnpack_partitions == graph.xnnpack_partitions == 1
     assert record.input.quantization == graph.input_quantization
     # the input is the normalised image on the fixed grid an app reproduces with the recorded table
-    encoding = Int8InputEncoding.for_normalization(manifest.mean, manifest.std).to_dict()
+    encoding = Int8InputEncoding.for_normalization(manifest.mean, manifest.std).to_record()
     assert record.input.encoding == encoding
-    assert to_json(graph.input_quantization) == {"scale": encoding["scale"], "zero_point": encoding["zero_point"]}
+    assert (graph.input_quantization.scale, graph.input_quantization.zero_point) == (encoding.scale, encoding.zero_point)
     assert record.input.dtype == "int8" and record.output.dtype == "int8"
     parity = compare(TfliteRunner(root / "model_int8.tflite", record).run(reference[0]), reference[1])
     assert parity.mean_cosine > 0.5  # random weights: int8 noise is large; it still follows PyTorch

@@ -153,8 +153,8 @@ def test_the_mixed_file_meets_the_bound_on_test_images_it_was_not_chosen_on(mixe
     model = reference_model(manifest).eval()
     with torch.no_grad():
         reference = model(torch.from_numpy(images).permute(0, 3, 1, 2).float()).numpy()
-    logits = litert_logits(out / record.path, images, Int8InputEncoding.from_dict(record.input.encoding))
+    logits = litert_logits(out / record.path, images, Int8InputEncoding.from_record(record.input.encoding))
     rejected = litert_logits(out / "rejected" / "model_int8.tflite", images,
-                             Int8InputEncoding.from_dict(record.input.encoding))
+                             Int8InputEncoding.from_record(record.input.encoding))
     agreement = float(np.mean(logits.argmax(1) == reference.argmax(1)))
     assert agreement >= 0.985 and agreement > float(np.mean(rejected.argmax(1) == reference.argmax(1))) + 0.01

@@ -1,4 +1,5 @@
 """The preprocessing contract an app re-implements: crop/resize rule and the int8 input encoding."""
+import dataclasses
 import numpy as np
 import pytest
 from PIL import Image
@@ -23,17 +24,17 @@ def test_int8_encoding_spans_every_pixel_level_without_clipping(mean, std):
 def test_int8_encoding_follows_its_written_formula_and_survives_the_manifest():
     mean, std = IMAGENET
     encoding = Int8InputEncoding.for_normalization(mean, std)
-    record = encoding.to_dict()
+    record = encoding.to_record()
     v = np.arange(256)
     for c in range(3):
-        formula = np.clip(np.rint(((v / 255 - mean[c]) / std[c]) / record["scale"]) + record["zero_point"], -128, 127)
-        assert record["lookup_table"][c] == formula.astype(int).tolist()
-    again = Int8InputEncoding.from_dict(record)
+        formula = np.clip(np.rint(((v / 255 - mean[c]) / std[c]) / record.scale) + record.zero_point, -128, 127)
+        assert record.lookup_table[c] == formula.astype(int).tolist()
+    again = Int8InputEncoding.from_record(record)
     image = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)
     codes = again.encode(image)
     assert codes.dtype == np.int8 and codes[1, 2, 0] == encoding.table[0, image[1, 2, 0]]
     with pytest.raises(ValueError, match=r"\(3, 256\)"):
-        Int8InputEncoding.from_dict({**record, "lookup_table": record["lookup_table"][:2]})
+        Int8InputEncoding.from_record(dataclasses.replace(record, lookup_table=record.lookup_table[:2]))
 
 
 def test_central_crop_and_resize_rule():

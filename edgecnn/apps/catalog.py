@@ -143,7 +143,7 @@ def _bundle_variant(
         num_classes=manifest.num_classes,
         labels=labels,
         weights=manifest.weights.source,
-        preprocessing=Preprocessing(manifest.crop_fraction, manifest.preprocessing["color"]),
+        preprocessing=Preprocessing(manifest.crop_fraction, manifest.preprocessing.color),
         files=files,
     )
 
@@ -158,5 +158,5 @@ def app_tensor(spec: TensorSpec) -> AppTensor:
         layout=spec.layout,
         scale=None if q is None else q.scale,
         zero_point=None if q is None else q.zero_point,
-        lookup_table=spec.encoding["lookup_table"] if spec.encoding else None,
+        lookup_table=spec.encoding.lookup_table if spec.encoding else None,
     )

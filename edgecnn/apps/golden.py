@@ -91,7 +91,7 @@ def input_tensor(record: ArtifactRecord, pixels: np.ndarray) -> np.ndarray:
     """(R, R, 3) uint8 RGB -> the batch-1 tensor the model file takes (int8 codes or float, its layout)."""
     encoding = record.input.encoding
     tensor = (
-        Int8InputEncoding.from_dict(encoding).encode(pixels[None])
+        Int8InputEncoding.from_record(encoding).encode(pixels[None])
         if encoding is not None
         else pixels[None].astype(np.float32)
     )

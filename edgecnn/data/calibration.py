@@ -16,6 +16,7 @@ import numpy as np
 
 from edgecnn.data.photos import SKIMAGE
 from edgecnn.data.preprocess import CROP_FRACTION, load_image, preprocess, resize_square, to_rgb_array
+from edgecnn.schema.inputs import CalibrationRecord, DatasetSample
 from edgecnn.util import console
 from edgecnn.util.errors import UsageError
 
@@ -29,26 +30,26 @@ class CalibrationSet:
     source: str
     files: list[str] = field(default_factory=list)
     folder: Optional[str] = None  # the user's folder, absolute; None for the bundled photos
-    dataset: Optional[dict] = None  # drawn from a dataset: its name, split and the indices taken
+    dataset: Optional[DatasetSample] = None  # drawn from a dataset: its name, split and the indices taken
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.images.tobytes()).hexdigest()
 
-    def provenance(self) -> dict:
-        return {
-            "source": self.source,
-            "folder": self.folder,
-            "files": self.files,
-            "count": int(len(self.images)),
-            "resolution": int(self.images.shape[1]),
-            "seed": SEED,
-            "augmentation": "none"
+    def provenance(self) -> CalibrationRecord:
+        return CalibrationRecord(
+            source=self.source,
+            count=int(len(self.images)),
+            resolution=int(self.images.shape[1]),
+            seed=SEED,
+            augmentation="none"
             if self.dataset
             else "central crop first, then seeded random square crops (35-100%) and flips",
-            "dataset": self.dataset,
-            "sha256": self.sha256,
-        }
+            sha256=self.sha256,
+            folder=self.folder,
+            files=self.files,
+            dataset=self.dataset,
+        )
 
 
 def skimage_photo_paths() -> list[Path]:
@@ -123,9 +124,7 @@ def load_dataset_calibration(name: str, resolution: int, count: int) -> Calibrat
         raise UsageError(f"--calib-count {count} is more than the {total} images of {name}'s train split")
     indices = np.sort(np.random.default_rng(SEED).choice(total, count, replace=False))
     images, _ = dataset.model_inputs("train", resolution, indices, label=f"calibration images ({count} of {name})")
-    return CalibrationSet(
-        images, dataset.describe("train"), dataset={"name": name, "split": "train", "indices": indices.tolist()}
-    )
+    return CalibrationSet(images, dataset.describe("train"), dataset=DatasetSample(name, "train", indices.tolist()))
 
 
 # A bound is met on these images, and must then hold on the user's: at agreement 0.99 the sampling error

@@ -18,32 +18,15 @@ bit for bit (the Android core does, against golden files):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from edgecnn.schema.inputs import CROP_FRACTION, InputEncoding
 from edgecnn.util.errors import UsageError
-
-CROP_FRACTION = 0.875  # 224 of 256: the usual ImageNet evaluation crop
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """What the manifest records so that an app reproduces the input tensor."""
-
-    resolution: int
-    crop: str = "central square, side = floor(shorter side x crop_fraction)"
-    crop_fraction: float = CROP_FRACTION
-    resize: str = "triangle filter, support scaled by the downscale factor, pixel-centre sampling"
-    rounding: str = "round half to even, clip to 0..255"
-    color: str = "RGB"
-    value_range: str = "0..255 (normalisation folded into the graph)"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -68,11 +51,11 @@ class Int8InputEncoding:
         return cls(scale, zero_point, table)
 
     @classmethod
-    def from_dict(cls, record: dict) -> "Int8InputEncoding":
-        table = np.asarray(record["lookup_table"], dtype=np.int8)
+    def from_record(cls, record: InputEncoding) -> "Int8InputEncoding":
+        table = np.asarray(record.lookup_table, dtype=np.int8)
         if table.shape != (3, 256):
             raise ValueError(f"an int8 input lookup table has shape (3, 256), not {table.shape}")
-        return cls(float(record["scale"]), int(record["zero_point"]), table)
+        return cls(float(record.scale), int(record.zero_point), table)
 
     @staticmethod
     def normalized_levels(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
@@ -93,13 +76,13 @@ class Int8InputEncoding:
     def decode(self, codes: np.ndarray) -> np.ndarray:
         return (codes.astype(np.float32) - self.zero_point) * np.float32(self.scale)
 
-    def to_dict(self) -> dict:
-        return {
-            "scale": self.scale,
-            "zero_point": self.zero_point,
-            "formula": "code = clip(round(((v / 255 - mean[c]) / std[c]) / scale) + zero_point, -128, 127)",
-            "lookup_table": self.table.tolist(),
-        }
+    def to_record(self) -> InputEncoding:
+        return InputEncoding(
+            self.scale,
+            self.zero_point,
+            "code = clip(round(((v / 255 - mean[c]) / std[c]) / scale) + zero_point, -128, 127)",
+            self.table.tolist(),
+        )
 
 
 def _resize_weights(in_size: int, out_size: int) -> np.ndarray:

@@ -28,7 +28,7 @@ from edgecnn.data.calibration import (
     load_repair_set,
 )
 from edgecnn.data.datasets import get_dataset
-from edgecnn.data.preprocess import CROP_FRACTION, Preprocessing
+from edgecnn.data.preprocess import CROP_FRACTION
 from edgecnn.export.conversion import Converted, convert_in_processes, convert_one, export_threads, workers_for
 from edgecnn.formats import Artifact, ExportJob, Format, Refusal, sha256_of, tool_versions
 from edgecnn.formats.tflite import BEFORE_REPAIR
@@ -40,8 +40,17 @@ from edgecnn.harness.parity import INT8_PRECISIONS, CheckStatus, gate
 from edgecnn.harness.report import VALIDATION_FOLDER, write_report
 from edgecnn.schema.details import TFLiteDetails
 from edgecnn.schema.enums import FormatName, Metric, Precision, RepairMode
+from edgecnn.schema.inputs import Preprocessing
 from edgecnn.schema.int8 import Int8Target, RepairComparison
-from edgecnn.schema.manifest import LABELS_FILE, MANIFEST_SCHEMA, Manifest, ParityRecord, WeightsRecord, write_manifest
+from edgecnn.schema.manifest import (
+    LABELS_FILE,
+    MANIFEST_SCHEMA,
+    Manifest,
+    ParityRecord,
+    WeightsRecord,
+    to_json,
+    write_manifest,
+)
 from edgecnn.schema.report import ValidationReport
 from edgecnn.util import console
 from edgecnn.util.atomic import atomic_folder, check_writable
@@ -163,7 +172,7 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
         "variant": spec.id,
         "mean": json.dumps(list(info.mean)),
         "std": json.dumps(list(info.std)),
-        "preprocessing": json.dumps(preprocessing.to_dict()),
+        "preprocessing": json.dumps(to_json(preprocessing)),
         "weights": weights.source,
     }
     target = int8_target(request, weights)
@@ -186,7 +195,7 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
     if target is not None and request.int8_repair != RepairMode.NONE:
         job.repair_images, job.repair_labels, job.repair_source = repair_set(request, calibration)
         if calibration.dataset is not None:
-            job.tuning = TuningSet(calibration.dataset["name"], spec.resolution, tuple(calibration.dataset["indices"]))
+            job.tuning = TuningSet(calibration.dataset.name, spec.resolution, tuple(calibration.dataset.indices))
     count = request.validate_count if request.validate else SELF_CHECK_IMAGES
     images, origin = parity_images_for(dataset, spec.resolution, fraction, count)
     artifacts, refused, outputs = convert_formats(request, job, images)
@@ -202,7 +211,7 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
         mean=list(info.mean),
         std=list(info.std),
         normalization=NORMALIZATION,
-        preprocessing=preprocessing.to_dict(),
+        preprocessing=preprocessing,
         weights=weights,
         labels=LABELS_FILE,
         artifacts=[a.record(work) for a in artifacts],
@@ -288,7 +297,7 @@ def repair_set(request: ExportRequest, calibration: CalibrationSet):
     come with a dataset; otherwise the last calibration images (photos have no labels to spare)."""
     dataset = calibration.dataset
     if dataset is not None:
-        return load_repair_set(dataset["name"], request.spec.resolution, dataset["indices"])
+        return load_repair_set(dataset.name, request.spec.resolution, dataset.indices)
     images = calibration.images[-min(HELD_OUT_CALIBRATION, len(calibration.images)) :]
     return images, None, "calibration images"
 

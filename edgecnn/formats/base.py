@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Optional, Protocol, runtime_checkable
 from edgecnn.schema.artifacts import ArtifactRecord, Quantization, TensorSpec, sha256_of, size_of
 from edgecnn.schema.details import ArtifactDetails
 from edgecnn.schema.enums import FormatName, Precision, RepairMode
+from edgecnn.schema.inputs import InputEncoding
 from edgecnn.schema.int8 import Int8Target
 from edgecnn.util.errors import UsageError
 
@@ -129,7 +130,7 @@ def image_input(name: str, shape: list, layout: str, dtype: str = "float32") -> 
     return TensorSpec(name, shape, dtype, "RGB 0..255 (normalisation folded into the graph)", layout)
 
 
-def int8_image_input(name: str, shape: list, layout: str, encoding: dict) -> TensorSpec:
+def int8_image_input(name: str, shape: list, layout: str, encoding: InputEncoding) -> TensorSpec:
     return TensorSpec(
         name,
         shape,
@@ -137,7 +138,7 @@ def int8_image_input(name: str, shape: list, layout: str, encoding: dict) -> Ten
         "normalised RGB ((v / 255 - mean) / std) as int8 codes: map each channel's 0..255 value "
         "through encoding.lookup_table[channel]",
         layout,
-        Quantization(encoding["scale"], encoding["zero_point"]),
+        Quantization(encoding.scale, encoding.zero_point),
         encoding,
     )
 

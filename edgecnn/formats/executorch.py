@@ -260,7 +260,7 @@ def export_int8(job: ExportJob) -> Artifact:
         FormatName.EXECUTORCH,
         Precision.INT8,
         INT8_FILE,
-        int8_image_input("image", _shape(job), "NCHW", encoding.to_dict()),
+        int8_image_input("image", _shape(job), "NCHW", encoding.to_record()),
         logits_output("logits", [1, job.num_classes], "int8", Quantization(float(out_scale), int(out_zero))),
         dataclasses.replace(delegation, weights=INT8_WEIGHTS, activations=INT8_ACTIVATIONS, io=INT8_IO),
     )
@@ -413,7 +413,7 @@ class Runner:
         self.threads = threads or os.cpu_count() or 1
         self.method = PooledMethod(path, self.threads)
         encoding = record.input.encoding
-        self.encoding = None if encoding is None else Int8InputEncoding.from_dict(encoding)
+        self.encoding = None if encoding is None else Int8InputEncoding.from_record(encoding)
         int8_input = self.method.input_dtype() == _SCALAR_TYPE_INT8
         if (self.encoding is not None) != int8_input:
             raise ValueError(f"{Path(path).name}: the manifest's input record does not match the program's input dtype")

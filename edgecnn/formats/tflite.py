@@ -498,7 +498,7 @@ def export_mixed(job: ExportJob, quantized: QuantizedGraph, float_units: list[st
         FormatName.TFLITE,
         MIXED_PRECISION,
         MIXED_FILE,
-        int8_image_input("image", _shape(job), "NHWC", quantized.encoding.to_dict()),
+        int8_image_input("image", _shape(job), "NHWC", quantized.encoding.to_record()),
         logits_output("logits", [1, job.num_classes], "int8", _output_quantization(graph)),
         dataclasses.replace(
             _graph_details(graph),
@@ -541,7 +541,7 @@ def _written_int8(job: ExportJob, quantized: QuantizedGraph, file: str) -> Artif
         FormatName.TFLITE,
         Precision.INT8,
         file,
-        int8_image_input("image", _shape(job), "NHWC", encoding.to_dict()),
+        int8_image_input("image", _shape(job), "NHWC", encoding.to_record()),
         logits_output("logits", [1, job.num_classes], "int8", _output_quantization(int8_graph)),
         dataclasses.replace(_graph_details(int8_graph), weights=INT8_WEIGHTS, activations=INT8_ACTIVATIONS),
     )
@@ -649,7 +649,7 @@ class Runner:
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         encoding = record.input.encoding
-        self.encoding = None if encoding is None else Int8InputEncoding.from_dict(encoding)
+        self.encoding = None if encoding is None else Int8InputEncoding.from_record(encoding)
         if (self.encoding is None) != (self.input["dtype"] == np.float32):
             raise ValueError(f"{path.name}: the manifest's input record does not match the model's input dtype")
         self.out_q = _quantization(self.output)

@@ -132,7 +132,7 @@ def inspect(
     """Per operator of the int8 TFLite `record`, its error against the PyTorch `backbone` on `images`."""
     if record.input.encoding is None:
         raise UsageError(f"{record.path} takes no int8 codes: not a full-integer model")
-    encoding = Int8InputEncoding.from_dict(record.input.encoding)
+    encoding = Int8InputEncoding.from_record(record.input.encoding)
     interpreter = litert.interpreter(root / record.path, threads=1, keep_all_tensors=True)
     ops = read_graph(root / record.path)
     sample = torch.from_numpy(encoding.decode(encoding.encode(images[:1]))).permute(0, 3, 1, 2)

@@ -119,7 +119,7 @@ def write_card(report_path: Path) -> Path:
     report = {
         **report,
         "class_names": read_labels(export, manifest),
-        "calibration_count": manifest.calibration["count"],
+        "calibration_count": manifest.calibration.count,
     }
     card = record_path.with_name(record_path.name.replace(".training.json", ".md"))
     text = render(record, report)

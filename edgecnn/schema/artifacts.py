@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 from edgecnn.schema.details import ArtifactDetails
 from edgecnn.schema.enums import FormatName, Precision
+from edgecnn.schema.inputs import InputEncoding
 from edgecnn.schema.quantization import Quantization
 
 
@@ -22,8 +23,7 @@ class TensorSpec:
     values: str  # what the numbers mean, in words
     layout: Optional[str] = None
     quantization: Optional[Quantization] = None
-    # int8 image inputs: the lookup table from 0..255 pixels to codes (edgecnn.data.preprocess.Int8InputEncoding)
-    encoding: Optional[dict[str, Any]] = None
+    encoding: Optional[InputEncoding] = None  # int8 image inputs: the lookup table from 0..255 pixels to codes
 
 
 @dataclass(frozen=True)

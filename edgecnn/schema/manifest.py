@@ -26,6 +26,7 @@ from typing import Any, Optional
 from edgecnn.schema import migrate
 from edgecnn.schema.artifacts import ArtifactRecord, Refusal, sha256_of
 from edgecnn.schema.enums import WeightsKind
+from edgecnn.schema.inputs import CalibrationRecord, Preprocessing
 from edgecnn.schema.parity import CheckStatus, Limits, Parity
 from edgecnn.schema.reading import json_object, parse_record
 from edgecnn.util import console
@@ -73,11 +74,11 @@ class Manifest:
     mean: list[float]
     std: list[float]
     normalization: str
-    preprocessing: dict[str, Any]
+    preprocessing: Preprocessing
     weights: WeightsRecord
     labels: str
     artifacts: list[ArtifactRecord]
-    calibration: dict[str, Any]
+    calibration: CalibrationRecord
     created_with: dict[str, str]
     dataset: Optional[str] = None  # what it was trained on, if edgecnn knows the dataset
     parity: dict[str, ParityRecord] = field(default_factory=dict)
@@ -85,7 +86,7 @@ class Manifest:
 
     @property
     def crop_fraction(self) -> float:
-        return float(self.preprocessing["crop_fraction"])
+        return self.preprocessing.crop_fraction
 
     def artifact(self, path: str) -> ArtifactRecord:
         return next(a for a in self.artifacts if a.path == path)

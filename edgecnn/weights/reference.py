@@ -87,18 +87,13 @@ def reference_model(manifest: Manifest) -> torch.nn.Module:
 def calibration_images(manifest: Manifest, changed: str = "") -> np.ndarray:
     """The uint8 calibration images an export was made with, loaded again and checked by their sha256."""
     recorded = manifest.calibration
-    if recorded.get("dataset"):
-        calibration = load_dataset_calibration(recorded["dataset"]["name"], manifest.resolution, recorded["count"])
+    if recorded.dataset is not None:
+        calibration = load_dataset_calibration(recorded.dataset.name, manifest.resolution, recorded.count)
     else:
-        folder = Path(recorded["folder"]) if recorded.get("folder") else None
-        fraction = manifest.preprocessing.get("crop_fraction") if manifest.preprocessing else None
+        folder = Path(recorded.folder) if recorded.folder else None
         calibration = load_calibration(
-            manifest.resolution,
-            recorded["count"],
-            folder,
-            progress=False,
-            **({"crop_fraction": fraction} if fraction is not None else {}),
+            manifest.resolution, recorded.count, folder, progress=False, crop_fraction=manifest.crop_fraction
         )
-    if calibration.sha256 != recorded["sha256"]:
+    if calibration.sha256 != recorded.sha256:
         raise UsageError(changed or "the calibration images this export was made with have changed since")
     return calibration.images

@@ -53,3 +53,25 @@ def app_exports(_app_exports, tmp_path_factory):
     shutil.copytree(_app_exports, copy)
     return copy
 
+
+
+@pytest.fixture(scope="session")
+def serial_sweep(tmp_path_factory):
+    """One small serial sweep for the session (mobilenet_v2 at alpha 0.35 and 0.5, 32 px, TFLite, labelled
+    photos): `test_sweep` checks it, and `test_ray` compares a sweep on Ray with it. (request, summary)"""
+    from PIL import Image
+
+    from edgecnn.data.calibration import load_calibration
+    from edgecnn.formats import parse_formats
+    from edgecnn.harness.latency import LatencyOptions
+    from edgecnn.sweeps.sweep import SweepRequest, run_sweep
+
+    root = tmp_path_factory.mktemp("sweep")
+    labelled = root / "labelled"
+    for i, image in enumerate(load_calibration(32, 6, progress=False).images):
+        folder = labelled / str(i % 2)  # class indices as folder names
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i}.png")
+    request = SweepRequest("mobilenet_v2", [0.35, 0.5], [32], parse_formats("tflite"), root / "serial",
+                           calib_count=8, labels_dir=labelled, latency=LatencyOptions(threads=(1,), runs=20))
+    return request, run_sweep(request)

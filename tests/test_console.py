@@ -59,16 +59,22 @@ def test_a_failed_step_prints_no_finished_line(capfd):
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-def test_make_export_prints_only_edgecnn_lines_on_stderr(tmp_path):
-    """The README's first command, in full (every format, validation, latency): stderr holds only our lines,
-    and what the converters said is in the export's log."""
-    out = tmp_path / "mobilenet_v2_a0.75_r224"
-    result = subprocess.run(["make", "-s", "export", "MODEL=mobilenet_v2", "ALPHA=0.75", f"OUT={out}"], cwd=REPO,
+@pytest.mark.parametrize("args, variant", [
+    # every converter, validation and latency, at the smallest size that runs them all: `make test`
+    (["ALPHA=0.35", "RES=96"], "mobilenet_v2_a0.35_r96"),
+    # the README's first command as written: `make test-full`
+    pytest.param(["ALPHA=0.75"], "mobilenet_v2_a0.75_r224", marks=pytest.mark.slow),
+])
+def test_make_export_prints_only_edgecnn_lines_on_stderr(tmp_path, args, variant):
+    """`make export` (every format, validation, latency): stderr holds only our lines, and what the
+    converters said is in the export's log."""
+    out = tmp_path / variant
+    result = subprocess.run(["make", "-s", "export", "MODEL=mobilenet_v2", *args, f"OUT={out}"], cwd=REPO,
                             capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     stray = [line for line in result.stderr.splitlines() if not OWN_LINE.match(line)]
     assert stray == [], stray[:10]
-    assert re.search(r"^\[edgecnn\] mobilenet_v2_a0\.75_r224: tflite exported \(\d+\.\d s\)$", result.stderr, re.M)
+    assert re.search(rf"^\[edgecnn\] {re.escape(variant)}: tflite exported \(\d+\.\d s\)$", result.stderr, re.M)
     assert "manifest: " in result.stdout and "converter output: " in result.stdout
     log = (out / "export.log").read_text()
     assert log.strip(), "the converters said nothing at all? then the log proves nothing"

@@ -67,6 +67,7 @@ def test_the_runner_answers_alike_at_every_thread_count(exported):
     np.testing.assert_array_equal(first.run(images), one)
 
 
+@pytest.mark.slow  # `make test-full`: test_latency's bench times and load-probes the same .pte files
 def test_validate_times_the_programs_and_measures_their_load_in_a_fresh_process(exported, tmp_path):
     root, _ = exported
     result = subprocess.run([sys.executable, "-m", "edgecnn", "validate", str(root), "--out", str(tmp_path),

@@ -86,7 +86,7 @@ def test_existing_export_is_not_touched_without_force(files):
 
 # the step that finishes just before the float conversion begins, and the float conversion itself, after
 # which the int8 graph is traced and calibrated; with two formats, inside a converting child process
-@pytest.mark.parametrize("moment,formats", [("built (alpha", "tflite"),
+@pytest.mark.parametrize("moment,formats", [pytest.param("built (alpha", "tflite", marks=pytest.mark.slow),
                                             pytest.param("tflite fp32: converted", "tflite", marks=pytest.mark.slow),
                                             ("tflite fp32: converted", "onnx,tflite")])
 def test_an_interrupted_export_leaves_nothing_behind(files, moment, formats):

@@ -23,7 +23,7 @@ WEIGHTS = "fashion-mnist-mobilenet-v3-small"  # its pure int8 agrees with PyTorc
 def case(tmp_path_factory):
     trained = trained_int8(WEIGHTS, tmp_path_factory.mktemp("finetune"))
     recipe = trained.recipe
-    tuning = TuningSet(recipe.dataset, recipe.resolution, tuple(trained.calibration.dataset["indices"]), count=1500)
+    tuning = TuningSet(recipe.dataset, recipe.resolution, tuple(trained.calibration.dataset.indices), count=1500)
     train, _ = tuning.load()
     test, _ = get_dataset(recipe.dataset).model_inputs("test", recipe.resolution, indices=range(500), progress=False)
     return trained.job, trained.encoding, trained.calibration, tuning, train, test, trained.pytorch
@@ -31,7 +31,7 @@ def case(tmp_path_factory):
 
 def test_tuning_images_are_neither_calibration_nor_repair_images(case):
     _, _, calibration, tuning, train, _, _ = case
-    repair, _, _ = load_repair_set(tuning.dataset, tuning.resolution, calibration.dataset["indices"], count=5000)
+    repair, _, _ = load_repair_set(tuning.dataset, tuning.resolution, calibration.dataset.indices, count=5000)
     seen = {image.tobytes() for image in np.concatenate([calibration.images, repair])}
     assert len(train) == 1500 and not any(image.tobytes() in seen for image in train)
 
@@ -67,6 +67,7 @@ def test_fine_tuning_brings_the_int8_file_closer_to_pytorch(case):
     assert logits_sqnr_db(files["tuned"], reference) > logits_sqnr_db(files["plain"], reference) + 0.5
 
 
+@pytest.mark.slow  # `make test-full`: repeats coverage `make test` has (kept within its 20 minutes)
 def test_write_back_refuses_a_graph_of_another_network(case):
     job, _, _, _, _, _, _ = case
     trainable = finetune.trainable_copy(tflite.quantize(job, any_batch=True).graph)

@@ -12,13 +12,10 @@ from edgecnn.harness.bench import LATENCY_SCHEMA, run_bench
 from edgecnn.harness.device import Adb, OnDeviceResult, REMOTE_DIR, connect, parse_benchmark_output
 from edgecnn.schema.latency import Device
 from edgecnn.util.errors import DeviceError, UsageError
-from edgecnn.export.pipeline import ExportRequest, run_export
-from edgecnn.formats import parse_formats
 from edgecnn.schema.manifest import to_json
 from edgecnn.harness.latency import LatencyOptions, parse_threads
 from edgecnn.schema.latency import LoadAndMemory
 
-SPEC = edgecnn.VariantSpec.create("mobilenet_v3_small", alpha=0.5, resolution=96)
 
 # benchmark_model's output as its current builds print it (INFO prefix, percentiles, periodic peak memory)
 NEW_OUTPUT = """INFO: STARTING!
@@ -63,20 +60,20 @@ Memory footprint delta from the start of the tool (MB): init=4.21094 overall=46.
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("latency") / SPEC.id
-    run_export(ExportRequest(SPEC, parse_formats("onnx,tflite"), calib_count=8, out=root, validate=False))
-    return root
+def exported(app_exports):
+    """The session's export of the apps' random-weight variant (ONNX, TFLite, ExecuTorch; conftest)."""
+    return app_exports / "mobilenet_v2_a0.35_r64"
 
 
 def test_local_bench_times_every_artifact_and_pytorch_interleaved(exported, tmp_path):
     latency = run_bench(exported, threads=(1, 2), runs=20, out=tmp_path / "bench")
     assert set(latency.threads) == {"1", "2"}
     for timings in latency.threads.values():
-        assert list(timings) == ["pytorch eager (fp32)", "model.onnx", "model_fp32.tflite", "model_int8.tflite"]
+        assert list(timings) == ["pytorch eager (fp32)", "model.onnx", "model_fp32.tflite", "model_int8.tflite",
+                                 "model_fp32.pte", "model_int8.pte"]
         for t in timings.values():
             assert t.runs == 20 and 0 < t.min_ms <= t.median_ms <= t.p90_ms
-    for name in ("model.onnx", "model_fp32.tflite", "model_int8.tflite"):
+    for name in ("model.onnx", "model_fp32.tflite", "model_int8.tflite", "model_int8.pte"):
         memory = latency.load_and_memory[name]
         assert memory.load_ms > 0 and memory.first_run_ms > 0 and memory.added_peak_rss_mib >= 0
         assert memory.peak_measured == "while loading and running"

@@ -31,12 +31,16 @@ def overlaps(a, b):
 
 
 @pytest.fixture(scope="module")
-def serial_and_ray(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ray")
-    serial = sweep(root / "serial", [0.35, 0.5], [32])
+def serial_and_ray(serial_sweep, tmp_path_factory):
+    """The session's serial sweep (conftest) and the same request run on a local Ray: (root, serial, on Ray),
+    the serial folder in root / "serial" and the Ray one in root / "ray"."""
+    import dataclasses
+
+    request, serial = serial_sweep
+    root = request.out.parent
     with RayCluster() as cluster:
         assert cluster.nodes and int(ray.cluster_resources()["CPU"]) == (os.cpu_count() or 1)
-        on_ray = sweep(root / "ray", [0.35, 0.5], [32], cluster)
+        on_ray = run_sweep(dataclasses.replace(request, out=root / "ray", cluster=cluster))
     return root, serial, on_ray
 
 

@@ -11,6 +11,7 @@ from edgecnn.data.calibration import load_calibration
 from benchmarks import bench_zoo, int8_zoo
 
 
+@pytest.mark.slow  # `make test-full`: repeats coverage `make test` has (kept within its 20 minutes)
 def test_an_int8_zoo_row_reproduces_through_export_and_validate(tmp_path):
     row = int8_zoo.measure("fashion-mnist-resnet18", "none", tmp_path, count=1000)
     assert (row.model, row.alpha, row.resolution, row.repair, row.images) == ("resnet18", 0.25, 32, "none", 1000)
@@ -31,6 +32,7 @@ def test_an_int8_zoo_row_reproduces_through_export_and_validate(tmp_path):
     assert failures == ["fashion-mnist-vgg16 --int8-repair auto: missed"]
 
 
+@pytest.mark.slow  # `make test-full`: repeats coverage `make test` has (kept within its 20 minutes)
 def test_bench_zoo_times_both_precisions_at_each_thread_count(tmp_path):
     spec = edgecnn.VariantSpec.create("resnet18", alpha=0.25, resolution=64)
     rows = bench_zoo.bench_variant(spec, tmp_path, budget_s=0.3)

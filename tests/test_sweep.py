@@ -36,22 +36,14 @@ def test_an_earlier_report_that_does_not_parse_is_validated_again(tmp_path, capf
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sweep")
-    labelled = root / "labelled"
-    for i, image in enumerate(load_calibration(64, 6, progress=False).images):
-        folder = labelled / str(i % 2)  # class indices as folder names
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(folder / f"{i}.png")
-    request = SweepRequest("mobilenet_v2", [0.35, 0.5], [64], parse_formats("tflite"), root / "sweep",
-                           calib_count=8, labels_dir=labelled, latency=LatencyOptions(threads=(1,), budget_s=0.2))
-    return request, run_sweep(request)
+def swept(serial_sweep):
+    return serial_sweep  # the session's serial sweep (conftest), which test_ray also compares with
 
 
 def test_sweep_writes_one_row_per_variant_with_frontiers(swept):
     request, summary = swept
     rows = summary.rows
-    assert [r.variant for r in rows] == ["mobilenet_v2_a0.35_r64", "mobilenet_v2_a0.5_r64"]
+    assert [r.variant for r in rows] == ["mobilenet_v2_a0.35_r32", "mobilenet_v2_a0.5_r32"]
     assert rows[0].macs < rows[1].macs and rows[0].params < rows[1].params
     for r in rows:
         assert r.int8_ms["1"] > 0 and 0 <= r.int8_top1 <= 1 and r.int8_bytes > 0 and r.pytorch_ms["1"] > 0
@@ -70,8 +62,8 @@ def test_sweep_writes_one_row_per_variant_with_frontiers(swept):
 
 def test_a_rerun_keeps_finished_variants_and_redoes_only_what_is_missing(swept, capfd):
     request, first = swept
-    kept = request.out / "mobilenet_v2_a0.35_r64"
-    redo = request.out / "mobilenet_v2_a0.5_r64"
+    kept = request.out / "mobilenet_v2_a0.35_r32"
+    redo = request.out / "mobilenet_v2_a0.5_r32"
     kept_mtime = (kept / "validation" / "report.json").stat().st_mtime_ns
     manifest_mtime = (redo / "manifest.json").stat().st_mtime_ns
     import shutil
@@ -81,7 +73,7 @@ def test_a_rerun_keeps_finished_variants_and_redoes_only_what_is_missing(swept, 
     second = run_sweep(request)
     err = capfd.readouterr().err
     assert "[sweep] 1 of 2 variants finished earlier, kept" in err
-    assert "[sweep] mobilenet_v2_a0.5_r64: done" in err and "mobilenet_v2_a0.35_r64: done" not in err
+    assert "[sweep] mobilenet_v2_a0.5_r32: done" in err and "mobilenet_v2_a0.35_r32: done" not in err
     assert [r.status for r in second.rows] == [VariantStatus.KEPT, VariantStatus.DONE]
     assert (kept / "validation" / "report.json").stat().st_mtime_ns == kept_mtime
     assert (redo / "manifest.json").stat().st_mtime_ns == manifest_mtime  # validated again, not re-exported

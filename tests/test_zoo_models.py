@@ -32,7 +32,8 @@ def test_the_checkpoint_is_the_one_its_record_describes(name):
     assert checkpoint.stat().st_size < 9 * 2**20  # small enough to live in git (VGG-16 at alpha 0.125: 8.04 MiB)
 
 
-@pytest.mark.parametrize("name", ["fashion-mnist-resnet18"])
+@pytest.mark.slow  # `make test-full`: repeats coverage `make test` has (kept within its 20 minutes)
+@pytest.mark.parametrize("name", ["fashion-mnist-resnet18"])  # the demo model's test does it in `make test`
 def test_int8_keeps_top1_on_the_full_test_set(name, tmp_path):
     recipe = RECIPES[name]
     run = [sys.executable, "-m", "edgecnn"]

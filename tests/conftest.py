@@ -17,6 +17,19 @@ def torchvision_reference_names() -> list[str]:
     return sorted(p.stem for p in REFERENCE_DIR.glob("*.json") if p.stem not in ("summary", "mobilenet_v2_width_table"))
 
 
+# `make test` runs on two pytest-xdist workers. A session fixture is built once per worker that needs it, so
+# the tests sharing one run on one worker (`--dist loadgroup`) rather than building it twice.
+SHARED_SESSION_FIXTURES = ("_app_exports", "serial_sweep")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for fixture in SHARED_SESSION_FIXTURES:
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(fixture))
+                break
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from edgecnn.schema.manifest import open_export
-from edgecnn.export.pipeline import ExportRequest, run_export
+from edgecnn.exporter.pipeline import ExportRequest, run_export
 from edgecnn.weights.reference import calibration_images, reference_model
 from edgecnn.formats import format_of, parse_formats
 from edgecnn.harness.latency import machine, measure_interleaved

@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from edgecnn.export.pipeline import ExportRequest, run_export
+from edgecnn.exporter.pipeline import ExportRequest, run_export
 from edgecnn.formats import format_of, parse_formats
 from edgecnn.harness.latency import machine, measure_interleaved
 from benchmarks.plots import grouped_bars

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from edgecnn.export.pipeline import ExportRequest, run_export
+from edgecnn.exporter.pipeline import ExportRequest, run_export
 from edgecnn.formats import FORMATS, parse_formats
 from edgecnn.harness.validate import run_validation
 from edgecnn.schema.details import TFLiteDetails

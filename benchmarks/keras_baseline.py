@@ -72,7 +72,7 @@ def main() -> int:
     from ai_edge_litert.interpreter import Interpreter
 
     from edgecnn.data.calibration import load_calibration
-    from edgecnn.export.pipeline import prepare_model
+    from edgecnn.exporter.pipeline import prepare_model
     from edgecnn.harness.latency import machine, measure_interleaved
     from edgecnn.zoo.spec import VariantSpec
 

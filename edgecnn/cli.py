@@ -340,7 +340,7 @@ def _beside(value: int, reference: Optional[int], comparable: bool) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from edgecnn.export.pipeline import LOG_FILE, ExportRequest, run_export, summary_table
+    from edgecnn.exporter.pipeline import LOG_FILE, ExportRequest, run_export, summary_table
     from edgecnn.harness.report import VALIDATION_FOLDER, latency_table
     from edgecnn.schema.int8 import Int8Target
     from edgecnn.weights.sources import trained_variant

@@ -22,6 +22,7 @@ def torchvision_reference_names() -> list[str]:
 SHARED_SESSION_FIXTURES = ("_app_exports", "serial_sweep")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items):
     for item in items:
         for fixture in SHARED_SESSION_FIXTURES:

@@ -102,7 +102,7 @@ def test_the_readmes_python_api_block_runs_as_written(tmp_path, monkeypatch, cap
     """The block is executed verbatim, in a folder holding the export it names."""
     from pathlib import Path
 
-    from edgecnn.export.pipeline import ExportRequest, run_export
+    from edgecnn.exporter.pipeline import ExportRequest, run_export
     from edgecnn.formats import parse_formats
     from edgecnn.harness.parity import CheckStatus
 

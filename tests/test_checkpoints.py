@@ -11,7 +11,7 @@ import edgecnn
 from edgecnn.weights.sources import imagenet_labels, lite_layout, resolve, torch_cache_dir, torchvision_published
 from edgecnn.harness.classify import run_classify
 from edgecnn.util.errors import UsageError
-from edgecnn.export.pipeline import ExportRequest, run_export
+from edgecnn.exporter.pipeline import ExportRequest, run_export
 from edgecnn.formats import parse_formats
 from edgecnn.harness.latency import LatencyOptions
 from edgecnn.data.photos import dependency_photos

@@ -12,7 +12,7 @@ import edgecnn
 from edgecnn.data.calibration import load_calibration
 from edgecnn.util.errors import ExportError, UsageError
 from edgecnn.schema.manifest import MANIFEST_SCHEMA, open_export, to_json
-from edgecnn.export.pipeline import ExportRequest, run_export
+from edgecnn.exporter.pipeline import ExportRequest, run_export
 from edgecnn.weights.reference import prepare_model
 from edgecnn.harness.parity import CheckStatus
 from edgecnn.formats import FORMATS, parse_formats, sha256_of
@@ -329,7 +329,7 @@ def test_an_int8_refusal_keeps_the_float_model_and_is_said_in_one_line(tmp_path,
     """A network int8 cannot express (an adaptive pool that repeats values, with no Linear to fold it into):
     the float TFLite is still written, and the int8 refusal is one line on the console and one Refusal for
     the manifest, not a lost format."""
-    from edgecnn.export.pipeline import convert_formats
+    from edgecnn.exporter.pipeline import convert_formats
     from edgecnn.formats.base import ExportJob
 
     torch.manual_seed(0)

@@ -12,7 +12,7 @@ from edgecnn.cli import main
 from edgecnn.data.calibration import load_calibration
 from edgecnn.schema.enums import RepairMode
 from edgecnn.schema.manifest import open_export
-from edgecnn.export.pipeline import ExportRequest, run_export
+from edgecnn.exporter.pipeline import ExportRequest, run_export
 from edgecnn.weights.reference import prepare_model
 from edgecnn.formats import parse_formats
 from edgecnn.harness.inspect_int8 import SCHEMA

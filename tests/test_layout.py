@@ -66,7 +66,7 @@ def test_no_import_cycle_among_edgecnns_modules():
 
 # Lowest first: each subpackage may import only those before it, counting imports inside functions.
 # (the root package `edgecnn` and `cli` are the top: the public API and the command line)
-LAYERS = ["util", "schema", "zoo", "data", "weights", "formats", "harness", "export", "sweeps", "apps",
+LAYERS = ["util", "schema", "zoo", "data", "weights", "formats", "harness", "exporter", "sweeps", "apps",
           "android", "web", "cli", "__main__"]
 
 
@@ -97,7 +97,7 @@ def test_schema_imports_nothing_of_edgecnn_but_util():
 def test_the_harness_reads_exports_only_through_the_gate():
     graph = _graph(module_level_only=False)
     assert [m for m, targets in graph.items() if _layer(m) == "harness"
-            and any(_layer(t) == "export" for t in targets)] == []
+            and any(_layer(t) == "exporter" for t in targets)] == []
     assert [m for m, targets in graph.items() if _layer(m) == "web" and any(_layer(t) == "android" for t in targets)] == []
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 import edgecnn
 from edgecnn.data.calibration import load_calibration
 from edgecnn.util.errors import UsageError
-from edgecnn.export.pipeline import ExportRequest, run_export
+from edgecnn.exporter.pipeline import ExportRequest, run_export
 from edgecnn.formats import parse_formats, sha256_of
 from edgecnn.harness.latency import LatencyOptions
 from edgecnn.data.preprocess import preprocess

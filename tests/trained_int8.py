@@ -35,7 +35,7 @@ class TrainedInt8:
 def trained_int8(name: str, work_dir: Optional[Path] = None) -> TrainedInt8:
     """The job of committed checkpoint `name`, calibrated on as many images as its export is."""
     from edgecnn.data.calibration import load_dataset_calibration
-    from edgecnn.export.pipeline import CALIBRATION_IMAGES
+    from edgecnn.exporter.pipeline import CALIBRATION_IMAGES
     from edgecnn.weights.reference import prepare_model
     from edgecnn.weights.recipes import RECIPES
     from edgecnn.weights.sources import resolve

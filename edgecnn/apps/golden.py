@@ -66,7 +66,7 @@ def parse_variants(text: str) -> list[AppVariant]:
 
 def ensure_export(variant: AppVariant, export_root: Path, formats: Iterable[str]) -> Path:
     """The export folder of a variant, exported in `formats` if missing; an existing one is used as it is."""
-    from edgecnn.export.pipeline import ExportRequest, run_export
+    from edgecnn.exporter.pipeline import ExportRequest, run_export
     from edgecnn.formats import parse_formats
 
     folder = export_root / variant.spec.id

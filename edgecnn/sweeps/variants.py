@@ -206,7 +206,7 @@ def export_slot(window: list[tuple[float, float]], lock_path: Path = TIMING_LOCK
 
 def run_variant(work: VariantWork, executor: Executor = Executor.SERIAL, node_id: str = "local") -> VariantOutcome:
     """Export `work`'s variant (unless its folder holds an export already) and validate it with latency."""
-    from edgecnn.export.pipeline import ExportRequest, run_export
+    from edgecnn.exporter.pipeline import ExportRequest, run_export
     from edgecnn.formats import parse_formats
     from edgecnn.harness.validate import run_validation
     from edgecnn.util.errors import EXPECTED_FAILURES

@@ -29,7 +29,7 @@ from edgecnn.data.calibration import (
 )
 from edgecnn.data.datasets import get_dataset
 from edgecnn.data.preprocess import CROP_FRACTION
-from edgecnn.export.conversion import Converted, convert_in_processes, convert_one, export_threads, workers_for
+from edgecnn.exporter.conversion import Converted, convert_in_processes, convert_one, export_threads, workers_for
 from edgecnn.formats import Artifact, ExportJob, Format, Refusal, sha256_of, tool_versions
 from edgecnn.formats.tflite import BEFORE_REPAIR
 from edgecnn.harness.checks import check_artifacts

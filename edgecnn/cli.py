@@ -36,6 +36,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _triple(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not three comma-separated numbers: {text!r}") from None
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"three comma-separated numbers (R,G,B), got {len(values)}")
+    return values
+
+
 def _number(text: str) -> float:
     try:
         value = float(text)
@@ -54,9 +64,23 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("model")
     _add_variant_arguments(summary)
 
-    export = sub.add_parser("export", help="export one variant to ONNX, TFLite and Core ML, with a manifest")
-    export.add_argument("--model", required=True)
+    export = sub.add_parser(
+        "export",
+        help="export one variant, or your own model, to ONNX, TFLite, Core ML and ExecuTorch, with a manifest",
+    )
+    export.add_argument(
+        "--model",
+        required=True,
+        help="a model of the zoo (edgecnn list), or your own as MODULE:ATTR: an importable module or a .py file, "
+        "and a callable in it that returns an nn.Module mapping a normalised (N, 3, R, R) image to logits",
+    )
     _add_variant_arguments(export, from_weights=True)
+    own = export.add_argument_group("your own model (--model MODULE:ATTR)")
+    own.add_argument("--model-args", help="JSON object of keyword arguments for ATTR, e.g. '{\"num_classes\": 10}'")
+    own.add_argument("--mean", type=_triple, help="the normalisation's mean, R,G,B (default: ImageNet's)")
+    own.add_argument("--std", type=_triple, help="the normalisation's std, R,G,B (default: ImageNet's)")
+    own.add_argument("--labels", type=Path, help="class names, one per line (default: class_0, class_1, ...)")
+    own.add_argument("--name", help="the variant id, a safe file name (default: from ATTR or its arguments, and R)")
     export.add_argument(
         "--formats", default=",".join(FORMATS), help=f"comma-separated, from: {', '.join(FORMATS)} (default: all)"
     )
@@ -339,13 +363,38 @@ def _beside(value: int, reference: Optional[int], comparable: bool) -> str:
     return f"   reference {reference:,} ({100 * (value - reference) / reference:+.2f}%)"
 
 
-def cmd_export(args: argparse.Namespace) -> None:
-    from edgecnn.exporter.pipeline import LOG_FILE, ExportRequest, run_export, summary_table
-    from edgecnn.harness.report import VALIDATION_FOLDER, latency_table
-    from edgecnn.schema.int8 import Int8Target
+def _user_model(args: argparse.Namespace):
+    """`--model MODULE:ATTR`: the user's model, built and checked (one line and exit 2 on anything wrong)."""
+    from edgecnn.weights import user_model
+
+    for option, given in (("--alpha", args.alpha), ("--rho", args.rho)):
+        if given is not None:
+            raise UsageError(f"{option} applies to the zoo's models; your own model is exported as it is built")
+    if args.resolution is None:
+        raise UsageError("--model MODULE:ATTR needs --resolution (the input size in pixels)")
+    labels = user_model.read_labels(args.labels) if args.labels is not None else None
+    weights_file = Path(args.weights) if args.weights is not None else None
+    args.weights = None  # read by the builder, not by the zoo's weights sources
+    return user_model.from_entry(
+        args.model,
+        user_model.parse_arguments(args.model_args),
+        resolution=args.resolution,
+        name=args.name,
+        mean=args.mean or user_model.IMAGENET_MEAN,
+        std=args.std or user_model.IMAGENET_STD,
+        labels=labels,
+        num_classes=args.num_classes,
+        weights_file=weights_file,
+    )
+
+
+def _variant_spec(args: argparse.Namespace):
     from edgecnn.weights.sources import trained_variant
     from edgecnn.zoo.spec import VariantSpec
 
+    for option in ("model_args", "mean", "std", "labels", "name"):
+        if getattr(args, option) is not None:
+            raise UsageError(f"--{option.replace('_', '-')} is for your own model (--model MODULE:ATTR)")
     trained = trained_variant(args.weights)
     alpha = _given(args.alpha, trained, "alpha", 1.0)
     num_classes = _given(args.num_classes, trained, "num_classes", 1000)
@@ -353,9 +402,19 @@ def cmd_export(args: argparse.Namespace) -> None:
         trained.check(args.weights, args.model, alpha, num_classes)
         if args.resolution is None and args.rho is None:
             args.resolution = trained.resolution
-    spec = VariantSpec.create(
+    return VariantSpec.create(
         args.model, alpha=alpha, resolution=args.resolution, rho=args.rho, num_classes=num_classes, weights=args.weights
     )
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from edgecnn.exporter.pipeline import LOG_FILE, ExportRequest, run_export, summary_table
+    from edgecnn.harness.report import VALIDATION_FOLDER, latency_table
+    from edgecnn.schema.int8 import Int8Target
+    from edgecnn.weights.user_model import is_entry
+
+    user = _user_model(args) if is_entry(args.model) else None
+    spec = user.spec if user is not None else _variant_spec(args)
     try:
         target = Int8Target.parse(args.int8_target) if args.int8_target is not None else None
     except ValueError as err:
@@ -372,6 +431,7 @@ def cmd_export(args: argparse.Namespace) -> None:
         verbose=args.verbose,
         int8_repair=RepairMode(args.int8_repair),
         int8_target=target,
+        user_model=user,
     )
     result = run_export(request)
     print(f"{request.target}: {spec.id}, weights: {result.manifest.weights.source}")

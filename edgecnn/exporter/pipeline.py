@@ -46,7 +46,9 @@ from edgecnn.schema.manifest import (
     LABELS_FILE,
     MANIFEST_SCHEMA,
     Manifest,
+    ModelOrigin,
     ParityRecord,
+    ReferenceProgram,
     WeightsRecord,
     to_json,
     write_manifest,
@@ -57,8 +59,10 @@ from edgecnn.util.atomic import atomic_folder, check_writable
 from edgecnn.util.errors import ExportError, UsageError
 from edgecnn.util.interrupts import checkpoint, deferred_interrupts
 from edgecnn.util.tables import format_table
+from edgecnn.weights.program import REFERENCE_FILE, save_reference, trace
 from edgecnn.weights.reference import prepare_model
 from edgecnn.weights.sources import WeightsSource, resolve
+from edgecnn.weights.user_model import FAMILY, UserModel, UserModelSpec, raw_rgb
 from edgecnn.zoo.models.layers import RawRGBInput
 from edgecnn.zoo.registry import get_model_info
 from edgecnn.zoo.spec import VariantSpec
@@ -77,7 +81,7 @@ CALIBRATION_IMAGES = 100  # calibration images of an export unless --calib-count
 
 @dataclass
 class ExportRequest:
-    spec: VariantSpec
+    spec: "VariantSpec | UserModelSpec"
     formats: list[Format]
     weights: Optional[str] = None  # a path, "torchvision" or a packaged source (edgecnn.weights.sources)
     calib_dir: Optional[Path] = None
@@ -92,6 +96,8 @@ class ExportRequest:
     int8_target: Optional[Int8Target] = None  # None: the int8 gate's bound when the weights are trained
     timings: dict[str, float] = field(default_factory=dict)
     parallel: bool = True  # formats side by side in processes of their own, where there are cores for it
+    user_model: Optional[UserModel] = None  # a model from outside the zoo (its spec is `spec`)
+    reference_program: Optional[torch.export.ExportedProgram] = None  # traced by check_request for a user model
 
     @property
     def target(self) -> Path:
@@ -122,7 +128,15 @@ def check_request(request: ExportRequest) -> Optional[WeightsSource]:
     for fmt in request.formats:
         fmt.load()
     source = None
-    if request.weights is not None:
+    if request.user_model is not None:
+        if request.weights is not None:
+            raise UsageError(
+                "a user's model takes its weights when it is built (--weights FILE with --model MODULE:ATTR)"
+            )
+        with console.step(f"{request.spec.id}: traced with torch.export"):
+            request.reference_program = trace(raw_rgb(request.user_model), request.spec.resolution)
+    elif request.weights is not None:
+        assert isinstance(request.spec, VariantSpec)
         source = resolve(str(request.weights), request.spec.model)
         source.read(request.spec.model)
     if request.calib_dir is not None:
@@ -155,23 +169,51 @@ def run_export(request: ExportRequest) -> ExportResult:
         return result
 
 
+@dataclass
+class Reference:
+    """The PyTorch model an export is made from and checked against, and what the manifest says of it."""
+
+    wrapped: RawRGBInput
+    weights: WeightsRecord
+    family: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    labels: Optional[list[str]]
+    origin: Optional[ModelOrigin] = None
+
+
+def build_reference(request: ExportRequest, source: Optional[WeightsSource], calibration: np.ndarray) -> Reference:
+    spec, user = request.spec, request.user_model
+    if user is not None:
+        return Reference(
+            raw_rgb(user), user.weights, FAMILY, user.spec.mean, user.spec.std, user.spec.labels, user.origin
+        )
+    assert isinstance(spec, VariantSpec)
+    info = get_model_info(spec.model)
+    with console.step(f"{spec.id}: {spec.model} built (alpha {spec.alpha:g}, {spec.num_classes} classes)"):
+        wrapped, weights = prepare_model(spec, source, calibration)
+    assert isinstance(wrapped, RawRGBInput)  # prepare_model wraps the network in its normalisation
+    labels = source.labels(spec.num_classes) if source is not None else None
+    return Reference(wrapped, weights, info.family, info.mean, info.std, labels)
+
+
 def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: Path) -> ExportResult:
     spec = request.spec
-    info = get_model_info(spec.model)
     dataset = source.dataset if source is not None else None
     fraction = get_dataset(dataset).crop_fraction if dataset is not None else CROP_FRACTION
     calibration = calibration_images(request, dataset, fraction)
-    with console.step(f"{spec.id}: {spec.model} built (alpha {spec.alpha:g}, {spec.num_classes} classes)"):
-        wrapped, weights = prepare_model(spec, source, calibration.images)
-    assert isinstance(wrapped, RawRGBInput)  # prepare_model wraps the network in its normalisation
-    labels = (source.labels(spec.num_classes) if source is not None else None) or [
-        f"class_{i}" for i in range(spec.num_classes)
-    ]
+    reference = build_reference(request, source, calibration.images)
+    wrapped, weights = reference.wrapped, reference.weights
+    labels = reference.labels or [f"class_{i}" for i in range(spec.num_classes)]
+    program = None
+    if request.reference_program is not None:
+        save_reference(request.reference_program, work / REFERENCE_FILE)
+        program = ReferenceProgram(REFERENCE_FILE, sha256_of(work / REFERENCE_FILE))
     preprocessing = Preprocessing(spec.resolution, crop_fraction=fraction)
     embedded = {
         "variant": spec.id,
-        "mean": json.dumps(list(info.mean)),
-        "std": json.dumps(list(info.std)),
+        "mean": json.dumps(list(reference.mean)),
+        "std": json.dumps(list(reference.std)),
         "preprocessing": json.dumps(to_json(preprocessing)),
         "weights": weights.source,
     }
@@ -182,8 +224,8 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
         spec.num_classes,
         wrapped,
         wrapped.model,
-        info.mean,
-        info.std,
+        reference.mean,
+        reference.std,
         calibration.images,
         labels,
         embedded,
@@ -204,12 +246,12 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
         schema=MANIFEST_SCHEMA,
         variant=spec.id,
         model=spec.model,
-        family=info.family,
+        family=reference.family,
         alpha=spec.alpha,
         resolution=spec.resolution,
         num_classes=spec.num_classes,
-        mean=list(info.mean),
-        std=list(info.std),
+        mean=list(reference.mean),
+        std=list(reference.std),
         normalization=NORMALIZATION,
         preprocessing=preprocessing,
         weights=weights,
@@ -219,6 +261,8 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
         created_with=tool_versions(request.formats),
         dataset=dataset,
         refused=refused,
+        origin=reference.origin,
+        reference=program,
     )
     report = check_against_pytorch(request, wrapped, manifest, work, images, origin, outputs)
     if request.int8_target is not None:
@@ -327,7 +371,9 @@ def convert_formats(
         refusals(converted)
         console.say(f"[edgecnn] {job.variant}: {converted.format} exported ({converted.seconds:.1f} s)")
 
-    if request.parallel and workers_for(request.formats) > 1:
+    # A user's model converts in this process: its class may live in a .py file or a function that a
+    # spawned process cannot import to unpickle it.
+    if request.parallel and request.user_model is None and workers_for(request.formats) > 1:
         results = convert_in_processes(request.formats, job, announce, parity_images)
     else:
         results = []

@@ -36,6 +36,7 @@ import torch
 from edgecnn.data.preprocess import Int8InputEncoding
 from edgecnn.formats import FORMATS
 from edgecnn.formats.base import Artifact, ExportJob, image_input, int8_image_input, logits_output
+from edgecnn.formats.graph_passes import int8_forms
 from edgecnn.formats.pt2e_rules import edge_quantizer
 from edgecnn.formats.rewrites import for_xnnpack
 from edgecnn.schema.artifacts import ArtifactRecord, Quantization, Refusal
@@ -204,8 +205,9 @@ def quantize(job: ExportJob, network: torch.nn.Module, encoding: Int8InputEncodi
         encoding,
         int8_unary_ops=frozenset({torch.ops.aten.hardswish.default}),
     ).set_global(get_symmetric_quantization_config(is_per_channel=True))
-    graph = scalars_as_4d_tensors(torch.export.export(network, (normalized[0],), strict=True).module())
-    graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
+    graph = torch.export.export(network, (normalized[0],), strict=True).module()
+    int8_forms(graph, native_hardswish=True)
+    graph = quantize_pt2e.prepare_pt2e(scalars_as_4d_tensors(graph), quantizer)
     with torch.no_grad():
         for image in console.track(normalized, f"executorch int8: calibrated on {len(normalized)} images"):
             checkpoint()  # batch 1: the graph's shapes are static

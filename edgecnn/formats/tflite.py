@@ -25,6 +25,7 @@ import torch
 from edgecnn.data.preprocess import Int8InputEncoding
 from edgecnn.formats import FORMATS, litert
 from edgecnn.formats.base import Artifact, ExportJob, image_input, int8_image_input, logits_output
+from edgecnn.formats.graph_passes import int8_forms
 from edgecnn.formats.pt2e_rules import edge_quantizer
 from edgecnn.formats.rewrites import for_xnnpack
 from edgecnn.schema.artifacts import ArtifactRecord, Quantization, Refusal
@@ -426,6 +427,7 @@ def quantize(
     # an example of batch 2: torch.export fixes any axis whose example size is 1
     example = torch.cat([normalized[0]] * 2) if any_batch else normalized[0]
     graph = torch.export.export(int8_model, (example,), strict=True, dynamic_shapes=dynamic).module()
+    int8_forms(graph)
     graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
     with torch.no_grad():
         for image in console.track(normalized, f"tflite int8: calibrated on {len(normalized)} images"):

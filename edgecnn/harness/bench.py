@@ -53,7 +53,7 @@ def run_bench(
                 )
         else:
             with console.step(f"{manifest.variant}: PyTorch reference rebuilt"):
-                model = reference_model(manifest)
+                model = reference_model(manifest, export_dir)
             image = load_calibration(manifest.resolution, 1, progress=False).images[0]
             latency = measure_artifacts(model, manifest, export_dir, image, options)
         write_latency_report(report, latency, out)

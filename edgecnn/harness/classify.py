@@ -32,7 +32,7 @@ def run_classify(export_dir: Path, images: list[Path], top: int = 5) -> dict:
         pixels = np.stack(
             [preprocess(load_image(path), manifest.resolution, manifest.crop_fraction) for path in images]
         )
-        model = reference_model(manifest)
+        model = reference_model(manifest, export_dir)
         logits = {REFERENCE: pytorch_logits(model, pixels)[0]}
         for record in manifest.artifacts:
             runner = format_of(record).runner(export_dir / record.path, record)

@@ -324,7 +324,7 @@ def run_inspection(export_dir: Path, images: Optional[Path] = None, count: int =
         out = export_dir / FOLDER
         check_writable(out.parent)
         with console.step(f"{manifest.variant}: PyTorch reference rebuilt"):
-            model = reference_model(manifest)
+            model = reference_model(manifest, export_dir)
         assert isinstance(model, RawRGBInput)  # reference_model rebuilds the network in its normalisation
         photos, source = parity_images(manifest, count, images)
         inspection = inspect(export_dir, manifest, record, photos, source, model.model.eval())

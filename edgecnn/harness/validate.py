@@ -71,7 +71,7 @@ def run_validation(
             check_dataset_labels(dataset, labels)
 
         with console.step(f"{manifest.variant}: PyTorch reference rebuilt"):
-            model = reference_model(manifest)
+            model = reference_model(manifest, export_dir)
         photos, origin = parity_images(manifest, count, images)
         labelled = None
         if labels_dir is not None:

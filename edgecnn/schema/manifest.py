@@ -28,6 +28,7 @@ from edgecnn.schema.artifacts import ArtifactRecord, Refusal, sha256_of
 from edgecnn.schema.enums import WeightsKind
 from edgecnn.schema.inputs import CalibrationRecord, Preprocessing
 from edgecnn.schema.parity import CheckStatus, Limits, Parity
+from edgecnn.schema.program import check_program_archive
 from edgecnn.schema.reading import json_object, parse_record
 from edgecnn.util import console
 from edgecnn.util.errors import UsageError
@@ -50,6 +51,26 @@ class WeightsRecord:
     builder_options: dict[str, Any] = field(default_factory=dict)
     imagenet_classes: bool = False
     batchnorm: Optional[str] = None  # untrained: how BatchNorm statistics were made
+
+
+@dataclass(frozen=True)
+class ModelOrigin:
+    """Where a model edgecnn does not define came from (`export --model MODULE:ATTR`, or the Python API)."""
+
+    built_by: str  # "MODULE:ATTR" as the user gave it, or "python: <class>" for a module handed to edgecnn.export
+    class_name: str  # the nn.Module's qualified class name
+    arguments: dict[str, Any] = field(default_factory=dict)  # --model-args
+    module_file_sha256: Optional[str] = None  # MODULE given as a .py file
+
+
+@dataclass(frozen=True)
+class ReferenceProgram:
+    """The PyTorch reference of a model edgecnn does not define, kept in the export folder as a torch.export
+    program (raw RGB 0..255, batch 1 -> logits). The gate checks that it loads without unpickling anything
+    and without running code written in the folder (`schema.program`)."""
+
+    path: str
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -83,6 +104,8 @@ class Manifest:
     dataset: Optional[str] = None  # what it was trained on, if edgecnn knows the dataset
     parity: dict[str, ParityRecord] = field(default_factory=dict)
     refused: list[Refusal] = field(default_factory=list)  # precisions a format could not produce, and why
+    origin: Optional[ModelOrigin] = None  # None: a model of edgecnn's zoo, rebuilt from `model` and `alpha`
+    reference: Optional[ReferenceProgram] = None  # the PyTorch reference of a model from outside the zoo
 
     @property
     def crop_fraction(self) -> float:
@@ -176,6 +199,15 @@ def open_export(root: Path) -> Manifest:
         )
     files = [(a.path, "artifact") for a in manifest.artifacts] + [(manifest.labels, "labels file")]
     targets = [inside(root, relative, what) for relative, what in files]  # every path, before any hash
+    if manifest.reference is not None:
+        program = inside(root, manifest.reference.path, "reference program")
+        if not program.is_file():
+            raise UsageError(f"{program} is listed in the manifest but missing")
+        if sha256_of(program) != manifest.reference.sha256:
+            raise UsageError(f"{program} has changed since export: its sha256 no longer matches the manifest")
+        check_program_archive(program)
+    elif manifest.origin is not None:
+        raise UsageError(f"{path}: a model from outside the zoo ({manifest.origin.built_by}) but no reference program")
     for target, artifact in zip(targets, manifest.artifacts):
         if not target.exists():
             raise UsageError(f"{target} is listed in the manifest but missing")
@@ -205,6 +237,8 @@ __all__ = [
     "MANIFEST_SCHEMA",
     "Manifest",
     "WeightsRecord",
+    "ModelOrigin",
+    "ReferenceProgram",
     "ParityRecord",
     "open_export",
     "write_manifest",

@@ -14,6 +14,7 @@ from edgecnn.schema.manifest import Manifest, WeightsRecord
 from edgecnn.util import console
 from edgecnn.util.errors import UsageError
 from edgecnn.weights.loading import load_weights, reestimate_batchnorm
+from edgecnn.weights.program import load_reference
 from edgecnn.weights.sources import WeightsSource, resolve
 from edgecnn.zoo.models.layers import RawRGBInput
 from edgecnn.zoo.registry import create_model, get_model_info
@@ -55,8 +56,11 @@ def prepare_model(
     )
 
 
-def reference_model(manifest: Manifest) -> torch.nn.Module:
-    """The raw-RGB PyTorch model the export was made from, rebuilt from what its manifest records."""
+def reference_model(manifest: Manifest, root: Path) -> torch.nn.Module:
+    """The raw-RGB PyTorch model the export was made from: rebuilt from what its manifest records, or for a
+    model from outside the zoo, its reference program in the export folder `root` (checked by the gate)."""
+    if manifest.reference is not None:
+        return load_reference(root / manifest.reference.path)
     weights = manifest.weights
     spec = VariantSpec.create(
         manifest.model, alpha=manifest.alpha, resolution=manifest.resolution, num_classes=manifest.num_classes

@@ -38,6 +38,7 @@ _ARITHMETIC = {aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.rsub.Scal
 def int8_forms(graph: fx.GraphModule, *, native_hardswish: bool = False) -> Counter:
     """Rewrite `graph` in place; returns how many operators each pass rewrote."""
     done: Counter = Counter()
+    done["grad-mode region inlined"] = inline_grad_mode_regions(graph)
     for node in list(graph.graph.nodes):
         if node.op != "call_function":
             continue
@@ -58,6 +59,48 @@ def int8_forms(graph: fx.GraphModule, *, native_hardswish: bool = False) -> Coun
     graph.graph.lint()
     graph.recompile()
     return done
+
+
+_EXPORT_ROOT = "_export_root."
+
+
+def inline_grad_mode_regions(graph: fx.GraphModule) -> int:
+    """Inline each `wrap_with_set_grad_enabled` region: torch.export wraps code run under `torch.no_grad()`
+    (e.g. inside an autograd.Function's forward, as geffnet's memory-efficient activations are) in a
+    subgraph that no quantizer annotates into. Inference computes the same without the grad mode."""
+    wrap = torch.ops.higher_order.wrap_with_set_grad_enabled
+    count = 0
+    for node in list(graph.graph.nodes):
+        if node.op != "call_function" or node.target is not wrap:
+            continue
+        _, region_attr, *operands = node.args
+        region = getattr(graph, region_attr.target)
+        if any(n.op == "get_attr" for n in region.graph.nodes):
+            continue  # weights inside the region: left as it is (none of the activations seen has any)
+        placeholders = [n for n in region.graph.nodes if n.op == "placeholder"]
+        before = set(graph.graph.nodes)
+        with graph.graph.inserting_before(node):
+            outputs = graph.graph.graph_copy(region.graph, dict(zip(placeholders, operands)))
+        for copied in [n for n in graph.graph.nodes if n not in before]:
+            sources = copied.meta.get("source_fn_stack")
+            if sources:  # the quantizers group nodes by this name: each region's copies must have their own
+                copied.meta["source_fn_stack"] = [(copied.name, sources[-1][1])]
+            stack = copied.meta.get("nn_module_stack")
+            if stack:  # paths inside a region are written from the export's root wrapper
+                copied.meta["nn_module_stack"] = {
+                    k: (path.removeprefix(_EXPORT_ROOT), kind) for k, (path, kind) in stack.items()
+                }
+        outputs = outputs if isinstance(outputs, (list, tuple)) else (outputs,)
+        for user in list(node.users):
+            if user.target is not operator.getitem:
+                raise ValueError(f"{node.name} is read other than by index: {user.format_node()}")
+            user.replace_all_uses_with(outputs[user.args[1]])
+            graph.graph.erase_node(user)
+        graph.graph.erase_node(node)
+        count += 1
+    graph.graph.eliminate_dead_code()
+    graph.delete_all_unused_submodules()
+    return count
 
 
 def _rewrite_for(node: fx.Node, native_hardswish: bool) -> "tuple[str, Callable[..., fx.Node]] | None":

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from edgecnn.formats.rewrites import following_batchnorms
+from edgecnn.formats.rewrites import following_batchnorms, trace_modules
 
 _HOMOGENEOUS = (nn.ReLU, nn.Identity, nn.Dropout)
 _HOMOGENEOUS_FUNCTIONS = {torch.relu, torch.nn.functional.relu}
@@ -33,7 +33,10 @@ _HOMOGENEOUS_FUNCTIONS = {torch.relu, torch.nn.functional.relu}
 
 def _conv_pairs(model: nn.Module) -> list[tuple[str, Optional[str], str]]:
     """(first conv, its BatchNorm or None, second conv) joined by a ReLU and nothing else."""
-    graph = fx.symbolic_trace(model).graph
+    traced = trace_modules(model)
+    if traced is None:
+        return []
+    graph = traced.graph
     modules = dict(model.named_modules())
 
     def module(node):
@@ -170,7 +173,9 @@ def equalize_concat_ranges(model: nn.Module, batches: list[torch.Tensor]) -> tup
     reading BatchNorm (mean * s, var * s^2 + eps (s^2 - 1)), is exact in float.
     """
     model = copy.deepcopy(model).eval()
-    traced = fx.symbolic_trace(model)
+    traced = trace_modules(model)
+    if traced is None:
+        return model, 0
     modules = dict(model.named_modules())
     plans = []
     for group in _concat_groups(traced.graph):

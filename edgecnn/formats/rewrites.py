@@ -23,12 +23,62 @@ and the state_dict are not touched, only the copy that is converted.
 from __future__ import annotations
 
 import copy
+from typing import Optional
 
 import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from edgecnn.util import console
 from edgecnn.zoo.models.layers import replace_unfused_batchnorms
+
+MAX_OPAQUE_CLASSES = 32
+
+
+class _ModuleTracer(fx.Tracer):
+    """torch.fx's tracer, keeping whole (as leaves) the module classes in `opaque`, and noting the innermost
+    module it was tracing into when tracing failed."""
+
+    def __init__(self, opaque: set[type]) -> None:
+        super().__init__()
+        self.opaque = opaque
+        self.failed_in: Optional[nn.Module] = None
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return type(m) in self.opaque or super().is_leaf_module(m, module_qualified_name)
+
+    def call_module(self, m: nn.Module, forward, args, kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if self.failed_in is None:  # the innermost module sees the error first
+                self.failed_in = m
+            raise
+
+
+def trace_modules(model: nn.Module) -> Optional[fx.GraphModule]:
+    """`model` as a torch.fx graph of module calls, for the analyses that decide what to rewrite.
+
+    torch.fx cannot trace into everything torch.export can (a TorchScript function, an autograd.Function):
+    a module class it fails inside is kept whole, as one opaque call, and tracing starts again. The
+    analyses treat an opaque call as unknown (neither sign-preserving nor a pool), so what they decide
+    stays exact. None, with one note, where the model's own forward cannot be traced at all."""
+    opaque: set[type] = set()
+    while True:
+        tracer = _ModuleTracer(opaque)
+        try:
+            return fx.GraphModule(model, tracer.trace(model))
+        except Exception as err:
+            culprit = tracer.failed_in
+            if culprit is None or culprit is model or type(culprit) in opaque or len(opaque) >= MAX_OPAQUE_CLASSES:
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+                console.say(
+                    f"[edgecnn] note: torch.fx cannot trace {type(model).__name__}.forward ({first}): its pools and "
+                    "BatchNorms are converted as written, which may split the XNNPACK graph into more pieces"
+                )
+                return None
+            opaque.add(type(culprit))
+
 
 _RELUS = (nn.ReLU, nn.ReLU6)
 _RELU_FUNCTIONS = {torch.relu, torch.nn.functional.relu, torch.relu_}
@@ -119,7 +169,9 @@ def for_xnnpack(model: nn.Module, sample: torch.Tensor, *, int8: bool, pad_max_p
     `pad_max_pools=False` keeps padded max pools as they are, for converters that hand them to XNNPACK
     whole (ExecuTorch: the zero pad stayed a float operator there, see `formats.executorch`)."""
     model = copy.deepcopy(model).eval()
-    traced = fx.symbolic_trace(model)
+    traced = trace_modules(model)
+    if traced is None:
+        return model
     ShapeProp(traced).propagate(sample)
     modules = dict(model.named_modules())
     uses: dict[str, list[fx.Node]] = {}
@@ -157,12 +209,15 @@ def for_xnnpack(model: nn.Module, sample: torch.Tensor, *, int8: bool, pad_max_p
                     fold_adaptive_pool_into_linear(module, modules[linear.target], shape[1], (shape[2], shape[3])),
                 )
                 _replace(model, target, nn.Identity())
-    return replace_unfused_batchnorms(model) if int8 else model
+    return replace_unfused_batchnorms(model, traced.graph) if int8 else model
 
 
 def following_batchnorms(model: nn.Module) -> dict[str, nn.BatchNorm2d]:
     """conv path -> the BatchNorm that is its only user (the converter folds the two into one operator)."""
-    graph = fx.symbolic_trace(model).graph
+    traced = trace_modules(model)
+    if traced is None:
+        return {}
+    graph = traced.graph
     modules = dict(model.named_modules())
     folded = {}
     for node in graph.nodes:

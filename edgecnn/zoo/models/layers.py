@@ -155,13 +155,14 @@ def batchnorm_as_depthwise_conv(bn: nn.BatchNorm2d) -> nn.Conv2d:
     return conv.to(device=bn.running_mean.device, dtype=bn.running_mean.dtype)
 
 
-def replace_unfused_batchnorms(model: nn.Module) -> nn.Module:
+def replace_unfused_batchnorms(model: nn.Module, graph: Optional[fx.Graph] = None) -> nn.Module:
     """Replace, in place, every BatchNorm2d whose input is not the sole output of a Conv2d.
 
     Such a BatchNorm cannot be folded into a conv by a converter. The data flow is read from a
-    torch.fx trace, not from module order. Call on an eval-mode model; returns the same model.
+    torch.fx trace (`graph`, or one made here), not from module order. Call on an eval-mode model;
+    returns the same model.
     """
-    graph = fx.symbolic_trace(model).graph
+    graph = fx.symbolic_trace(model).graph if graph is None else graph
     modules = dict(model.named_modules())
     for node in graph.nodes:
         if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):

@@ -21,6 +21,8 @@ _PUBLIC = {
     "list_models": "edgecnn.zoo.registry",
     "VariantSpec": "edgecnn.zoo.spec",
     "run_validation": "edgecnn.harness.validate",
+    "export": "edgecnn.exporter.api",
+    "ExportResult": "edgecnn.exporter.pipeline",
 }
 __all__ = [*_PUBLIC, "__version__"]
 

@@ -12,6 +12,7 @@ quantizes:
   (XNNPACK has no int8 HARD_SWISH in LiteRT; ExecuTorch's XNNPACK runs the native one in int8, so it keeps it);
 - `relu6(x)` and `clamp(x, 0, 6)` -> `hardtanh(x, 0, 6)` (the ReLU6 the quantizers' patterns know);
 - `x / c` -> `x * (1/c)` for a constant c (a divide stays float);
+- in-place operators (`nn.SiLU(inplace=True)`, `x.sigmoid_()`) -> out-of-place, where nothing reads the input after;
 - integer scalars in arithmetic -> float (an int literal made calibration's histogram fail on a Long tensor);
 - `mean(x, (2, 3))` on an NCHW tensor -> `adaptive_avg_pool2d(x, 1)` (flattened unless keepdim): a MEAN stays
   float in LiteRT's int8, an average pool does not.
@@ -39,6 +40,7 @@ def int8_forms(graph: fx.GraphModule, *, native_hardswish: bool = False) -> Coun
     """Rewrite `graph` in place; returns how many operators each pass rewrote."""
     done: Counter = Counter()
     done["grad-mode region inlined"] = inline_grad_mode_regions(graph)
+    done["in-place operator made out-of-place"] = out_of_place(graph)
     for node in list(graph.graph.nodes):
         if node.op != "call_function":
             continue
@@ -62,6 +64,30 @@ def int8_forms(graph: fx.GraphModule, *, native_hardswish: bool = False) -> Coun
 
 
 _EXPORT_ROOT = "_export_root."
+_IN_PLACE = {
+    aten.silu_.default: aten.silu.default,
+    aten.sigmoid_.default: aten.sigmoid.default,
+    aten.hardswish_.default: aten.hardswish.default,
+    aten.hardsigmoid_.default: aten.hardsigmoid.default,
+    aten.clamp_.default: aten.clamp.default,
+    aten.div_.Tensor: aten.div.Tensor,
+    aten.mul_.Tensor: aten.mul.Tensor,
+    aten.add_.Tensor: aten.add.Tensor,
+}
+
+
+def out_of_place(graph: fx.GraphModule) -> int:
+    """`x.sigmoid_()`, `nn.SiLU(inplace=True)` and the like as their out-of-place operators (the quantizers
+    match those only), where nothing reads the overwritten input afterwards."""
+    order = {node: i for i, node in enumerate(graph.graph.nodes)}
+    count = 0
+    for node in graph.graph.nodes:
+        if node.op != "call_function" or node.target not in _IN_PLACE or not isinstance(node.args[0], fx.Node):
+            continue
+        if all(order[user] <= order[node] for user in node.args[0].users if user is not node):
+            node.target = _IN_PLACE[node.target]
+            count += 1
+    return count
 
 
 def inline_grad_mode_regions(graph: fx.GraphModule) -> int:

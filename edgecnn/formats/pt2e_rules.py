@@ -141,6 +141,9 @@ def edge_quantizer(
                 inputs.add(node)
         return inputs
 
+    def _pad_value(node: torch.fx.Node) -> float:
+        return float(node.args[2]) if len(node.args) > 2 else float(node.kwargs.get("value", 0.0))
+
     class EdgeQuantizer(base):
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
             if float_units:
@@ -150,6 +153,17 @@ def edge_quantizer(
             model = super().annotate(model)
             share_scale_through_value_preserving_ops(model)
             inputs = graph_inputs(model)
+            for node in model.graph.nodes:
+                # a zero padding of the image itself ('same' padding written as F.pad before the first conv)
+                # keeps the input's grid: it is annotated with the fixed encoding on both sides, and what
+                # reads it reads the input grid
+                if node.op == "call_function" and node.target in passthrough and node.args[0] in inputs:
+                    if node.target == torch.ops.aten.constant_pad_nd.default and _pad_value(node) != 0:
+                        continue
+                    node.meta["quantization_annotation"] = QuantizationAnnotation(
+                        input_qspec_map={node.args[0]: fixed}, output_qspec=fixed, _annotated=True
+                    )
+                    inputs.add(node)
             for node in model.graph.nodes:
                 annotation = node.meta.get("quantization_annotation")
                 for edge in list(annotation.input_qspec_map) if annotation is not None else []:

@@ -8,7 +8,11 @@ folder: `schema.program` checks the archive before `torch.export.load` sees it.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -23,17 +27,31 @@ def trace(model: nn.Module, resolution: int) -> torch.export.ExportedProgram:
     """The raw-RGB model as a static batch-1 program, or one line saying where torch.export stopped."""
     sample = torch.full((1, 3, resolution, resolution), 128.0)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_tracer():
             return torch.export.export(model.eval(), (sample,), strict=True)
     except Exception as err:  # torch.export raises many types; each is the user's model failing to trace
         raise UsageError(f"torch.export cannot trace the model: {_first_line(err)}{_hint(err)}") from None
 
 
+@contextlib.contextmanager
+def _quiet_tracer() -> Iterator[None]:
+    """torch.export's tracer logs the graph it stopped in; the user gets our one line instead."""
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def _first_line(err: Exception) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     first = lines[0] if lines else type(err).__name__
-    where = next((line for line in lines if line.startswith("File ") or "from user code" in line), "")
-    return first[:300] + (f" ({where[:200]})" if where and where not in first else "")
+    where = next((line for line in lines if line.startswith("File ")), "")
+    first = first.replace("(from user code:)", "").strip()
+    return first[:300] + (f" at {where[5:200]}" if where else "")
 
 
 def _hint(err: Exception) -> str:

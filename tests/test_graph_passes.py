@@ -1,0 +1,113 @@
+"""The int8-form passes on the torch.export graph: each computes what it replaces, keeps the module paths,
+and leaves no operator the quantizers cannot annotate."""
+
+from collections import Counter
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgecnn.formats.graph_passes import int8_forms
+
+pytestmark = pytest.mark.quick
+aten = torch.ops.aten
+
+
+class HardSwishFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * (x + 3).clamp(0, 6) / 6
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+@torch.jit.script
+def scripted_hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    return F.relu6(x + 3.0) / 6.0
+
+
+class Act(nn.Module):
+    def __init__(self, form: str) -> None:
+        super().__init__()
+        self.form = form
+        self.module = {"nn.SiLU": nn.SiLU(), "nn.Hardswish": nn.Hardswish(), "nn.Hardsigmoid": nn.Hardsigmoid()}.get(form)
+
+    def forward(self, x):
+        if self.module is not None:
+            return self.module(x)
+        return {
+            "F.silu": lambda: F.silu(x),
+            "F.hardswish": lambda: F.hardswish(x),
+            "written out": lambda: x * F.relu6(x + 3) / 6,
+            "clamp": lambda: x * (x + 3).clamp(0, 6) / 6,
+            "autograd.Function": lambda: HardSwishFunction.apply(x),
+            "TorchScript": lambda: x * scripted_hard_sigmoid(x),
+        }[self.form]()
+
+
+class Net(nn.Module):
+    def __init__(self, form: str, keepdim: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = Act(form)
+        self.keepdim = keepdim
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.act(self.conv(x))
+        pooled = x.mean((2, 3), keepdim=self.keepdim)
+        return self.fc(pooled.flatten(1) if self.keepdim else pooled)
+
+
+FORMS = ["nn.SiLU", "F.silu", "nn.Hardswish", "F.hardswish", "nn.Hardsigmoid", "written out", "clamp",
+         "autograd.Function", "TorchScript"]
+LEFT_FLOAT = {aten.silu.default, aten.hardswish.default, aten.hardsigmoid.default, aten.div.Tensor,
+              aten.mean.dim, aten.clamp.default, aten.relu6.default,
+              torch.ops.higher_order.wrap_with_set_grad_enabled}
+
+
+@pytest.mark.parametrize("keepdim", [True, False])
+@pytest.mark.parametrize("form", FORMS)
+def test_each_form_becomes_what_quantizes_and_computes_the_same(form, keepdim):
+    torch.manual_seed(0)
+    model = Net(form, keepdim).eval()
+    x = torch.randn(2, 3, 12, 12) * 3
+    graph = torch.export.export(model, (x[:1],), strict=True).module()
+    before = graph(x[:1])
+    done = int8_forms(graph)
+    targets = Counter(n.target for n in graph.graph.nodes if n.op == "call_function")
+    assert not set(targets) & LEFT_FLOAT, targets
+    assert done["spatial mean"] == 1
+    assert aten.adaptive_avg_pool2d.default in targets
+    after = graph(x[:1])
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-6)  # the same function up to float rounding
+    torch.testing.assert_close(after, model(x[:1]), rtol=1e-5, atol=1e-6)
+
+
+def test_every_new_operator_keeps_the_module_path_it_came_from():
+    model = Net("autograd.Function", keepdim=False).eval()
+    graph = torch.export.export(model, (torch.randn(1, 3, 8, 8),), strict=True).module()
+    int8_forms(graph)
+    paths = {}
+    for node in graph.graph.nodes:
+        if node.op == "call_function" and node.target in (aten.hardtanh.default, aten.add.Tensor):
+            stack = node.meta["nn_module_stack"]
+            paths[node.target] = list(stack.values())[-1][0]
+    assert paths == {aten.hardtanh.default: "act", aten.add.Tensor: "act"}
+
+
+def test_integer_literals_become_floats_and_an_exact_divide_stays_exact():
+    class Literal(nn.Module):
+        def forward(self, x):
+            return (x + 3) * 2 / 4
+
+    graph = torch.export.export(Literal(), (torch.randn(1, 2, 4, 4),), strict=True).module()
+    x = torch.randn(1, 2, 4, 4)
+    before = graph(x)
+    int8_forms(graph)
+    scalars = [a for n in graph.graph.nodes if n.op == "call_function" for a in n.args[1:]]
+    assert scalars and all(isinstance(a, float) for a in scalars)
+    assert torch.equal(graph(x), before)  # * 0.25 is exact where / 4 is

@@ -30,7 +30,7 @@ VALIDATE_ARGS := $(or $(EXPORT_DIR),export/$(VARIANT)) $(if $(IMAGES),--images $
 
 
 .PHONY: test-quick lint docs setup test test-slow test-full test-torchvision list summary export validate sweep bench clean \
-	scorecard scorecard-render train-demo train-zoo inspect-int8 int8-zoo int8-error-split bench-zoo bench-executorch demo-card android-assets android-check android-test \
+	scorecard scorecard-render train-demo train-zoo inspect-int8 int8-zoo int8-error-split bench-zoo bench-thirdparty bench-executorch demo-card android-assets android-check android-test \
 	web-demo web-serve bench-web
 
 setup: $(STAMP) $(VENV)/.installed-apt $(WEB_STAMP)
@@ -61,6 +61,7 @@ $(WEB_STAMP): web_demo/package-lock.json | $(VENV)/.installed-apt
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,lint,docs,tflite,coreml,executorch,imagenet,cluster]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps geffnet==1.0.2  # third-party models for the tests
 	touch $@
 
 # the docs site builds strict (a broken link or a page missing from the nav fails), then the suite
@@ -164,6 +165,11 @@ train-zoo: setup
 # one variant per family: fp32 against int8 TFLite latency at 1 and 2 threads, interleaved (benchmarks/results/)
 bench-zoo: setup
 	$(BIN)/python -m benchmarks.bench_zoo
+
+# five geffnet models through `edgecnn export --model geffnet:create_model` at 128 px: parity, int8 purity and pieces,
+# int8/fp32 latency from each export's own report (benchmarks/results/bench-thirdparty.*)
+bench-thirdparty: setup
+	$(BIN)/python -m benchmarks.bench_thirdparty
 
 # int8 against fp32 on every committed trained model, before and after repair, on the 10,000 test images
 int8-zoo: setup

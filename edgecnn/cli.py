@@ -167,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--images", type=Path, help="a folder of images (default: the export's own photos or test set)"
     )
     inspect.add_argument("--count", type=int, default=8, help="how many images (default 8)")
+    inspect.add_argument(
+        "--model",
+        help="for an export of your own model: the MODULE:ATTR it was exported with (its modules name layers)",
+    )
+    inspect.add_argument("--model-args", help="with --model: its JSON keyword arguments, as at export")
+    inspect.add_argument("--weights", type=Path, help="with --model: the state_dict it was exported with")
 
     assets = sub.add_parser("android-assets", help="the Android demo's assets: models, catalog, golden files")
     assets.add_argument(
@@ -610,8 +616,15 @@ def cmd_classify(args: argparse.Namespace) -> None:
 def cmd_inspect_int8(args: argparse.Namespace) -> None:
     from edgecnn.harness.inspect_int8 import run_inspection, table
 
+    network = None
+    if args.model is not None:
+        from edgecnn.weights import user_model
+
+        network = user_model.rebuild(args.model, user_model.parse_arguments(args.model_args), args.weights)
+    elif args.model_args is not None or args.weights is not None:
+        raise UsageError("--model-args and --weights go with --model")
     with console.third_party_into(args.export_dir / "inspect-int8", "inspect-int8.log", args.verbose):
-        inspection, out = run_inspection(args.export_dir, args.images, args.count)
+        inspection, out = run_inspection(args.export_dir, args.images, args.count, network)
     print(
         f"{inspection.variant}: {len(inspection.layers)} int8 operators of {inspection.artifact} on "
         f"{inspection.images} images ({inspection.images_source}); the worst by their own error:"

@@ -204,8 +204,10 @@ def _trained_like(model: nn.Module) -> nn.Module:
 def gated_export(tmp_path_factory):
     """GatedNet through the Python API, every format but Core ML, validated (no timing)."""
     out = tmp_path_factory.mktemp("api")
-    result = edgecnn.export(_trained_like(GatedNet()), resolution=32, formats="onnx,tflite,executorch",
+    model = _trained_like(GatedNet())
+    result = edgecnn.export(model, resolution=32, formats="onnx,tflite,executorch",
                             labels=[f"kind {i}" for i in range(6)], out=out, calib_count=8, latency=False)
+    result.model = model  # for the inspection, which names the user's modules
     return result
 
 
@@ -318,3 +320,16 @@ def test_the_gate_reads_the_origin_and_the_program(gated_export):
     manifest = open_export(gated_export.target)
     assert manifest.reference is not None and manifest.reference.path == "reference.pt2"
     assert manifest.weights.sha256 is not None and len(manifest.weights.sha256) == 64
+
+
+def test_inspection_names_the_users_modules_once_the_model_is_named_again(gated_export):
+    from edgecnn.harness.inspect_int8 import run_inspection
+
+    with pytest.raises(UsageError, match="name the model again: --model MODULE:ATTR"):
+        run_inspection(gated_export.target, count=2)
+    with pytest.raises(UsageError, match="does not compute what .* reference program computes"):
+        run_inspection(gated_export.target, count=2, model=GatedNet().eval())
+    inspection, out = run_inspection(gated_export.target, count=2, model=gated_export.model)
+    named = {layer.module for layer in inspection.layers}
+    assert {"stem.0", "block.0", "squeeze", "excite", "head.2"} <= named, named
+    assert (out / "layers.md").is_file() and (out / "layers.png").is_file()

@@ -47,7 +47,7 @@ class _ModuleTracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return type(m) in self.opaque or super().is_leaf_module(m, module_qualified_name)
 
-    def call_module(self, m: nn.Module, forward, args, kwargs):  # type: ignore[no-untyped-def]
+    def call_module(self, m: nn.Module, forward, args, kwargs):
         try:
             return super().call_module(m, forward, args, kwargs)
         except Exception:

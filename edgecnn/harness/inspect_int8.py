@@ -48,6 +48,7 @@ from edgecnn.util.interrupts import checkpoint, deferred_interrupts
 from edgecnn.util.metrics import EXACT_DB, sqnr_db
 from edgecnn.util.tables import format_table
 from edgecnn.weights.reference import calibration_images, reference_model
+from edgecnn.weights.user_model import matching_network
 from edgecnn.zoo.models.layers import RawRGBInput
 
 SCHEMA = INSPECTION_SCHEMA
@@ -310,8 +311,13 @@ def _finish_sqnr_plot(fig, ax, values: list[float], title: str, path: Path) -> N
     plt.close(fig)
 
 
-def run_inspection(export_dir: Path, images: Optional[Path] = None, count: int = 8) -> tuple[Int8Inspection, Path]:
-    """`edgecnn inspect-int8`: inspect the export's int8 TFLite and write EXPORT_DIR/inspect-int8/."""
+def run_inspection(
+    export_dir: Path, images: Optional[Path] = None, count: int = 8, model: Optional[nn.Module] = None
+) -> tuple[Int8Inspection, Path]:
+    """`edgecnn inspect-int8`: inspect the export's int8 TFLite and write EXPORT_DIR/inspect-int8/.
+
+    An export of a model from outside the zoo keeps its reference as a program, which has no modules to name
+    layers by: `model` (normalised input, as exported) is then the user's network, checked against it."""
     if count < 1:
         raise UsageError(f"--count must be at least 1, got {count}")
     with deferred_interrupts():
@@ -323,11 +329,21 @@ def run_inspection(export_dir: Path, images: Optional[Path] = None, count: int =
             raise UsageError(f"{export_dir} has no int8 TFLite model to inspect")
         out = export_dir / FOLDER
         check_writable(out.parent)
-        with console.step(f"{manifest.variant}: PyTorch reference rebuilt"):
-            model = reference_model(manifest, export_dir)
-        assert isinstance(model, RawRGBInput)  # reference_model rebuilds the network in its normalisation
         photos, source = parity_images(manifest, count, images)
-        inspection = inspect(export_dir, manifest, record, photos, source, model.model.eval())
+        if manifest.origin is not None:
+            if model is None:
+                raise UsageError(
+                    f"{export_dir} holds a model from outside the zoo ({manifest.origin.built_by}); per-layer "
+                    "inspection names its modules, so name the model again: --model MODULE:ATTR [--model-args "
+                    "JSON] [--weights FILE] (from Python: run_inspection(..., model=the_module))"
+                )
+            backbone = matching_network(manifest, export_dir, model, photos)
+        else:
+            with console.step(f"{manifest.variant}: PyTorch reference rebuilt"):
+                wrapped = reference_model(manifest, export_dir)
+            assert isinstance(wrapped, RawRGBInput)  # reference_model rebuilds the network in its normalisation
+            backbone = wrapped.model.eval()
+        inspection = inspect(export_dir, manifest, record, photos, source, backbone)
         write_inspection(inspection, out)
     return inspection, out
 

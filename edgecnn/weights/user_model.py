@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from edgecnn.schema.artifacts import sha256_of
 from edgecnn.schema.enums import WeightsKind
-from edgecnn.schema.manifest import SAFE_ID, ModelOrigin, WeightsRecord
+from edgecnn.schema.manifest import SAFE_ID, Manifest, ModelOrigin, WeightsRecord
 from edgecnn.util.errors import UsageError
 from edgecnn.weights.loading import load_state_dict, load_weights
 from edgecnn.zoo.models.layers import RawRGBInput
@@ -33,6 +34,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FAMILY = "user model"  # the manifest's family of a model from outside the zoo
 MIN_RESOLUTION, MAX_RESOLUTION = 8, 2048
+BUILD_SEED = 0
 
 
 def is_entry(text: str) -> bool:
@@ -253,6 +255,16 @@ def prepare(
     return UserModel(network, spec, origin, weights)
 
 
+def rebuild(entry: str, arguments: dict[str, Any], weights_file: Optional[Path] = None) -> nn.Module:
+    """The model `--model MODULE:ATTR` names, built as an export builds it (same seed, same weights)."""
+    builder, _ = import_entry(entry)
+    torch.manual_seed(BUILD_SEED)
+    network = build(builder, arguments, entry)
+    if weights_file is not None:
+        load_user_weights(network, weights_file)
+    return network.eval()
+
+
 def from_entry(
     entry: str,
     arguments: dict[str, Any],
@@ -267,6 +279,7 @@ def from_entry(
 ) -> UserModel:
     """`--model MODULE:ATTR`: imported, called with `arguments`, given its weights, checked."""
     builder, file_sha256 = import_entry(entry)
+    torch.manual_seed(BUILD_SEED)  # a random initialisation is then the same each time the model is named
     network = build(builder, arguments, entry)
     weights = load_user_weights(network, weights_file) if weights_file is not None else None
     origin = ModelOrigin(entry, _qualified(network), arguments, file_sha256)
@@ -320,3 +333,24 @@ def module_digest(network: nn.Module) -> str:
 def raw_rgb(user: UserModel) -> RawRGBInput:
     """The user's network behind the normalisation they stated: raw RGB 0..255 in, as every artifact takes."""
     return RawRGBInput(user.network, user.spec.mean, user.spec.std).eval()
+
+
+def matching_network(manifest: Manifest, root: Path, network: nn.Module, images: np.ndarray) -> nn.Module:
+    """`network` (normalised input), once it is shown to compute what the export's reference program computes
+    on `images` (uint8 NHWC): what the per-layer analyses need, since a program has no modules to name."""
+    from edgecnn.weights.program import load_reference
+
+    if manifest.reference is None:
+        raise UsageError(f"{root} holds a model of the zoo; it needs no --model")
+    reference = load_reference(root / manifest.reference.path)
+    wrapped = RawRGBInput(network.eval(), tuple(manifest.mean), tuple(manifest.std)).eval()
+    batch = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        expected, got = reference(batch), wrapped(batch)
+    if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
+        raise UsageError(
+            f"the model named does not compute what {root}'s reference program computes (largest difference "
+            f"{(got - expected).abs().max().item() if got.shape == expected.shape else 'in shape'}); name the "
+            f"model, arguments and weights it was exported with ({manifest.origin.built_by if manifest.origin else ''})"
+        )
+    return network.eval()

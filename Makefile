@@ -59,7 +59,7 @@ $(WEB_STAMP): web_demo/package-lock.json | $(VENV)/.installed-apt
 	cd web_demo && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,lint,docs,tflite,coreml,executorch,imagenet,cluster]'
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps geffnet==1.0.2  # third-party models for the tests
 	touch $@

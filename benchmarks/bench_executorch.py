@@ -84,7 +84,7 @@ def stock_flow(root: Path) -> dict[str, Path]:
     from torchao.quantization.pt2e import quantize_pt2e
 
     manifest = open_export(root)
-    network = reference_model(manifest).model.eval()  # the backbone: normalised input
+    network = reference_model(manifest, root).model.eval()  # the backbone: normalised input
     mean = torch.tensor(manifest.mean).reshape(1, 3, 1, 1)
     std = torch.tensor(manifest.std).reshape(1, 3, 1, 1)
     # contiguous NCHW: torch.export records the example's dim order, and a permuted view would make the

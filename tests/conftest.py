@@ -17,18 +17,22 @@ def torchvision_reference_names() -> list[str]:
     return sorted(p.stem for p in REFERENCE_DIR.glob("*.json") if p.stem not in ("summary", "mobilenet_v2_width_table"))
 
 
-# `make test` runs on two pytest-xdist workers. A session fixture is built once per worker that needs it, so
-# the tests sharing one run on one worker (`--dist loadgroup`) rather than building it twice.
+# `make test` runs on two pytest-xdist workers (`--dist loadgroup`). A module's fixtures are built once per worker
+# that runs any of its tests, so each module runs whole on one worker; the modules sharing a session fixture
+# run on one worker together, so that it is built once.
 SHARED_SESSION_FIXTURES = ("_app_exports", "serial_sweep")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items):
+    group_of_module = {}
     for item in items:
-        for fixture in SHARED_SESSION_FIXTURES:
-            if fixture in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(fixture))
-                break
+        module = item.nodeid.split("::", 1)[0]
+        shared = next((f for f in SHARED_SESSION_FIXTURES if f in getattr(item, "fixturenames", ())), None)
+        if shared is not None or module not in group_of_module:
+            group_of_module[module] = shared or group_of_module.get(module) or module
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group_of_module[item.nodeid.split("::", 1)[0]]))
 
 
 @pytest.fixture(autouse=True)

@@ -85,7 +85,7 @@ def test_torchvision_checkpoint_from_the_cache_needs_no_network(tmp_path, monkey
     assert manifest.weights.source == ("torchvision ImageNet checkpoint "
                                        "https://download.pytorch.org/models/resnet18-f37072fd.pth")
     assert (root / "labels.txt").read_text().splitlines()[285] == "Egyptian cat"
-    model = reference_model(manifest)  # rebuilt from the cache, without downloading
+    model = reference_model(manifest, root)  # rebuilt from the cache, without downloading
     assert torch.equal(model.model.fc.weight, torch.load(cached, weights_only=True)["fc.weight"])
 
 

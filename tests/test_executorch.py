@@ -187,7 +187,7 @@ def test_the_operator_profile_counts_the_programs_xnnpack_operators(exported):
     from edgecnn.formats.executorch import operator_profile
 
     root, manifest = exported
-    depthwise = sum(1 for m in reference_model(manifest).model.modules()
+    depthwise = sum(1 for m in reference_model(manifest, root).model.modules()
                     if isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels)
     profile = {t.kind: t for t in operator_profile(root / "model_int8.pte", threads=1, runs=3)}
     assert profile["Convolution (NHWC, QC8) DWConv"].count == depthwise

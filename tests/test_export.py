@@ -177,8 +177,9 @@ REPRESENTATIVE = ["mobilenet_v1", "mobilenet_v3_small", "efficientnet_b0", "effi
                   "googlenet"]
 
 
-# mobilenet_v1 and efficientnet_lite0 in the slow suite only: their siblings stay in `make test`
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("mobilenet_v1", "efficientnet_lite0")
+# mobilenet_v1, efficientnet_lite0 and resnet18 in the slow suite only: their siblings stay in `make test` (resnet18's
+# padded max pool is in test_rewrites and test_executorch)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("mobilenet_v1", "efficientnet_lite0", "resnet18")
                                   else n for n in REPRESENTATIVE])
 def test_representative_models_through_every_format(name, tmp_path):
     spec = edgecnn.VariantSpec.create(name, alpha=0.5, resolution=64)

@@ -150,7 +150,7 @@ def test_the_mixed_file_meets_the_bound_on_test_images_it_was_not_chosen_on(mixe
     manifest = open_export(out)
     record = next(a for a in manifest.artifacts if a.precision == "int8-mixed")
     images, _ = get_dataset("fashion-mnist").model_inputs("test", 32, np.arange(2000), progress=False)
-    model = reference_model(manifest).eval()
+    model = reference_model(manifest, out).eval()
     with torch.no_grad():
         reference = model(torch.from_numpy(images).permute(0, 3, 1, 2).float()).numpy()
     logits = litert_logits(out / record.path, images, Int8InputEncoding.from_record(record.input.encoding))

@@ -32,7 +32,7 @@ def test_status_follows_precision_training_and_limits(precision, trained, parity
 
 
 def test_display_text_is_made_from_the_status():
-    assert CheckStatus.REPORTED.display() == "reported (not gated: untrained weights)"
+    assert CheckStatus.REPORTED.display() == "reported (not gated: weights not known to be trained)"
     assert CheckStatus.NOT_RUN.display("no runtime") == "not run: no runtime"
     assert CheckStatus.PASSED.display() == "passed" and CheckStatus.FAILED.value == "failed"
     assert [s for s in CheckStatus if s.counts_against] == [CheckStatus.FAILED]
@@ -68,7 +68,7 @@ def test_report_json_stores_status_values_and_renderings_show_display_text(tmp_p
     assert [a["status"] for a in data["artifacts"]] == ["passed", "failed", "reported", "not run"]
     assert data["passed"] is False and data["labelled"]["pytorch_fp32"]["top1"] == 0.91
     table = console_table(report)
-    assert "reported (not gated: untrained weights)" in table
+    assert "reported (not gated: weights not known to be trained)" in table
     assert "not run: Core ML predicts only on macOS" in table and "(PyTorch fp32)" in table
     text = markdown(report)
     assert "Overall: **FAILED**" in text and "failed: worst cosine 0.60000 < 0.9999" in text

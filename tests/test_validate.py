@@ -83,7 +83,7 @@ def test_export_validation_includes_latency_at_each_thread_count(exported):
 def test_the_rebuilt_reference_is_the_exported_model(exported):
     """An untrained export's reference is rebuilt from seed and calibration images: it must be the same net."""
     manifest = open_export(exported)
-    model = reference_model(manifest)
+    model = reference_model(manifest, exported)
     images = load_calibration(SPEC.resolution, 4, progress=False).images
     from edgecnn.formats.onnx import Runner
 
@@ -99,7 +99,7 @@ def test_accuracy_on_labelled_folders_and_parity_on_the_users_photos(exported, c
     manifest = open_export(copy_of)
     seen = np.stack([preprocess(Image.fromarray(image), SPEC.resolution) for image in images])  # as validate sees them
     with torch.no_grad():
-        predicted = reference_model(manifest)(torch.from_numpy(seen).permute(0, 3, 1, 2).float()).argmax(1)
+        predicted = reference_model(manifest, copy_of)(torch.from_numpy(seen).permute(0, 3, 1, 2).float()).argmax(1)
     labelled = tmp_path / "labelled"
     for i, (image, cls) in enumerate(zip(images, predicted.tolist())):
         folder = labelled / f"class_{cls}"

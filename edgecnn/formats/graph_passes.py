@@ -111,11 +111,16 @@ def inline_grad_mode_regions(graph: fx.GraphModule) -> int:
             sources = copied.meta.get("source_fn_stack")
             if sources:  # the quantizers group nodes by this name: each region's copies must have their own
                 copied.meta["source_fn_stack"] = [(copied.name, sources[-1][1])]
-            stack = copied.meta.get("nn_module_stack")
-            if stack:  # paths inside a region are written from the export's root wrapper
-                copied.meta["nn_module_stack"] = {
-                    k: (path.removeprefix(_EXPORT_ROOT), kind) for k, (path, kind) in stack.items()
-                }
+            # a region's own stack starts at the module that ran it (paths written from the export's root
+            # wrapper): the region's caller supplies the levels above, which name the layer
+            outer = dict(node.meta.get("nn_module_stack") or {})
+            known = {path for path, _ in outer.values()}
+            for key, (path, kind) in (copied.meta.get("nn_module_stack") or {}).items():
+                path = path.removeprefix(_EXPORT_ROOT)
+                if path not in known and path != _EXPORT_ROOT.rstrip("."):  # the root is the caller's too
+                    outer[key] = (path, kind)
+            if outer:
+                copied.meta["nn_module_stack"] = outer
         outputs = outputs if isinstance(outputs, (list, tuple)) else (outputs,)
         for user in list(node.users):
             if user.target is not operator.getitem:

@@ -24,3 +24,21 @@ def interpreter(
     )
     opened.allocate_tensors()
     return opened
+
+
+def module_path(tensor_name: str) -> Optional[str]:
+    """litert-torch's tensor name -> the backbone's module path; None for a name that carries none.
+
+    Names are module stacks, `<wrapper>/<network class>_wrapped/<class>_<attribute>/...;<suffix>`: the
+    attributes after the first two segments are the `named_modules()` path.
+    """
+    stack = tensor_name.split(";")[0].split("/")
+    if len(stack) < 2 or "ChannelLastIOWrapper" not in stack[0]:
+        return None
+    attributes = []
+    for segment in stack[2:]:
+        attribute = segment.rpartition(".")[2].partition("_")[2]
+        if not attribute:
+            return None
+        attributes.append(attribute)
+    return ".".join(attributes) or None

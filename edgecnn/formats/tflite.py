@@ -601,10 +601,19 @@ def inspect_graph(path: Path) -> TFLiteGraph:
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     ops = interpreter._get_ops_details()  # the only public-enough view of the graph after delegation
     real_ops = [op for op in ops if op["op_name"] != "DELEGATE"]
-    float_ops = [
-        op["op_name"]
+    floating = [
+        op
         for op in real_ops
         if any(tensors[i]["dtype"] == np.float32 for i in [*op["inputs"], *op["outputs"]] if i >= 0)
+    ]
+    float_ops = [op["op_name"] for op in floating]
+    # QUANTIZE and DEQUANTIZE at a float island's edges carry no module; the island's own operators do
+    float_modules = [
+        f"{path} ({op['op_name']})"
+        for op in floating
+        if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")
+        for path in [litert.module_path(tensors[op["outputs"][0]]["name"]) if op["outputs"] else None]
+        if path is not None
     ]
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     return TFLiteGraph(
@@ -615,6 +624,7 @@ def inspect_graph(path: Path) -> TFLiteGraph:
         output_dtype=np.dtype(out["dtype"]).name,
         input_quantization=_quantization(inp),
         output_quantization=_quantization(out),
+        float_modules=list(dict.fromkeys(float_modules)),
     )
 
 
@@ -635,7 +645,8 @@ def check_pure_int8(graph: TFLiteGraph) -> None:
         problems.append(f"input/output are {graph.input_dtype}/{graph.output_dtype}, not int8/int8")
     if graph.float_operators:
         counts = Counter(graph.float_operators)
-        problems.append("operators on float tensors: " + ", ".join(f"{n} x{c}" for n, c in counts.items()))
+        where = f" (in {', '.join(graph.float_modules[:3])})" if graph.float_modules else ""
+        problems.append("operators on float tensors: " + ", ".join(f"{n} x{c}" for n, c in counts.items()) + where)
     if problems:
         raise ExportError("int8 TFLite is not pure int8: " + "; ".join(problems))
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgecnn.formats.litert import module_path
 from edgecnn.formats.rewrites import following_batchnorms
 from edgecnn.util.errors import UsageError
 
@@ -53,24 +54,6 @@ def read_graph(path: Path) -> list[GraphOp]:
         options = dict(vars(op.builtinOptions)) if op.builtinOptions is not None else {}
         ops.append(GraphOp(index, kind, tuple(int(i) for i in op.inputs), tuple(int(i) for i in op.outputs), options))
     return ops
-
-
-def module_path(tensor_name: str) -> Optional[str]:
-    """litert-torch's tensor name -> the backbone's module path; None for a name that carries none.
-
-    Names are module stacks, `<wrapper>/<network class>_wrapped/<class>_<attribute>/...;<suffix>`: the
-    attributes after the first two segments are the `named_modules()` path.
-    """
-    stack = tensor_name.split(";")[0].split("/")
-    if len(stack) < 2 or "ChannelLastIOWrapper" not in stack[0]:
-        return None
-    attributes = []
-    for segment in stack[2:]:
-        attribute = segment.rpartition(".")[2].partition("_")[2]
-        if not attribute:
-            return None
-        attributes.append(attribute)
-    return ".".join(attributes) or None
 
 
 def _same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:

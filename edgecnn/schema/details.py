@@ -83,3 +83,4 @@ class TFLiteGraph:
     output_dtype: str
     input_quantization: Optional[Quantization]
     output_quantization: Optional[Quantization]
+    float_modules: list[str] = field(default_factory=list)  # the module path of each float operator, where named

@@ -12,12 +12,12 @@ class CheckStatus(Enum):
 
     PASSED = "passed"
     FAILED = "failed"
-    REPORTED = "reported"  # measured, not gated: quantized precisions of untrained weights
+    REPORTED = "reported"  # measured, not gated: quantized precisions of weights not known to be trained
     NOT_RUN = "not run"  # no runtime for it on this machine
 
     def display(self, reason: str = "") -> str:
         if self is CheckStatus.REPORTED:
-            return "reported (not gated: untrained weights)"
+            return "reported (not gated: weights not known to be trained)"
         if self is CheckStatus.NOT_RUN:
             return f"not run: {reason}" if reason else "not run"
         return self.value

@@ -66,7 +66,7 @@ $(STAMP): pyproject.toml Makefile | $(BIN)/python
 
 # the docs site builds strict (a broken link or a page missing from the nav fails), then the suite
 test: setup docs
-	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadgroup --durations=15
+	$(BIN)/python -m pytest -m "not slow" -n 2 --durations=15
 
 # what needs no converter: records, the gate, CLI parsing, layout, tables, the zoo's shapes and figures
 test-quick: $(STAMP)

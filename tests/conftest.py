@@ -17,22 +17,40 @@ def torchvision_reference_names() -> list[str]:
     return sorted(p.stem for p in REFERENCE_DIR.glob("*.json") if p.stem not in ("summary", "mobilenet_v2_width_table"))
 
 
-# `make test` runs on two pytest-xdist workers (`--dist loadgroup`). A module's fixtures are built once per worker
-# that runs any of its tests, so each module runs whole on one worker; the modules sharing a session fixture
-# run on one worker together, so that it is built once.
-SHARED_SESSION_FIXTURES = ("_app_exports", "serial_sweep")
+# `make test` runs on two pytest-xdist workers. Each test module runs whole on one worker, so that its module
+# fixtures are built once, and the modules sharing a session fixture run on one worker together, so that it is
+# built once too. (xdist's own --dist loadgroup marks do not take with pytest 9: xdist 3.8 renames the node id
+# through an attribute pytest 9 no longer reads. Its scheduler hook does.)
+SESSION_FIXTURE_OF_MODULE = {
+    "tests/test_android.py": "_app_exports",
+    "tests/test_web_demo.py": "_app_exports",
+    "tests/test_executorch.py": "_app_exports",
+    "tests/test_latency.py": "_app_exports",
+    "tests/test_demo_model.py": "_app_exports",
+    "tests/test_sweep.py": "serial_sweep",
+    "tests/test_ray.py": "serial_sweep",
+}
+SHARED_SESSION_FIXTURES = {"_app_exports", "serial_sweep"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModuleAndSharedFixture(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SESSION_FIXTURE_OF_MODULE.get(module, module)
+
+    return ByModuleAndSharedFixture(config, log)
+
+
 def pytest_collection_modifyitems(items):
-    group_of_module = {}
+    # the table above is what keeps a shared session fixture to one worker: a module using one must be in it
     for item in items:
         module = item.nodeid.split("::", 1)[0]
-        shared = next((f for f in SHARED_SESSION_FIXTURES if f in getattr(item, "fixturenames", ())), None)
-        if shared is not None or module not in group_of_module:
-            group_of_module[module] = shared or group_of_module.get(module) or module
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group_of_module[item.nodeid.split("::", 1)[0]]))
+        for fixture in SHARED_SESSION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            if SESSION_FIXTURE_OF_MODULE.get(module) != fixture:
+                raise pytest.UsageError(f"{module} uses {fixture}: add it to SESSION_FIXTURE_OF_MODULE in conftest.py")
 
 
 @pytest.fixture(autouse=True)

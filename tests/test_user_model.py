@@ -333,3 +333,28 @@ def test_inspection_names_the_users_modules_once_the_model_is_named_again(gated_
     named = {layer.module for layer in inspection.layers}
     assert {"stem.0", "block.0", "squeeze", "excite", "head.2"} <= named, named
     assert (out / "layers.md").is_file() and (out / "layers.png").is_file()
+
+
+class Wave(nn.Module):
+    def forward(self, x):
+        return torch.sin(x)  # no int8 quantizer annotates a sine: it stays float
+
+
+class WithWave(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = Wave()
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc(self.act(self.conv(x)).mean((2, 3)))
+
+
+def test_what_cannot_be_pure_int8_is_refused_naming_its_module_and_the_float_files_are_written(tmp_path):
+    result = edgecnn.export(_trained_like(WithWave()), resolution=16, formats="tflite", out=tmp_path,
+                            calib_count=4, validate=False)
+    assert [a.path for a in result.manifest.artifacts] == ["model_fp32.tflite"]
+    (refusal,) = result.manifest.refused
+    assert refusal.path == "model_int8.tflite" and "not pure int8" in refusal.reason
+    assert "act (SIN)" in refusal.reason, refusal.reason

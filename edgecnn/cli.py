@@ -7,12 +7,15 @@ list` and `--help` start in a fraction of a second.
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import sys
 import tempfile
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Optional, Sequence
 
+from edgecnn import __version__
 from edgecnn.formats import FORMATS, parse_formats
 from edgecnn.schema.enums import RepairMode
 from edgecnn.util import console
@@ -33,7 +36,55 @@ DATASET_NAMES = ("fashion-mnist",)  # edgecnn.data.datasets.DATASETS (a test kee
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2, as for every other bad input
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {message}{_closest_choice(message)}\n")
+
+
+def _closest_choice(message: str) -> str:
+    """'; did you mean export?' for argparse's "invalid choice: 'exprot' (choose from ...)"."""
+    found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if found is None:
+        return ""
+    close = difflib.get_close_matches(found.group(1), [c.strip(" '") for c in found.group(2).split(",")], n=1)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+# one example per command, shown under its --help
+EXAMPLES = {
+    "list": ["edgecnn list"],
+    "summary": ["edgecnn summary --model mobilenet_v2 --alpha 0.75 --resolution 160"],
+    "export": [
+        "edgecnn export --model mobilenet_v2 --alpha 0.75",
+        "edgecnn export --model efficientnet_lite0 --weights lite0-imagenet --formats tflite,executorch",
+        "edgecnn export --model mynets.py:build --model-args '{\"num_classes\": 10}' --resolution 96 --weights my.pt",
+    ],
+    "validate": ["edgecnn validate export/mobilenet_v2_a0.75_r224 --labels-dir photos/ --count 32"],
+    "bench": ["edgecnn bench export/mobilenet_v2_a0.75_r224 --threads 1,2 --runs 50"],
+    "classify": ["edgecnn classify export/efficientnet_lite0_a1.0_r224 cat.jpg dog.png"],
+    "inspect-int8": ["edgecnn inspect-int8 export/mobilenet_v2_a0.5_r32 --count 16 --out int8-report/"],
+    "android-assets": [
+        "edgecnn android-assets export/efficientnet_lite0_a1.0_r224 mobilenet_v2_a0.5_r32",
+        'edgecnn android-assets --variants "mobilenet_v2:0.35:128 mobilenet_v2:0.5:32:fashion-mnist-demo"',
+    ],
+    "web-demo": [
+        "edgecnn web-demo export/efficientnet_lite0_a1.0_r224 --selftest",
+        'edgecnn web-demo --variants "efficientnet_lite0:1.0:224:lite0-imagenet" --selftest',
+    ],
+    "web-serve": ["edgecnn web-serve --port 8443"],
+    "app-report": ["edgecnn app-report benchmark.json"],
+    "sweep": ["edgecnn sweep --model mobilenet_v2 --alphas 0.35,0.5 --resolutions 96,128 --labels-dir photos/"],
+    "scorecard": ["edgecnn scorecard --models resnet18,mobilenet_v2 --alphas 1.0 --ray HOST:6379"],
+}
+
+
+def _suggest_option(parser: argparse.ArgumentParser, command: str, unknown: list[str]) -> NoReturn:
+    """argparse's "unrecognized arguments", with the command's closest real option."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    options = [o for action in commands[command]._actions for o in action.option_strings]
+    given = next((u.split("=", 1)[0] for u in unknown if u.startswith("-")), "")
+    close = difflib.get_close_matches(given, options, n=1) if given else []
+    hint = f"; did you mean {close[0]}?" if close else ""
+    print(f"edgecnn {command}: error: unrecognized arguments: {' '.join(unknown)}{hint}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def _triple(text: str) -> tuple[float, ...]:
@@ -55,13 +106,19 @@ def _number(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="edgecnn", description="Classic CNNs from PyTorch to phones.")
+    parser = _Parser(
+        prog="edgecnn",
+        description="Classic CNNs, or your own, from PyTorch to phones: exported to ONNX, TFLite, Core ML and "
+        "ExecuTorch, and every file checked against PyTorch.",
+        epilog="example: edgecnn export --model mobilenet_v2 --alpha 0.75; edgecnn COMMAND --help for more",
+    )
+    parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     sub.add_parser("list", help="every model: default resolution, parameters, MACs, published top-1")
 
     summary = sub.add_parser("summary", help="per-layer output shape, parameters and MACs of one variant")
-    summary.add_argument("model")
+    summary.add_argument("--model", required=True, help="a model of the zoo (edgecnn list)")
     _add_variant_arguments(summary)
 
     export = sub.add_parser(
@@ -152,14 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, help="report folder (default: EXPORT_DIR/benchmark)")
 
     classify = sub.add_parser("classify", help="top-5 classes of images from PyTorch and every artifact, side by side")
-    classify.add_argument("export_dir", type=Path)
-    classify.add_argument("images", type=Path, nargs="*")
+    classify.add_argument("export_dir", type=Path, help="an export folder (holding manifest.json)")
+    classify.add_argument("images", type=Path, nargs="*", help="image files to classify")
     classify.add_argument(
         "--bundled-photos",
         action="store_true",
         help="also every natural photo that ships in scikit-image, matplotlib and scikit-learn",
     )
-    classify.add_argument("--top", type=int, default=5)
+    classify.add_argument("--top", type=int, default=5, help="classes shown per image and model (default 5)")
 
     inspect = sub.add_parser("inspect-int8", help="per-layer int8 error of an export's int8 TFLite, by PyTorch module")
     inspect.add_argument("export_dir", type=Path, help="an export folder (holding manifest.json)")
@@ -173,12 +230,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("--model-args", help="with --model: its JSON keyword arguments, as at export")
     inspect.add_argument("--weights", type=Path, help="with --model: the state_dict it was exported with")
+    inspect.add_argument("--out", type=Path, help="report folder (default: EXPORT_DIR/inspect-int8)")
 
     assets = sub.add_parser("android-assets", help="the Android demo's assets: models, catalog, golden files")
     assets.add_argument(
+        "exports",
+        nargs="*",
+        metavar="EXPORT",
+        help="export folders, or export ids under --export-root, to bundle as they are",
+    )
+    assets.add_argument(
         "--variants",
-        required=True,
-        help='space-separated model:alpha:resolution[:weights], e.g. "mobilenet_v2:0.35:128"',
+        help='and/or space-separated model:alpha:resolution[:weights] (e.g. "mobilenet_v2:0.35:128"), '
+        "exported under --export-root first where missing",
     )
     assets.add_argument(
         "--assets",
@@ -195,9 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     web = sub.add_parser("web-demo", help="the phone web demo: a static site running the exports in the browser")
     web.add_argument(
+        "exports",
+        nargs="*",
+        metavar="EXPORT",
+        help="export folders, or export ids under --export-root, to bundle as they are",
+    )
+    web.add_argument(
         "--variants",
-        required=True,
-        help='space-separated model:alpha:resolution[:weights], e.g. "mobilenet_v2:0.35:128"',
+        help='and/or space-separated model:alpha:resolution[:weights] (e.g. "mobilenet_v2:0.35:128"), '
+        "exported under --export-root first where missing",
     )
     web.add_argument("--out", type=Path, default=Path("web_demo/site"), help="the site folder (default web_demo/site)")
     web.add_argument(
@@ -230,19 +300,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     app_report = sub.add_parser("app-report", help="the demo app's benchmark.json (adb pull) as a table and plot")
-    app_report.add_argument("file", type=Path)
+    app_report.add_argument("file", type=Path, help="the app's benchmark.json, pulled from the phone")
     app_report.add_argument("--out", type=Path, help="report folder (default: FILE's name + -report)")
 
     sweep = sub.add_parser("sweep", help="export and validate a width x resolution grid; table and Pareto plot")
-    sweep.add_argument("--model", required=True)
+    sweep.add_argument("--model", required=True, help="a model of the zoo (edgecnn list)")
     sweep.add_argument("--alphas", default="0.35,0.5,0.75,1.0", help="width multipliers (default 0.35,0.5,0.75,1.0)")
     sweep.add_argument("--resolutions", default="96,128,160,192,224", help="input sizes (default 96,128,160,192,224)")
     sweep.add_argument("--formats", default="tflite", help="formats per variant; must include tflite (default)")
     sweep.add_argument("--weights", help="as for export, for every variant (their widths must match)")
     sweep.add_argument("--calib", type=Path, help="folder of calibration images (default: bundled photos)")
-    sweep.add_argument("--calib-count", type=int, default=100)
+    sweep.add_argument("--calib-count", type=int, default=100, help="calibration images (default 100)")
     sweep.add_argument("--labels-dir", type=Path, help="labelled images: accuracy per variant, accuracy frontier")
-    sweep.add_argument("--label-map", type=Path)
+    sweep.add_argument("--label-map", type=Path, help="JSON object: class folder name -> label or class index")
     _add_latency_arguments(sweep)
     sweep.add_argument("--out", type=Path, help="sweep folder (default: export/sweep-MODEL)")
     _add_ray_argument(sweep)
@@ -259,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="onnx,tflite,coreml,executorch",
         help="formats per variant; must include tflite (default: all four)",
     )
-    card.add_argument("--calib-count", type=int, default=100)
+    card.add_argument("--calib-count", type=int, default=100, help="calibration images (default 100)")
     _add_latency_arguments(card)
     card.add_argument("--out", type=Path, default=Path("export") / "scorecard", help="default: export/scorecard")
     card.add_argument(
@@ -271,6 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_ray_argument(card)
     _add_verbose(validate, bench, classify, inspect, assets, web, sweep, card)
+    for name, command in sub.choices.items():
+        command.epilog = ("examples:\n" if len(EXAMPLES[name]) > 1 else "example:\n") + "\n".join(
+            f"  {line}" for line in EXAMPLES[name]
+        )
+        command.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
 
@@ -471,18 +546,18 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
     out = args.out if args.out is not None else args.export_dir / VALIDATION_FOLDER
     try:
-        with console.third_party_into(out, "validate.log", args.verbose):
-            report = run_validation(
-                args.export_dir,
-                images=args.images,
-                count=args.count,
-                labels_dir=args.labels_dir,
-                label_map=args.label_map,
-                out=out,
-                latency=_latency_options(args) if args.latency else None,
-                dataset=args.dataset,
-                dataset_count=args.dataset_count,
-            )
+        report = run_validation(
+            args.export_dir,
+            images=args.images,
+            count=args.count,
+            labels_dir=args.labels_dir,
+            label_map=args.label_map,
+            out=out,
+            latency=_latency_options(args) if args.latency else None,
+            dataset=args.dataset,
+            dataset_count=args.dataset_count,
+            verbose=args.verbose,
+        )
     except ValidationFailed as err:  # the report was written: show it, then fail
         if not isinstance(err.report, ValidationReport):
             raise TypeError(f"validation failed without the report it wrote: {err}") from err
@@ -623,8 +698,9 @@ def cmd_inspect_int8(args: argparse.Namespace) -> None:
         network = user_model.rebuild(args.model, user_model.parse_arguments(args.model_args), args.weights)
     elif args.model_args is not None or args.weights is not None:
         raise UsageError("--model-args and --weights go with --model")
-    with console.third_party_into(args.export_dir / "inspect-int8", "inspect-int8.log", args.verbose):
-        inspection, out = run_inspection(args.export_dir, args.images, args.count, network)
+    out = args.out if args.out is not None else args.export_dir / "inspect-int8"
+    with console.third_party_into(out, "inspect-int8.log", args.verbose):
+        inspection, out = run_inspection(args.export_dir, args.images, args.count, network, out)
     print(
         f"{inspection.variant}: {len(inspection.layers)} int8 operators of {inspection.artifact} on "
         f"{inspection.images} images ({inspection.images_source}); the worst by their own error:"
@@ -635,11 +711,12 @@ def cmd_inspect_int8(args: argparse.Namespace) -> None:
 
 def cmd_android_assets(args: argparse.Namespace) -> None:
     from edgecnn.android.assets import build_assets
-    from edgecnn.apps.golden import parse_variants
+    from edgecnn.apps.golden import export_folders, parse_variants
 
-    variants = parse_variants(args.variants)
+    folders = export_folders(args.exports, args.export_root)
+    variants = parse_variants(args.variants) if args.variants else []
     with console.third_party_into(args.export_root, "android-assets.log", args.verbose):  # not into the app
-        catalog = build_assets(variants, args.assets, args.export_root)
+        catalog = build_assets(variants, args.assets, args.export_root, folders)
     for m in catalog.model_files():
         print(f"{m.file}  {m.precision}  {m.bytes / 2**20:.2f} MiB  sha256 {m.sha256[:12]}")
     print(
@@ -649,14 +726,15 @@ def cmd_android_assets(args: argparse.Namespace) -> None:
 
 
 def cmd_web_demo(args: argparse.Namespace) -> None:
-    from edgecnn.apps.golden import parse_variants
+    from edgecnn.apps.golden import export_folders, parse_variants
     from edgecnn.web.site import build_site
 
     if args.screenshot is not None and not args.selftest:
         raise UsageError("--screenshot is taken by the self-test: add --selftest")
-    variants = parse_variants(args.variants)
+    folders = export_folders(args.exports, args.export_root)
+    variants = parse_variants(args.variants) if args.variants else []
     with console.third_party_into(args.export_root, "web-demo.log", args.verbose):  # not into the site
-        catalog = build_site(variants, args.out, args.export_root, args.npm_folder)
+        catalog = build_site(variants, args.out, args.export_root, args.npm_folder, folders)
     for m in catalog.model_files():
         print(f"{m.file}  {m.precision}  {m.runtime}  {m.bytes / 2**20:.2f} MiB")
     print(
@@ -672,10 +750,9 @@ def cmd_web_demo(args: argparse.Namespace) -> None:
             timing = f"median {entry['medianMs']:.2f} ms" if "medianMs" in entry else ""
             print(f"self-test {entry['key']} ({entry['runtime']}): {verdict} {timing}")
         if not outcome["result"].get("passed"):
-            raise ValidationFailed(
-                f"the page's self-test failed in {outcome['browser']}: "
-                f"{outcome['result'].get('error', 'a model file differs from Python')}"
-            )
+            failed: dict = next((f for f in outcome["result"].get("files", []) if not f["passed"]), {})
+            reason = outcome["result"].get("error") or f"{failed.get('key')}: {failed.get('error')}"
+            raise ValidationFailed(f"the page's self-test failed in {outcome['browser']}: {reason}")
 
 
 def cmd_web_serve(args: argparse.Namespace) -> None:
@@ -727,7 +804,9 @@ FAILURES = tuple(kind for kind, _, _ in _FAILURE_LINES)
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _suggest_option(parser, args.command, unknown)
     try:
         COMMANDS[args.command](args)
     except FAILURES as err:

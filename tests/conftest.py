@@ -82,7 +82,7 @@ def _deterministic():
 # The apps' two variants, exported once for the session: the Android assets, the web site, the ExecuTorch
 # tests and the demo model's full-test-set validation all read them (each through a copy of its own). Four
 # modules exported the trained demo model four times before (about 4 minutes of `make test`).
-APP_VARIANTS = {"mobilenet_v2_a0.35_r64": ["--model", "mobilenet_v2", "--alpha", "0.35", "--resolution", "64",
+APP_VARIANTS = {"mobilenet_v2_a0.35_r224": ["--model", "mobilenet_v2", "--alpha", "0.35", "--resolution", "224",
                                            "--formats", "onnx,tflite,executorch"],
                 "mobilenet_v2_a0.5_r32": ["--model", "mobilenet_v2", "--weights", "fashion-mnist-demo"]}
 
@@ -102,7 +102,7 @@ def _app_exports(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def app_exports(_app_exports, tmp_path_factory):
-    """Per test module, a copy of the shared export root (`mobilenet_v2_a0.35_r64`: ONNX, TFLite and ExecuTorch, random
+    """Per test module, a copy of the shared export root (`mobilenet_v2_a0.35_r224`: ONNX, TFLite and ExecuTorch, random
     weights; `mobilenet_v2_a0.5_r32`: every format of the trained Fashion-MNIST demo model)."""
     import shutil
 

@@ -20,7 +20,7 @@ from edgecnn.schema.catalog import parse_catalog
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "android_demo" / "core" / "src"
 JARS = [Path("/usr/share/java") / name for name in ("gson.jar", "junit4.jar", "hamcrest-core.jar")]
-VARIANTS = "mobilenet_v2:0.35:64 mobilenet_v2:0.5:32:fashion-mnist-demo"
+EXPORTS = ["mobilenet_v2_a0.35_r224", "mobilenet_v2_a0.5_r32"]  # ids under --export-root, at 224 px as users run it
 JUNIT_CLASSES = ["CatalogTest", "PreprocessorTest", "TopKTest", "LatencyStatsTest", "SelfTestTest", "GoldenTest"]
 
 
@@ -32,8 +32,7 @@ def edgecnn(*args, cwd=ROOT):
 @pytest.fixture(scope="module")
 def built(app_exports):
     root = app_exports.parent  # the session's exports of both variants (conftest), in root / "export"
-    result = edgecnn("android-assets", "--variants", VARIANTS, "--assets", str(root / "assets"),
-                     "--export-root", str(root / "export"))
+    result = edgecnn("android-assets", *EXPORTS, "--assets", str(root / "assets"), "--export-root", str(root / "export"))
     assert result.returncode == 0, result.stderr[-3000:]
     return root
 
@@ -42,7 +41,7 @@ def test_catalog_lists_every_model_file_with_the_manifests_sha256(built):
     catalog = parse_catalog((built / "assets" / "catalog.json").read_text())  # the one schema, typed
     assert catalog.schema == "edgecnn.app-catalog/1"
     keys = [f.key for f in catalog.model_files()]
-    assert keys == [f"{v}/model_{p}" for v in ("mobilenet_v2_a0.35_r64", "mobilenet_v2_a0.5_r32")
+    assert keys == [f"{v}/model_{p}" for v in EXPORTS
                     for p in ("fp32.tflite", "int8.tflite", "fp32.pte", "int8.pte")]
     for variant in catalog.variants:
         manifest = json.loads((built / "export" / variant.variant / "manifest.json").read_text())
@@ -55,6 +54,7 @@ def test_catalog_lists_every_model_file_with_the_manifests_sha256(built):
             assert file.input.layout == {"tflite": "NHWC", "executorch": "NCHW"}[file.format]
             data = (built / "assets" / file.file).read_bytes()
             assert hashlib.sha256(data).hexdigest() == record["sha256"] == file.sha256
+    assert [v.trained for v in catalog.variants] == [False, True]  # the apps say which classes mean nothing
     fashion_variant = catalog.variants[1]
     fashion = next(f for f in fashion_variant.files if f.key == "mobilenet_v2_a0.5_r32/model_int8.tflite")
     labels = (built / "assets" / fashion_variant.labels).read_text().splitlines()

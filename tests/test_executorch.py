@@ -223,3 +223,28 @@ def test_a_padded_max_pool_runs_as_one_int8_xnnpack_operator(tmp_path):
     assert not any(kind.startswith(("Constant Pad", "Convert")) for kind in int8), int8
     fp32 = {t.kind: t.count for t in operator_profile(tmp_path / "model_fp32.pte", runs=2)}
     assert not any(kind.startswith("Constant Pad") for kind in fp32), fp32
+
+
+def test_every_tflite_and_pte_carries_its_contract(exported):
+    """Once a file leaves its folder it still says what it takes and what its outputs mean: labels,
+    normalisation, preprocessing, input encoding (the int8 lookup table) and output quantization."""
+    from edgecnn.formats import litert
+    from edgecnn.formats.executorch import read_contract
+    from edgecnn.schema.contract import CONTRACT_KEY, parse_contract
+    from edgecnn.schema.enums import FormatName
+
+    root, manifest = exported
+    labels = (root / "labels.txt").read_text().splitlines()
+    carried = [a for a in manifest.artifacts if a.format in (FormatName.TFLITE, FormatName.EXECUTORCH)]
+    assert {(a.format, a.precision.value) for a in carried} >= {(FormatName.TFLITE, "int8"),
+                                                                (FormatName.EXECUTORCH, "int8")}
+    for artifact in carried:
+        path = root / artifact.path
+        text = (litert.read_metadata(path, CONTRACT_KEY).decode() if artifact.format == FormatName.TFLITE
+                else read_contract(path))
+        contract = parse_contract(text, artifact.path)
+        assert contract.variant == manifest.variant and contract.precision == artifact.precision
+        assert contract.labels == labels and contract.labels[0] == "T-shirt/top"
+        assert (contract.mean, contract.std) == (manifest.mean, manifest.std)
+        assert contract.preprocessing == manifest.preprocessing
+        assert contract.input == artifact.input and contract.output == artifact.output

@@ -28,6 +28,7 @@ def files(tmp_path):
     with open(tmp_path / "code.pt", "wb") as f:
         pickle.dump({"weight": Payload()}, f)
     torch.save(edgecnn.create_model("resnet18", alpha=0.25).state_dict(), tmp_path / "resnet18.pt")
+    torch.save(edgecnn.create_model("mobilenet_v2", alpha=0.35), tmp_path / "whole_model.pt")  # not its state_dict
     torch.save(edgecnn.create_model("mobilenet_v2", num_classes=10).state_dict(), tmp_path / "ten_classes.pt")
     whole = (tmp_path / "ten_classes.pt").read_bytes()
     (tmp_path / "truncated.pt").write_bytes(whole[:len(whole) // 2])  # a download cut short
@@ -43,9 +44,16 @@ CASES = [
     (["--model", "mobilenet_v2", "--alpha", "0"], "alpha must be in (0, 4]"),
     (["--model", "mobilenet_v2", "--resolution", "20"], "too small for mobilenet_v2"),
     (["--model", "mobilenet_v2", "--formats", "onnx,pdf"], "unknown format 'pdf'; choose from onnx, tflite, coreml"),
-    (["--model", "mobilenet_v2", "--weights", "missing.pt"], "weights file not found: missing.pt"),
+    (["--model", "mobilenet_v2", "--weights", "missing.pt"],
+     "--weights missing.pt: no such file, and not a named checkpoint (fashion-mnist-demo, "),
+    (["--model", "mobilenet_v2", "--weights", "imagenet"], "lite0-imagenet, torchvision); did you mean lite0-imagenet?"),
     (["--model", "mobilenet_v2", "--weights", "notes.txt"], "notes.txt is not a"),
-    (["--model", "mobilenet_v2", "--weights", "code.pt"], "code.pt is not a weights-only PyTorch checkpoint"),
+    (["--model", "mobilenet_v2", "--weights", "code.pt"],
+     "code.pt holds a pickled posix.system, not just tensors; edgecnn loads weights only and never unpickles code"),
+    (["--model", "mobilenet_v2", "--weights", "whole_model.pt"], "whole_model.pt holds a pickled edgecnn."),
+    (["--model", "mobilenet_v2", "--weights", "whole_model.pt"],
+     "not just tensors; edgecnn loads weights only and never unpickles code: save the weights with "
+     "torch.save(model.state_dict(), path)"),
     (["--model", "mobilenet_v2", "--weights", "resnet18.pt"],
      "resnet18.pt does not fit mobilenet_v2: missing: features.0.0.weight"),
     (["--model", "mobilenet_v2", "--weights", "ten_classes.pt"],
@@ -58,7 +66,8 @@ CASES = [
     (["--model", "resnet18", "--weights", "fashion-mnist-demo"], "fashion-mnist-demo is for mobilenet_v2, not resnet18"),
     (["--model", "mobilenet_v2", "--calib", "nowhere"], "image folder not found: nowhere"),
     (["--model", "mobilenet_v2", "--calib", "empty"], "no images"),
-    (["--model", "mobilenet_v2", "--calib", "bad_images"], "cannot read image bad_images/nested/broken.jpg"),
+    (["--model", "mobilenet_v2", "--calib", "bad_images"],
+     "no readable image in bad_images: all 1 failed to decode (nested/broken.jpg, ...)"),
     (["--model", "mobilenet_v2", "--calib-count", "1"], "--calib-count must be at least 2"),
     (["--model", "mobilenet_v2", "--out", "a_file/x"], "cannot write to a_file"),
 ]
@@ -71,8 +80,27 @@ def test_bad_input(files, args, message):
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("edgecnn")]
     assert errors == [errors[-1]] and message in errors[-1], result.stderr[-2000:]
-    assert "Traceback" not in result.stderr and "owned" not in result.stdout
+    assert "Traceback" not in result.stderr and "owned" not in result.stdout and "\x1b" not in result.stderr
     assert sorted(p.name for p in files.iterdir()) == before  # nothing written, nothing removed
+
+
+def test_an_unreadable_calibration_image_is_skipped_named_and_recorded(files, tmp_path):
+    from PIL import Image
+
+    from edgecnn.schema.manifest import open_export
+
+    mixed = files / "mixed"
+    (mixed / "deep").mkdir(parents=True)
+    Image.new("RGB", (40, 30), (200, 10, 90)).save(mixed / "good.png")
+    (mixed / "deep" / "bad.jpg").write_bytes(b"\xff\xd8 this is no jpeg either")
+    result = run("--model", "mobilenet_v2", "--alpha", "0.35", "--resolution", "32", "--formats", "onnx",
+                 "--calib", "mixed", "--calib-count", "4", "--no-validate", "--out", "out", cwd=files)
+    assert result.returncode == 0, result.stderr[-2000:]
+    notes = [line for line in result.stderr.splitlines() if "skipped" in line]
+    assert notes == ["[edgecnn] note: calibration image skipped: cannot read image mixed/deep/bad.jpg: "
+                     "UnidentifiedImageError"]
+    calibration = open_export(files / "out").calibration
+    assert calibration.files == ["good.png"] and calibration.skipped == ["deep/bad.jpg"] and calibration.count == 4
 
 
 def test_existing_export_is_not_touched_without_force(files):

@@ -2,6 +2,7 @@
 purpose while its float function is kept: output channels of one conv+BN unit scaled by s, the matching
 input channels of the next conv by 1/s, a ReLU between (relu(s y) = s relu(y))."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -109,6 +110,18 @@ def test_inspect_int8_cli_on_an_export_writes_the_three_files(intact_export, cap
     assert all(np.isfinite([r["local_sqnr_db"], r["sqnr_db"], r["cosine"]]).all() for r in layers["layers"])
 
 
+def test_inspect_int8_out_writes_elsewhere_and_leaves_the_export_as_it_was(intact_export, tmp_path, capsys):
+    """An export someone handed over (read-only, say) is inspected into a folder of the user's choice."""
+    copy = tmp_path / "handed-over"
+    shutil.copytree(intact_export, copy, ignore=shutil.ignore_patterns("inspect-int8"))
+    before = sorted((p.relative_to(copy), p.stat().st_mtime_ns) for p in copy.rglob("*"))
+    assert main(["inspect-int8", str(copy), "--count", "2", "--out", str(tmp_path / "report")]) == 0
+    assert f"inspection: {tmp_path / 'report' / 'layers.md'}" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["inspect-int8.log", "layers.json", "layers.md",
+                                                                      "layers.png"]
+    assert sorted((p.relative_to(copy), p.stat().st_mtime_ns) for p in copy.rglob("*")) == before
+
+
 @pytest.mark.parametrize("args, message", [
     (["--count", "0"], "--count must be at least 1"),
 ])
@@ -164,3 +177,37 @@ def test_a_bad_int8_target_is_one_line(target, tmp_path, capsys):
     code = main(["export", "--model", "resnet18", "--int8-target", target, "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--int8-target" in err and not (tmp_path / "x").exists()
+
+
+@pytest.mark.quick
+def test_the_layer_plot_numbers_the_worst_layers_without_overlap_and_names_them_below():
+    """Neighbouring worst layers with long module paths: the numbers on the plot and the box of names do not
+    overlap each other (their names written at the points did)."""
+    import itertools
+
+    from edgecnn.harness.inspect_int8 import figure
+    from edgecnn.schema.int8 import Int8Inspection, LayerError
+
+    layers = [LayerError(i, f"features.{i // 3}.conv.{i % 3}.a_long_module_name", "CONV_2D",
+                         30.0 + i % 7 - (10 if i in (20, 21, 22) else 0), 0.99, 25.0 - i / 10, 0.99, 0.01, 0, 0.3, 0.0)
+              for i in range(60)]
+    fig = figure(Int8Inspection("v", "model_int8.tflite", 8, "photos", 0.999, layers))
+    renderer = fig.canvas.get_renderer()
+    numbers = [t for ax in fig.axes for t in ax.texts]
+    assert [t.get_text() for t in numbers] == ["1", "2", "3"]
+    names = fig.texts[-1].get_text().splitlines()
+    assert names[1:] == ["1  features.7.conv.0.a_long_module_name (CONV_2D): local SQNR 20.0 dB",
+                         "2  features.7.conv.1.a_long_module_name (CONV_2D): local SQNR 21.0 dB",
+                         "3  features.6.conv.2.a_long_module_name (CONV_2D): local SQNR 26.0 dB"]
+    boxes = [t.get_window_extent(renderer) for t in [*numbers, *fig.texts, fig.axes[0].get_legend()]]
+    assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
+    axes_box = fig.axes[0].get_window_extent(renderer)
+    assert fig.texts[-1].get_window_extent(renderer).y1 < axes_box.y0  # the names sit below the plot
+
+
+@pytest.mark.quick
+def test_plot_titles_give_the_load_average_rounded():
+    from edgecnn.schema.latency import Machine
+
+    machine = Machine("Xeon", 2, [1.86376953125, 0.5, 0.25])
+    assert machine.line() == "machine: Xeon, 2 cores, load 1.86/0.50/0.25"

@@ -2,9 +2,11 @@
 import dataclasses
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from edgecnn.data.preprocess import Int8InputEncoding, center_crop_box, preprocess
+from edgecnn.data.preprocess import Int8InputEncoding, center_crop_box, preprocess, resize_coefficients
 
 pytestmark = pytest.mark.quick  # needs no converter: `make test-quick`
 
@@ -51,3 +53,24 @@ def test_planar_int8_encoding_is_the_interleaved_one_transposed():
         planar = encoding.encode_planar(given)
         assert planar.shape == (2, 3, 5, 7) and planar.flags["C_CONTIGUOUS"]
         assert np.array_equal(planar, encoding.encode(images).transpose(0, 3, 1, 2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(height=st.integers(17, 400), width=st.integers(17, 400), resolution=st.integers(32, 320),
+       seed=st.integers(0, 2**32 - 1))
+def test_the_integer_resize_is_within_one_level_of_pils_bilinear(height, width, resolution, seed):
+    """The integer rule keeps PIL's filter: PIL rounds between its two passes, the rule once at the end."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    x, y, side = center_crop_box(width, height)
+    pil = np.asarray(Image.fromarray(pixels).crop((x, y, x + side, y + side)).resize((resolution,) * 2,
+                                                                                      Image.BILINEAR))
+    assert np.abs(preprocess(pixels, resolution).astype(int) - pil).max() <= 1
+
+
+def test_resize_coefficients_are_the_triangle_in_fixed_point():
+    # 4 -> 2: support 2, centres 1 and 3: weights 0.75 0.75 0.25 0, i.e. 3/7 3/7 1/7 of 2^20, rounded half up
+    assert resize_coefficients(4, 2).tolist() == [[449390, 449390, 149797, 0], [0, 149797, 449390, 449390]]
+    assert resize_coefficients(2, 4).tolist()[1] == [786432, 262144]  # upscaling: support 1
+    # one rounding, half up: 2.5 -> 3, 1.5 -> 2, 3.5 -> 4
+    two_by_two = np.array([[[0, 1, 3], [5, 2, 4]], [[5, 2, 4], [0, 1, 3]]], np.uint8)
+    assert preprocess(two_by_two, 1, 1.0).tolist() == [[[3, 2, 4]]]

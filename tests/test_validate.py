@@ -1,4 +1,5 @@
 """`edgecnn validate`: real runtimes on a real export, a report on disk, and one-line refusals."""
+import dataclasses
 import json
 import platform
 import shutil
@@ -91,9 +92,31 @@ def test_the_rebuilt_reference_is_the_exported_model(exported):
     with torch.no_grad():
         ours = model(torch.from_numpy(images).permute(0, 3, 1, 2).float()).numpy()
     assert np.abs(onnx_out - ours).max() < 1e-4 * np.abs(ours).max()
+    # from the statistics the export kept, not re-estimated: the same net as re-estimation gives
+    assert manifest.batchnorm_statistics.path == "reference_batchnorm.pt"
+    again = reference_model(dataclasses.replace(manifest, batchnorm_statistics=None), exported)
+    with torch.no_grad():
+        again_out = again(torch.from_numpy(images).permute(0, 3, 1, 2).float())
+    torch.testing.assert_close(again_out, torch.from_numpy(ours), rtol=1e-5, atol=1e-5 * float(np.abs(ours).max()))
 
 
-def test_accuracy_on_labelled_folders_and_parity_on_the_users_photos(exported, copy_of, tmp_path):
+def test_analysis_commands_start_from_the_export_without_re_estimating(copy_of):
+    """classify on an untrained export: no BatchNorm re-estimation, and no note about --weights, which it does not
+    take; a changed statistics file is refused by the gate."""
+    photo = load_calibration(SPEC.resolution, 1, progress=False)
+    Image.fromarray(photo.images[0]).save(copy_of / "photo.png")
+    result = subprocess.run([sys.executable, "-m", "edgecnn", "classify", str(copy_of), str(copy_of / "photo.png")],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--weights" not in result.stderr and "BatchNorm statistics re-estimated" not in result.stderr
+    assert "model_int8.tflite" in result.stdout
+    statistics = copy_of / "reference_batchnorm.pt"
+    statistics.write_bytes(statistics.read_bytes()[:-8] + bytes(8))
+    with pytest.raises(UsageError, match="reference_batchnorm.pt has changed since export"):
+        open_export(copy_of)
+
+
+def test_accuracy_on_labelled_folders_and_parity_on_the_users_photos(exported, copy_of, tmp_path, capfd):
     """Labels chosen as PyTorch's own top-1: PyTorch scores 100%, fp32 artifacts too, int8 loses its disagreements."""
     images = load_calibration(SPEC.resolution, 12, progress=False).images
     manifest = open_export(copy_of)
@@ -110,7 +133,16 @@ def test_accuracy_on_labelled_folders_and_parity_on_the_users_photos(exported, c
     for i, image in enumerate(images[:5]):
         Image.fromarray(image).save(photos / f"p{i}.jpg", quality=95)
 
-    report = run_validation(copy_of, images=photos, count=5, labels_dir=labelled, latency=None)
+    own = (copy_of / "validation" / "report.json").read_bytes()
+    with pytest.raises(UsageError, match="holds the export's validation report: give out= a folder of its own"):
+        run_validation(copy_of, images=photos, count=5, labels_dir=labelled, latency=None)
+    second = tmp_path / "second-look"
+    report = run_validation(copy_of, images=photos, count=5, labels_dir=labelled, latency=None, out=second)
+    assert (copy_of / "validation" / "report.json").read_bytes() == own  # the export's own report, untouched
+    # the converters' and runtimes' own lines went to the report's log, edgecnn's stayed on the terminal
+    terminal = capfd.readouterr().err.splitlines()
+    assert terminal and all(line.startswith(("[edgecnn]", "\r")) or not line.strip() for line in terminal), terminal
+    assert (second / "validate.log").is_file()
     assert report.parity_images.count == 5 and report.parity_images.source == str(photos)
     assert report.labelled.pytorch_fp32.top1 == 1.0
     assert report.labelled.images == 12
@@ -118,9 +150,9 @@ def test_accuracy_on_labelled_folders_and_parity_on_the_users_photos(exported, c
     assert by_path["model.onnx"].accuracy.top1 == 1.0 and by_path["model.onnx"].accuracy.top1_drop == 0
     int8 = by_path["model_int8.tflite"].accuracy
     assert int8.top1_drop == pytest.approx(1.0 - int8.top1)
-    written = json.loads((copy_of / "validation" / "report.json").read_text())
+    written = json.loads((second / "report.json").read_text())
     assert written["labelled"]["classes"] == {f"class_{c}": c for c in set(predicted.tolist())}
-    assert "## Accuracy on 12 labelled images" in (copy_of / "validation" / "report.md").read_text()
+    assert "## Accuracy on 12 labelled images" in (second / "report.md").read_text()
 
 
 def test_a_corrupted_weight_fails_validation_naming_artifact_and_metric(copy_of):
@@ -165,7 +197,8 @@ def _edit_manifest(root, change):
 
 
 @pytest.mark.parametrize("case, message", [
-    ("not_a_folder", "not a folder"),
+    ("not_a_folder", "model_int8.tflite is a file; edgecnn reads an export folder (holding manifest.json): give the "
+                     "export folder it is in, "),
     ("missing_folder", "export folder not found"),
     ("no_manifest", "is not an edgecnn export: it has no manifest.json"),
     ("broken_manifest", "is not valid JSON"),
@@ -180,7 +213,7 @@ def _edit_manifest(root, change):
 def test_bad_input_gets_one_line_and_no_traceback(copy_of, tmp_path, case, message):
     args = [copy_of]
     if case == "not_a_folder":
-        args = [copy_of / "labels.txt"]
+        args = [copy_of / "model_int8.tflite"]
     elif case == "missing_folder":
         args = [tmp_path / "nowhere"]
     elif case == "no_manifest":

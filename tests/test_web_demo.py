@@ -24,7 +24,7 @@ from edgecnn.web.browser import run_selftest
 from edgecnn.web.serve import serving
 
 ROOT = Path(__file__).resolve().parent.parent
-VARIANTS = "mobilenet_v2:0.35:64 mobilenet_v2:0.5:32:fashion-mnist-demo"
+EXPORTS = ["mobilenet_v2_a0.35_r224", "mobilenet_v2_a0.5_r32"]  # at 224 px, as the README runs it
 SCREENSHOT = ROOT / "build" / "test-output" / "web_demo_phone.png"  # look at it: the page on a phone
 
 
@@ -37,8 +37,9 @@ def edgecnn(*args):
 def site(app_exports):
     root = app_exports.parent  # the session's exports of both variants (conftest), in root / "export"
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    result = edgecnn("web-demo", "--variants", VARIANTS, "--out", str(root / "site"), "--export-root",
-                     str(root / "export"), "--selftest", "--screenshot", str(SCREENSHOT))
+    folders = [str(root / "export" / name) for name in EXPORTS]  # export folders, as paths
+    result = edgecnn("web-demo", *folders, "--out", str(root / "site"), "--export-root", str(root / "export"),
+                     "--selftest", "--screenshot", str(SCREENSHOT))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     return root / "site"
@@ -57,13 +58,18 @@ def test_every_model_file_passes_the_pages_selftest_in_chromium(site):
         assert "error" not in file, file
         assert len(file["images"]) == 2
         for image in file["images"]:
-            assert image["inputBytesDiffering"] == 0, (file["key"], image)  # JS preprocessing = Python's
+            assert image["inputValuesDiffering"] == 0, (file["key"], image)  # JS preprocessing = Python's
+            assert image["verdict"] == "input bytes and outputs agree with Python"
             assert image["top5"] == image["pythonTop5"], (file["key"], image)
             if file["precision"] == "int8":
                 assert image["maxStepDifference"] <= 1, (file["key"], image)
             else:
                 assert image["maxRelativeDifference"] <= 1e-4, (file["key"], image)
         assert file["passed"] and file["medianMs"] > 0 and file["loadMs"] > 0
+        # the random-weight variant says so on the page; the trained one shows its classes plainly
+        random = file["key"].startswith("mobilenet_v2_a0.35_r224/")
+        assert file["weightsNote"] == ("random weights, not a trained classifier: its classes mean nothing"
+                                       if random else "")
     assert result["passed"]
     int8 = [f for v in catalog["variants"] for f in v["files"] if f["precision"] == "int8"]
     assert int8 and all(f["input"]["dtype"] == "int8" and f["output"]["dtype"] == "int8" for f in int8)
@@ -102,9 +108,15 @@ def test_selftest_fails_when_the_page_and_python_disagree(site, tmp_path):
     assert not result["passed"]
     by_key = {f["key"]: f for f in result["files"]}
     first_image = next(i for i in by_key[first["key"]]["images"] if i["image"] == first["image"])
-    assert first_image["inputBytesDiffering"] == 1 and not first_image["passed"]
+    assert first_image["inputValuesDiffering"] == 1 and not first_image["passed"]
+    # the failure names the preprocessing and where, not the model file
+    assert first_image["verdict"].startswith("the input differs from Python's (the preprocessing, not the model "
+                                             "file): 1 of ")
+    assert "values, first at pixel (row 0, column " in first_image["verdict"]
+    assert by_key[first["key"]]["error"] == f"{first['image']}: {first_image['verdict']}"
     last_image = next(i for i in by_key[last["key"]]["images"] if i["image"] == last["image"])
     assert last_image["maxStepDifference"] == 3 and not last_image["passed"]
+    assert last_image["verdict"] == "given the same input bytes, the model's outputs differ from Python's beyond tolerance"
     untouched = [f for k, f in by_key.items() if k not in (first["key"], last["key"])]
     assert untouched and all(f["passed"] for f in untouched)
 
@@ -129,8 +141,7 @@ def test_server_sends_isolation_headers_over_https(site, tmp_path, monkeypatch):
 def android_assets(site):
     """The Android app's assets from the same export folders as the site."""
     root = site.parent
-    result = edgecnn("android-assets", "--variants", VARIANTS, "--assets", str(root / "assets"), "--export-root",
-                     str(root / "export"))
+    result = edgecnn("android-assets", *EXPORTS, "--assets", str(root / "assets"), "--export-root", str(root / "export"))
     assert result.returncode == 0, result.stderr[-3000:]
     return root / "assets"
 
@@ -140,7 +151,7 @@ def test_android_and_web_catalogs_are_one_schema_and_agree(site, android_assets)
     android = parse_catalog((android_assets / "catalog.json").read_text())
     assert web.schema == android.schema == "edgecnn.app-catalog/1"
     assert [v.variant for v in web.variants] == [v.variant for v in android.variants] == [
-        "mobilenet_v2_a0.35_r64", "mobilenet_v2_a0.5_r32"]
+        *EXPORTS]
     for ours, theirs in zip(web.variants, android.variants):
         shared = ("variant", "model", "alpha", "resolution", "num_classes", "labels", "weights", "preprocessing")
         assert [getattr(ours, name) for name in shared] == [getattr(theirs, name) for name in shared]
@@ -195,7 +206,10 @@ def test_page_passes_its_selftest_on_the_android_apps_catalog(site, android_asse
 
 @pytest.mark.parametrize("args, message", [
     (["web-demo", "--variants", "mobilenet_v2:big:64"], "alpha must be a number"),
-    (["web-demo", "--variants", ""], "no variants given"),
+    (["web-demo", "--variants", ""], "no exports given: name export folders (or ids under --export-root), or --variants"),
+    (["web-demo"], "no exports given"),
+    (["web-demo", "tests"], "tests: no export there (a folder holding manifest.json, or an export id under export)"),
+    (["web-demo", "nowhere_r224", "--export-root", "tests"], "nowhere_r224: no export there"),
     (["web-serve", "--site", "tests"], "is not a built demo site"),
     (["web-demo", "--variants", "mobilenet_v2:0.35:64", "--screenshot", "x.png"], "add --selftest"),
 ])

@@ -12,6 +12,7 @@ The assets folder is replaced only when complete.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from edgecnn.apps.catalog import AppTarget, open_app_exports, write_bundle
 from edgecnn.apps.golden import AppVariant
@@ -26,8 +27,13 @@ ANDROID = AppTarget(
 )
 
 
-def build_assets(variants: list[AppVariant], assets: Path, export_root: Path = Path("export")) -> AppCatalog:
+def build_assets(
+    variants: list[AppVariant], assets: Path, export_root: Path = Path("export"), folders: Sequence[Path] = ()
+) -> AppCatalog:
+    """The app's assets for existing export `folders` and `variants` (exported under `export_root` if missing)."""
     check_writable(assets.parent)
-    exports = open_app_exports(variants, export_root, ANDROID)  # export and gate first: nothing written on failure
+    exports = open_app_exports(
+        variants, export_root, ANDROID, folders
+    )  # export and gate first: nothing written on failure
     with atomic_folder(assets, replace=True) as work:
         return write_bundle(work, exports, ANDROID)

@@ -65,10 +65,19 @@ GOLDEN_IMAGES: dict[str, tuple[Callable[[], Image.Image], str]] = {
 }
 
 
-def open_app_exports(variants: list[AppVariant], export_root: Path, target: AppTarget) -> list[tuple[Path, Manifest]]:
-    """Each variant's export folder (exported if missing) and manifest, through the gate, before anything is
-    written; an export without a format the app takes is refused."""
-    folders = [ensure_export(v, export_root, target.runtimes) for v in variants]
+def open_app_exports(
+    variants: list[AppVariant], export_root: Path, target: AppTarget, folders: Sequence[Path] = ()
+) -> list[tuple[Path, Manifest]]:
+    """The given export folders, then each variant's (exported if missing), with their manifests, through the gate,
+    before anything is written; an export without a format the app takes is refused."""
+    if not folders and not variants:
+        raise UsageError("no exports given: name export folders (or ids under --export-root), or --variants")
+    folders = [*folders, *(ensure_export(v, export_root, target.runtimes) for v in variants)]
+    resolved = [f.resolve() for f in folders]
+    if len(set(resolved)) != len(resolved):
+        raise UsageError(
+            f"an export is listed twice: {', '.join(sorted({str(f) for f in resolved if resolved.count(f) > 1}))}"
+        )
     manifests = [open_export(folder) for folder in folders]
     formats = [str(f) for f in target.runtimes]
     for folder, manifest in zip(folders, manifests):
@@ -145,6 +154,7 @@ def _bundle_variant(
         weights=manifest.weights.source,
         preprocessing=Preprocessing(manifest.crop_fraction, manifest.preprocessing.color),
         files=files,
+        trained=manifest.weights.trained,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -62,6 +62,20 @@ def parse_variants(text: str) -> list[AppVariant]:
     if len(set(ids)) != len(ids):
         raise UsageError(f"a variant is listed twice: {', '.join(sorted({i for i in ids if ids.count(i) > 1}))}")
     return variants
+
+
+def export_folders(items: Sequence[str], export_root: Path) -> list[Path]:
+    """Existing exports an app bundles, each given as its folder or as its id under `export_root`."""
+    folders = []
+    for item in items:
+        candidates = [Path(item), export_root / item]
+        folder = next((c for c in candidates if (c / "manifest.json").is_file()), None)
+        if folder is None:
+            raise UsageError(
+                f"{item}: no export there (a folder holding manifest.json, or an export id under {export_root})"
+            )
+        folders.append(folder)
+    return folders
 
 
 def ensure_export(variant: AppVariant, export_root: Path, formats: Iterable[str]) -> Path:

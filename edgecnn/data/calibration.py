@@ -31,6 +31,7 @@ class CalibrationSet:
     files: list[str] = field(default_factory=list)
     folder: Optional[str] = None  # the user's folder, absolute; None for the bundled photos
     dataset: Optional[DatasetSample] = None  # drawn from a dataset: its name, split and the indices taken
+    skipped: list[str] = field(default_factory=list)  # files in the folder that did not decode
 
     @property
     def sha256(self) -> str:
@@ -49,6 +50,7 @@ class CalibrationSet:
             folder=self.folder,
             files=self.files,
             dataset=self.dataset,
+            skipped=self.skipped,
         )
 
 
@@ -88,7 +90,17 @@ def load_calibration(
     if count < 1:
         raise UsageError(f"calibration count must be at least 1, got {count}")
     paths = find_images(folder) if folder is not None else skimage_photo_paths()
-    decoded = [to_rgb_array(load_image(p)) for p in paths]  # a bad file stops here, named
+    root = folder if folder is not None else paths[0].parent
+    decoded, readable, skipped = [], [], []
+    for path in paths:  # one unreadable file in a folder of photos is skipped, named, and recorded
+        try:
+            decoded.append(to_rgb_array(load_image(path)))
+            readable.append(path)
+        except UsageError as err:
+            skipped.append(str(path.relative_to(root)))
+            console.say(f"[edgecnn] note: calibration image skipped: {err}")
+    if not decoded:
+        raise UsageError(f"no readable image in {folder}: all {len(paths)} failed to decode ({skipped[0]}, ...)")
     rng = np.random.default_rng(SEED)
     samples = []
     with (
@@ -105,12 +117,12 @@ def load_calibration(
             )
             advance()
     source = str(folder) if folder is not None else "scikit-image bundled photos (public domain / CC0)"
-    root = folder if folder is not None else paths[0].parent
     return CalibrationSet(
         np.stack(samples),
         source,
-        [str(p.relative_to(root)) for p in paths],
+        [str(p.relative_to(root)) for p in readable],
         str(folder.resolve()) if folder is not None else None,
+        skipped=skipped,
     )
 
 

@@ -1,16 +1,22 @@
-"""From a decoded RGB image to the tensor a model takes: one rule, written down exactly.
+"""From a decoded RGB image to the tensor a model takes: one rule, in integers, so that every language
+computes the same bytes at every size.
 
-An app on a phone must compute the same input as Python, so the rule is simple enough to re-implement
-bit for bit (the Android core does, against golden files):
-1. Crop the central square whose side is `crop_fraction` x the image's shorter side
-   (side = floor(shorter x crop_fraction), offsets = floor((dimension - side) / 2)).
-2. Resize that square to resolution x resolution with a triangle (bilinear) filter whose support widens
-   with the downscale factor, so that large photos are averaged rather than aliased (PIL's BILINEAR
-   filter); sample positions at pixel centres; weights normalised per output pixel; computed in float64.
-3. Round to the nearest integer (ties to even) and clip to 0..255: the model input is these RGB values.
+Python (here), Java (the Android core) and JavaScript (the web page) implement it, and a property test holds
+the three to identical bytes. Floating-point sums in different orders or with fused multiply-adds differ in the
+last bit, and at 224 px that moved a pixel across a rounding boundary; integers cannot differ.
+
+1. Crop the central square of side S = max(1, floor(shorter side x crop_fraction)), one float64 product;
+   offsets floor((dimension - S) / 2).
+2. Resize S x S to R x R with a triangle (bilinear) filter whose support widens with the downscale factor
+   (PIL's BILINEAR), sampled at pixel centres. With M = max(S, R), output o takes input i with the integer
+   weight u = max(0, 2M - |(2i + 1) R - (2o + 1) S|) (the triangle in units of 1 / 2R), and its
+   coefficient is q = round_half_up(u x 2^20 / sum_i u), computed in integers.
+3. Rows first, then columns, both as integer sums: N = sum_x q(p, x) sum_i q(o, i) pixel(i, x). The value is
+   clip(floor((N + 2^39) / 2^40), 0, 255): one rounding, half up. Every product and sum stays below 2^53,
+   so a float64 with an integer value (JavaScript's numbers, BLAS) carries it exactly.
    Normalisation (mean/std) is folded into the float graphs (ONNX, float TFLite, Core ML), so apps feed
    raw RGB to them.
-4. The int8 TFLite graph takes the normalised image already quantized to int8: the app maps each
+4. The int8 graphs take the normalised image already quantized to int8: the app maps each
    channel's 0..255 value through a 256-entry table (`Int8InputEncoding`, written into the manifest).
    That costs an app what converting raw pixels to int8 costs anyway, and keeps the normalisation out
    of the int8 graph, where XNNPACK would spend a full-resolution per-channel op on it.
@@ -85,14 +91,19 @@ class Int8InputEncoding:
         )
 
 
-def _resize_weights(in_size: int, out_size: int) -> np.ndarray:
-    """(out_size, in_size) matrix of triangle-filter weights, rows summing to 1."""
-    scale = in_size / out_size
-    support = max(scale, 1.0)
-    centres = (np.arange(out_size) + 0.5) * scale
-    positions = np.arange(in_size) + 0.5
-    weights = np.maximum(0.0, 1.0 - np.abs(positions[None, :] - centres[:, None]) / support)
-    return weights / weights.sum(axis=1, keepdims=True)
+COEFFICIENT_BITS = 20  # a coefficient's fixed point; two passes give 2^40 in the final sum
+
+
+def resize_coefficients(in_size: int, out_size: int) -> np.ndarray:
+    """(out_size, in_size) int64 fixed-point triangle-filter coefficients (rule step 2), each row summing to
+    about 2^20."""
+    longer = max(in_size, out_size)
+    inputs = 2 * np.arange(in_size, dtype=np.int64) + 1
+    outputs = 2 * np.arange(out_size, dtype=np.int64) + 1
+    distance = np.abs(inputs[None, :] * out_size - outputs[:, None] * in_size)
+    weights = np.maximum(0, 2 * longer - distance)
+    totals = weights.sum(axis=1, keepdims=True)
+    return (weights * 2 ** (COEFFICIENT_BITS + 1) + totals) // (2 * totals)
 
 
 def center_crop_box(width: int, height: int, crop_fraction: float = CROP_FRACTION) -> tuple[int, int, int]:
@@ -100,13 +111,28 @@ def center_crop_box(width: int, height: int, crop_fraction: float = CROP_FRACTIO
     return (width - side) // 2, (height - side) // 2, side
 
 
+def _taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The coefficients as bands: (out_size, T) input indices and float64 coefficients, zero past a row's end."""
+    coefficients = resize_coefficients(in_size, out_size)
+    nonzero = coefficients > 0
+    first = nonzero.argmax(axis=1)
+    width = int((in_size - nonzero[:, ::-1].argmax(axis=1) - first).max())
+    index = np.minimum(first[:, None] + np.arange(width)[None, :], in_size - 1)
+    band = np.take_along_axis(coefficients, index, axis=1)
+    band[first[:, None] + np.arange(width)[None, :] >= in_size] = 0
+    return index, band.astype(np.float64)
+
+
 def resize_square(pixels: np.ndarray, resolution: int) -> np.ndarray:
     """Resize an (S, S, 3) array to (resolution, resolution, 3) uint8 by the rule above."""
-    rows = _resize_weights(pixels.shape[0], resolution)
-    cols = _resize_weights(pixels.shape[1], resolution)
-    vertical = np.tensordot(rows, pixels.astype(np.float64), axes=(1, 0))  # (R, S, 3)
-    out = np.tensordot(cols, vertical, axes=(1, 1)).transpose(1, 0, 2)  # (R, R, 3)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    index, band = _taps(pixels.shape[0], resolution)
+    values = pixels.astype(np.float64)
+    # float64 sums of integers below 2^53 are exact in any order: band by band, the integer sums of the rule
+    vertical = sum(band[:, t, None, None] * values[index[:, t]] for t in range(band.shape[1]))  # (R, S, 3)
+    index, band = _taps(pixels.shape[1], resolution)
+    sums = sum(band[None, :, t, None] * vertical[:, index[:, t]] for t in range(band.shape[1]))  # (R, R, 3)
+    half, unit = 2.0 ** (2 * COEFFICIENT_BITS - 1), 2.0 ** (2 * COEFFICIENT_BITS)
+    return np.clip(np.floor((sums + half) / unit), 0, 255).astype(np.uint8)
 
 
 def to_rgb_array(image: Image.Image) -> np.ndarray:

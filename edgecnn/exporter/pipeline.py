@@ -45,6 +45,7 @@ from edgecnn.schema.int8 import Int8Target, RepairComparison
 from edgecnn.schema.manifest import (
     LABELS_FILE,
     MANIFEST_SCHEMA,
+    BatchNormStatistics,
     Manifest,
     ModelOrigin,
     ParityRecord,
@@ -60,7 +61,7 @@ from edgecnn.util.errors import ExportError, UsageError
 from edgecnn.util.interrupts import checkpoint, deferred_interrupts
 from edgecnn.util.tables import format_table
 from edgecnn.weights.program import REFERENCE_FILE, save_reference, trace
-from edgecnn.weights.reference import prepare_model
+from edgecnn.weights.reference import BATCHNORM_FILE, prepare_model, save_batchnorm_statistics
 from edgecnn.weights.sources import WeightsSource, resolve
 from edgecnn.weights.user_model import FAMILY, UserModel, UserModelSpec, raw_rgb
 from edgecnn.zoo.models.layers import RawRGBInput
@@ -205,10 +206,13 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
     reference = build_reference(request, source, calibration.images)
     wrapped, weights = reference.wrapped, reference.weights
     labels = reference.labels or [f"class_{i}" for i in range(spec.num_classes)]
-    program = None
+    program, statistics = None, None
     if request.reference_program is not None:
         save_reference(request.reference_program, work / REFERENCE_FILE)
         program = ReferenceProgram(REFERENCE_FILE, sha256_of(work / REFERENCE_FILE))
+    elif not weights.trained:  # kept, so that validate, bench and classify rebuild the reference in a second
+        save_batchnorm_statistics(wrapped, work / BATCHNORM_FILE)
+        statistics = BatchNormStatistics(BATCHNORM_FILE, sha256_of(work / BATCHNORM_FILE))
     preprocessing = Preprocessing(spec.resolution, crop_fraction=fraction)
     embedded = {
         "variant": spec.id,
@@ -233,6 +237,7 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
         request.int8_repair,
         target,
         int8_target_stated=request.int8_target is not None,
+        preprocessing=preprocessing,
     )
     if target is not None and request.int8_repair != RepairMode.NONE:
         job.repair_images, job.repair_labels, job.repair_source = repair_set(request, calibration)
@@ -263,6 +268,7 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
         refused=refused,
         origin=reference.origin,
         reference=program,
+        batchnorm_statistics=statistics,
     )
     report = check_against_pytorch(request, wrapped, manifest, work, images, origin, outputs)
     if request.int8_target is not None:

@@ -22,9 +22,10 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Optional, Protocol, runtime_checkable
 
 from edgecnn.schema.artifacts import ArtifactRecord, Quantization, TensorSpec, sha256_of, size_of
+from edgecnn.schema.contract import CONTRACT_SCHEMA, FileContract, contract_text
 from edgecnn.schema.details import ArtifactDetails
 from edgecnn.schema.enums import FormatName, Precision, RepairMode
-from edgecnn.schema.inputs import InputEncoding
+from edgecnn.schema.inputs import InputEncoding, Preprocessing
 from edgecnn.schema.int8 import Int8Target
 from edgecnn.util.errors import UsageError
 
@@ -83,6 +84,27 @@ class ExportJob:
     repair_labels: Optional["np.ndarray"] = None
     repair_source: str = ""
     tuning: Optional["TuningSet"] = None  # images int8-aware fine-tuning may train on; None: not tried
+    preprocessing: Optional[Preprocessing] = None  # the input rule, for the contract a file carries
+
+
+def file_contract(job: ExportJob, precision: Precision, input: TensorSpec, output: TensorSpec) -> str:
+    """The JSON a .tflite or .pte carries about itself (`edgecnn.schema.contract`)."""
+    from importlib import metadata
+
+    return contract_text(
+        FileContract(
+            CONTRACT_SCHEMA,
+            job.variant,
+            precision,
+            list(job.labels),
+            list(job.mean),
+            list(job.std),
+            job.preprocessing or Preprocessing(job.resolution),
+            input,
+            output,
+            metadata.version("edgecnn"),
+        )
+    )
 
 
 @runtime_checkable

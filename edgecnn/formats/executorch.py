@@ -35,11 +35,12 @@ import torch
 
 from edgecnn.data.preprocess import Int8InputEncoding
 from edgecnn.formats import FORMATS
-from edgecnn.formats.base import Artifact, ExportJob, image_input, int8_image_input, logits_output
+from edgecnn.formats.base import Artifact, ExportJob, file_contract, image_input, int8_image_input, logits_output
 from edgecnn.formats.graph_passes import int8_forms
 from edgecnn.formats.pt2e_rules import edge_quantizer
 from edgecnn.formats.rewrites import for_xnnpack
 from edgecnn.schema.artifacts import ArtifactRecord, Quantization, Refusal
+from edgecnn.schema.contract import CONTRACT_KEY
 from edgecnn.schema.details import INT8_ACTIVATIONS, INT8_WEIGHTS, ExecuTorchDetails
 from edgecnn.schema.enums import FormatName, Precision
 from edgecnn.util import console
@@ -173,15 +174,17 @@ def export_fp32(job: ExportJob) -> Artifact:
         # takes 4.6 s at 1 thread, and it has no scalar operand
         changed = any(name.startswith(SCALAR_PREFIX) for name, _ in graph.named_buffers())
         program = torch.export.export(graph, (sample,), strict=True) if changed else first
-        edge = to_edge_transform_and_lower(program, partitioner=[_partitioner()])
+        image, logits = image_input("image", _shape(job), "NCHW"), logits_output("logits", [1, job.num_classes])
+        contract = {CONTRACT_KEY: file_contract(job, Precision.FP32, image, logits)}  # the file says what it takes
+        edge = to_edge_transform_and_lower(program, partitioner=[_partitioner()], constant_methods=contract)
         delegation = delegation_of(edge)  # before to_executorch, which rewrites the graph in place
         _write(edge, job.work_dir / FP32_FILE)
     return Artifact(
         FormatName.EXECUTORCH,
         Precision.FP32,
         FP32_FILE,
-        image_input("image", _shape(job), "NCHW"),
-        logits_output("logits", [1, job.num_classes]),
+        image,
+        logits,
         delegation,
     )
 
@@ -228,6 +231,8 @@ def export_int8(job: ExportJob) -> Artifact:
     graph = quantize(job, network, encoding)
     with console.step("executorch int8: lowered to XNNPACK"), _quiet(), _lowering_errors("int8"):
         program = torch.export.export(graph, (sample,), strict=True)
+        image = int8_image_input("image", _shape(job), "NCHW", encoding.to_record())
+        logits = logits_output("logits", [1, job.num_classes], "int8", _output_quantization(program))
         # the partitioner keeps these whole in to_edge_transform_and_lower; to_edge (needed here, so that
         # the I/O passes run before partitioning) would decompose a max pool into max_pool2d_with_indices,
         # which XNNPACK does not take (measured: ResNet-18's stem pool left outside the delegate)
@@ -237,6 +242,7 @@ def export_int8(job: ExportJob) -> Artifact:
                 _check_ir_validity=False,
                 preserve_ops=[torch.ops.aten.max_pool2d.default, torch.ops.aten.hardswish.default],
             ),
+            constant_methods={CONTRACT_KEY: file_contract(job, Precision.INT8, image, logits)},
         )
         # before partitioning: afterwards the edge quantize and dequantize are inside the delegate
         inputs, outputs = QuantizeInputs(edge, [0]), QuantizeOutputs(edge, [0])
@@ -255,15 +261,20 @@ def export_int8(job: ExportJob) -> Artifact:
             f"int8 .pte input quantization (scale {in_scale}, zero point {in_zero}) is not the "
             f"fixed input encoding (scale {encoding.scale}, zero point {encoding.zero_point})"
         )
+    out_scale, out_zero, *_ = outputs.dequant_args[0]
+    if Quantization(float(out_scale), int(out_zero)) != logits.quantization:
+        raise ExportError(
+            f"int8 .pte output quantization (scale {out_scale}, zero point {out_zero}) is not the graph's "
+            f"last dequantize ({logits.quantization}), which its contract states"
+        )
     with console.step("executorch int8: written"), _quiet():
         _write(edge, job.work_dir / INT8_FILE)
-    out_scale, out_zero, *_ = outputs.dequant_args[0]
     return Artifact(
         FormatName.EXECUTORCH,
         Precision.INT8,
         INT8_FILE,
-        int8_image_input("image", _shape(job), "NCHW", encoding.to_record()),
-        logits_output("logits", [1, job.num_classes], "int8", Quantization(float(out_scale), int(out_zero))),
+        image,
+        logits,
         dataclasses.replace(delegation, weights=INT8_WEIGHTS, activations=INT8_ACTIVATIONS, io=INT8_IO),
     )
 
@@ -283,6 +294,30 @@ def _lowering_errors(precision: str):
             inner = inner.__cause__
         first = (str(inner).strip().splitlines() or [type(inner).__name__])[0]
         raise ExportError(f"ExecuTorch cannot build the {precision} program: {first[:300]}") from None
+
+
+def read_contract(path: Path) -> str:
+    """The contract a .pte carries: its constant method `CONTRACT_KEY`, run by ExecuTorch's runtime."""
+    from executorch.runtime import Runtime
+
+    program = Runtime.get().load_program(Path(path))
+    if CONTRACT_KEY not in program.method_names:
+        raise ValueError(f"{Path(path).name} carries no {CONTRACT_KEY}")
+    (text,) = program.load_method(CONTRACT_KEY).execute([])
+    return str(text)
+
+
+def _output_quantization(program: torch.export.ExportedProgram) -> Quantization:
+    """The scale and zero point of the quantized graph's output: its last dequantize, which ExecuTorch's
+    QuantizeOutputs pass takes away so that the program returns int8."""
+    output = next(n for n in program.graph.nodes if n.op == "output")
+    last = output.args[0][0]
+    if not (isinstance(last, torch.fx.Node) and "dequantize_per_tensor" in str(last.target)):
+        raise ExportError(f"the int8 graph does not end in a dequantize of its logits, but in {last}")
+    scale, zero_point = last.args[1], last.args[2]
+    if not isinstance(scale, float) or not isinstance(zero_point, int):
+        raise ExportError(f"the int8 graph's last dequantize has no constant scale and zero point: {last.args}")
+    return Quantization(scale, zero_point)
 
 
 def _write(edge, path: Path) -> None:

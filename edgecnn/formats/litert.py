@@ -1,9 +1,12 @@
-"""The one way edgecnn opens a .tflite file in LiteRT: the interpreter, its tensors allocated."""
+"""The one way edgecnn opens a .tflite file in LiteRT (the interpreter, its tensors allocated), and the file's
+own metadata entries."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Optional
+
+import numpy as np
 
 
 def interpreter(
@@ -42,3 +45,70 @@ def module_path(tensor_name: str) -> Optional[str]:
             return None
         attributes.append(attribute)
     return ".".join(attributes) or None
+
+
+def _metadata_entry(path: Path, name: str) -> tuple[Any, Optional[int]]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
+    index = next((i for i, m in enumerate(model.metadata or []) if m.name.decode() == name), None)
+    return model, index
+
+
+def write_metadata(path: Path, name: str, data: bytes) -> None:
+    """Put `data` into the .tflite's own metadata, as the entry `name` (replacing one of that name), rewriting the
+    file in place. Every buffer keeps a 16-byte aligned start, as LiteRT's converter writes them, so that
+    kernels may read weights in place."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model, index = _metadata_entry(path, name)
+    if any((b.offset or 0) > 1 for b in model.buffers or []):
+        raise ValueError(f"{path.name} keeps its weights outside the flatbuffer; its metadata cannot be rewritten")
+    entry = schema.MetadataT()
+    entry.name = name
+    entry.buffer = len(model.buffers)
+    model.buffers = [_AlignedBuffer(b.data) for b in model.buffers] + [_AlignedBuffer(np.frombuffer(data, np.uint8))]
+    entries = list(model.metadata or [])
+    if index is not None:
+        entries.pop(index)
+    model.metadata = entries + [entry]
+    builder = flatbuffers.Builder(path.stat().st_size + len(data) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    written = path.with_name(f".{path.name}.metadata")
+    written.write_bytes(builder.Output())
+    written.replace(path)
+
+
+def read_metadata(path: Path, name: str) -> Optional[bytes]:
+    """The bytes of the .tflite's metadata entry `name`, or None."""
+    model, index = _metadata_entry(path, name)
+    if index is None:
+        return None
+    return bytes(np.asarray(model.buffers[model.metadata[index].buffer].data, dtype=np.uint8))
+
+
+class _AlignedBuffer:
+    """A model buffer packed with its bytes starting on a 16-byte boundary (the generated BufferT packs them
+    unaligned)."""
+
+    ALIGNMENT = 16
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def Pack(self, builder: Any) -> int:  # noqa: N802 (the flatbuffers object API's name)
+        from ai_edge_litert import schema_py_generated as schema
+
+        vector = None
+        if self.data is not None and len(self.data):
+            payload = np.asarray(self.data, dtype=np.uint8).tobytes()
+            builder.StartVector(1, len(payload), self.ALIGNMENT)
+            builder.head = builder.head - len(payload)
+            builder.Bytes[builder.head : builder.head + len(payload)] = payload
+            builder.vectorNumElems = len(payload)
+            vector = builder.EndVector()
+        schema.BufferStart(builder)
+        if vector is not None:
+            schema.BufferAddData(builder, vector)
+        return schema.BufferEnd(builder)

@@ -24,11 +24,12 @@ import torch
 
 from edgecnn.data.preprocess import Int8InputEncoding
 from edgecnn.formats import FORMATS, litert
-from edgecnn.formats.base import Artifact, ExportJob, image_input, int8_image_input, logits_output
+from edgecnn.formats.base import Artifact, ExportJob, file_contract, image_input, int8_image_input, logits_output
 from edgecnn.formats.graph_passes import int8_forms
 from edgecnn.formats.pt2e_rules import edge_quantizer
 from edgecnn.formats.rewrites import for_xnnpack
 from edgecnn.schema.artifacts import ArtifactRecord, Quantization, Refusal
+from edgecnn.schema.contract import CONTRACT_KEY
 from edgecnn.schema.details import INT8_ACTIVATIONS, INT8_WEIGHTS, TFLiteDetails, TFLiteGraph
 from edgecnn.schema.enums import FormatName, Precision, RepairMode
 from edgecnn.schema.int8 import (
@@ -87,6 +88,10 @@ def export(job: ExportJob) -> list[Union[Artifact, Refusal]]:
         ):  # a refused graph is not left as if it were one
             (job.work_dir / name).unlink(missing_ok=True)
         written.append(Refusal(FormatName.TFLITE, Precision.INT8, INT8_FILE, str(err)))
+    for artifact in written:  # each file says what it takes and means, once it has left the folder
+        if isinstance(artifact, Artifact):
+            contract = file_contract(job, artifact.precision, artifact.input, artifact.output)
+            litert.write_metadata(job.work_dir / artifact.path, CONTRACT_KEY, contract.encode())
     return written
 
 

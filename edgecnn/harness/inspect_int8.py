@@ -273,6 +273,18 @@ def markdown(inspection: Int8Inspection) -> str:
 
 
 def plot(inspection: Int8Inspection, path: Path) -> None:
+    figure(inspection).savefig(path, dpi=100)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+WORST_LABELLED = 3
+
+
+def figure(inspection: Int8Inspection):  # -> matplotlib Figure, laid out
+    """SQNR along the depth. The worst layers are numbered on the plot and named in a box beside it: module
+    paths are long, and the worst layers are often neighbours, whose names written at the points overlapped."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -284,21 +296,52 @@ def plot(inspection: Int8Inspection, path: Path) -> None:
     ax.plot(x, [layer.sqnr_db for layer in layers], "-o", markersize=3, label="accumulated SQNR (network)")
     local = [(layer.index, layer.local_sqnr_db) for layer in layers]
     ax.plot([i for i, _ in local], [v for _, v in local], "s", markersize=4, label="local SQNR (layer alone)")
-    for layer in inspection.worst(3):
+    worst = inspection.worst(WORST_LABELLED)
+    # each number beside its point: below it, or above, or to its right when neighbours already took a side
+    sides = [((0, -6), "center", "top"), ((0, 6), "center", "bottom"), ((7, 0), "left", "center")]
+    for rank, layer in enumerate(worst, 1):
+        crowded = sum(abs(other.index - layer.index) <= 3 for other in worst[: rank - 1])
+        offset, ha, va = sides[min(crowded, len(sides) - 1)]
         ax.annotate(
-            layer.module, (layer.index, layer.local_sqnr_db), fontsize=7, xytext=(3, -10), textcoords="offset points"
+            str(rank),
+            (layer.index, layer.local_sqnr_db),
+            fontsize=8,
+            fontweight="bold",
+            xytext=offset,
+            textcoords="offset points",
+            ha=ha,
+            va=va,
+            color="tab:red",
+            bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
         )
     _finish_sqnr_plot(
         fig,
         ax,
         [v for _, v in local] + [layer.sqnr_db for layer in layers],
         f"{inspection.variant}: int8 error along the depth ({inspection.artifact})",
-        path,
     )
+    names = "\n".join(
+        f"{rank}  {layer.module} ({layer.op}): local SQNR {layer.local_sqnr_db:.1f} dB"
+        for rank, layer in enumerate(worst, 1)
+    )
+    legend = fig.text(
+        0.01,
+        0.01,
+        "worst layers by their own error (numbered on the plot)\n" + names,
+        fontsize=8,
+        ha="left",
+        va="bottom",
+        family="monospace",
+    )
+    fig.canvas.draw()  # the axes give way to the names below them
+    height = legend.get_window_extent().transformed(fig.transFigure.inverted()).height
+    fig.set_size_inches(fig.get_size_inches()[0], fig.get_size_inches()[1] * (1 + height))
+    fig.tight_layout(rect=(0, height / (1 + height) + 0.01, 1, 1))
+    return fig
 
 
-def _finish_sqnr_plot(fig, ax, values: list[float], title: str, path: Path) -> None:
-    """Axes, limits (80 dB at most: beyond, a layer is as good as exact), legend and the PNG."""
+def _finish_sqnr_plot(fig, ax, values: list[float], title: str, path: Optional[Path] = None) -> None:
+    """Axes, limits (80 dB at most: beyond, a layer is as good as exact), legend, and the PNG if `path`."""
     import matplotlib.pyplot as plt
 
     ax.set_xlabel("int8 operator (network order)")
@@ -308,14 +351,20 @@ def _finish_sqnr_plot(fig, ax, values: list[float], title: str, path: Path) -> N
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    if path is not None:
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
 
 
 def run_inspection(
-    export_dir: Path, images: Optional[Path] = None, count: int = 8, model: Optional[nn.Module] = None
+    export_dir: Path,
+    images: Optional[Path] = None,
+    count: int = 8,
+    model: Optional[nn.Module] = None,
+    out: Optional[Path] = None,
 ) -> tuple[Int8Inspection, Path]:
-    """`edgecnn inspect-int8`: inspect the export's int8 TFLite and write EXPORT_DIR/inspect-int8/.
+    """`edgecnn inspect-int8`: inspect the export's int8 TFLite and write `out` (default EXPORT_DIR/inspect-int8/;
+    an export handed over read-only can be inspected elsewhere).
 
     An export of a model from outside the zoo keeps its reference as a program, which has no modules to name
     layers by: `model` (normalised input, as exported) is then the user's network, checked against it."""
@@ -328,7 +377,7 @@ def run_inspection(
         )
         if record is None:
             raise UsageError(f"{export_dir} has no int8 TFLite model to inspect")
-        out = export_dir / FOLDER
+        out = export_dir / FOLDER if out is None else out
         check_writable(out.parent)
         photos, source = parity_images(manifest, count, images)
         if manifest.origin is not None:

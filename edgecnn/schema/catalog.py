@@ -76,6 +76,7 @@ class CatalogVariant:
     weights: str  # in words
     preprocessing: Preprocessing
     files: list[ModelFile]
+    trained: bool = True  # False: random weights, whose classes mean nothing (the apps say so)
     __pydantic_config__ = _JSON_KEYS
 
 

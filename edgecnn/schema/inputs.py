@@ -16,8 +16,11 @@ class Preprocessing:
     resolution: int
     crop: str = "central square, side = floor(shorter side x crop_fraction)"
     crop_fraction: float = CROP_FRACTION
-    resize: str = "triangle filter, support scaled by the downscale factor, pixel-centre sampling"
-    rounding: str = "round half to even, clip to 0..255"
+    resize: str = (
+        "triangle filter, support scaled by the downscale factor, pixel-centre sampling; "
+        "20-bit integer coefficients, rows then columns summed in integers"
+    )
+    rounding: str = "once, half up (floor((sum + 2^39) / 2^40)), clip to 0..255"
     color: str = "RGB"
     value_range: str = "0..255 (normalisation folded into the graph)"
 
@@ -54,3 +57,4 @@ class CalibrationRecord:
     folder: Optional[str] = None  # the user's folder, absolute; None for the bundled photos or a dataset
     files: list[str] = field(default_factory=list)
     dataset: Optional[DatasetSample] = None
+    skipped: list[str] = field(default_factory=list)  # files of the folder that did not decode, left out

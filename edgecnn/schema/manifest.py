@@ -64,6 +64,15 @@ class ModelOrigin:
 
 
 @dataclass(frozen=True)
+class BatchNormStatistics:
+    """The BatchNorm statistics an untrained export re-estimated on its calibration images, kept in the folder
+    (tensors only, read with weights_only) so that its reference is rebuilt in a second, not re-estimated."""
+
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class ReferenceProgram:
     """The PyTorch reference of a model edgecnn does not define, kept in the export folder as a torch.export
     program (raw RGB 0..255, batch 1 -> logits). The gate checks that it loads without unpickling anything
@@ -106,6 +115,7 @@ class Manifest:
     refused: list[Refusal] = field(default_factory=list)  # precisions a format could not produce, and why
     origin: Optional[ModelOrigin] = None  # None: a model of edgecnn's zoo, rebuilt from `model` and `alpha`
     reference: Optional[ReferenceProgram] = None  # the PyTorch reference of a model from outside the zoo
+    batchnorm_statistics: Optional[BatchNormStatistics] = None  # untrained zoo exports
 
     @property
     def crop_fraction(self) -> float:
@@ -180,7 +190,9 @@ def open_export(root: Path) -> Manifest:
     if not root.exists():
         raise UsageError(f"export folder not found: {root}")
     if not root.is_dir():
-        raise UsageError(f"not a folder: {root}")
+        beside = root.parent / MANIFEST_FILE
+        hint = f": give the export folder it is in, {root.parent}" if beside.is_file() else ""
+        raise UsageError(f"{root} is a file; edgecnn reads an export folder (holding {MANIFEST_FILE}){hint}")
     path = root / MANIFEST_FILE
     if path.is_symlink() or not path.is_file():
         raise UsageError(
@@ -208,6 +220,12 @@ def open_export(root: Path) -> Manifest:
         check_program_archive(program)
     elif manifest.origin is not None:
         raise UsageError(f"{path}: a model from outside the zoo ({manifest.origin.built_by}) but no reference program")
+    if manifest.batchnorm_statistics is not None:
+        statistics = inside(root, manifest.batchnorm_statistics.path, "BatchNorm statistics")
+        if not statistics.is_file():
+            raise UsageError(f"{statistics} is listed in the manifest but missing")
+        if sha256_of(statistics) != manifest.batchnorm_statistics.sha256:
+            raise UsageError(f"{statistics} has changed since export: its sha256 no longer matches the manifest")
     for target, artifact in zip(targets, manifest.artifacts):
         if not target.exists():
             raise UsageError(f"{target} is listed in the manifest but missing")

@@ -240,6 +240,7 @@ def run_variant(work: VariantWork, executor: Executor = Executor.SERIAL, node_id
             label_map=work.label_map,
             latency=work.latency,
             timing_slot=lambda: timing_slot(window),
+            replace=True,  # the sweep's own export folder
         )
         outcome.report = report
         outcome.timing = window[0] if window else None

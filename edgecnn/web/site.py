@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Sequence
 
 from edgecnn.apps.catalog import AppTarget, open_app_exports, write_bundle
 from edgecnn.apps.golden import AppVariant
@@ -96,10 +97,12 @@ def build_site(
     out: Path = DEFAULT_SITE,
     export_root: Path = Path("export"),
     npm_folder: Path = NPM_FOLDER,
+    folders: Sequence[Path] = (),
 ) -> AppCatalog:
+    """The site for existing export `folders` and `variants` (exported under `export_root` if missing)."""
     check_writable(out.parent)
     runtimes = runtime_files(npm_folder)  # before any export: a missing runtime is found in a second
-    exports = open_app_exports(variants, export_root, WEB)  # export and gate before anything is copied
+    exports = open_app_exports(variants, export_root, WEB, folders)  # export and gate before anything is copied
     with atomic_folder(out, replace=True) as work:
         for name in PAGE_FILES:
             source = PAGE_SOURCE / name

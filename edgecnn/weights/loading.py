@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -27,8 +28,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else "unsupported content"
-        raise UsageError(f"{path} is not a weights-only PyTorch checkpoint ({first_line[:120]})") from None
+        raise UsageError(_not_weights_only(path, str(err))) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
         raise UsageError(f"{path} is not a readable PyTorch checkpoint ({err.__class__.__name__})") from None
     if isinstance(checkpoint, dict):
@@ -39,6 +39,16 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
         raise UsageError(f"{path} holds no state_dict (a mapping of names to tensors)")
     return checkpoint
+
+
+def _not_weights_only(path: Path, message: str) -> str:
+    """One line for a checkpoint that needs unpickling: what it holds, and how to save weights instead."""
+    found = re.search(r"GLOBAL ([\w.]+)", message)
+    holds = f"a pickled {found.group(1)}" if found else "pickled Python objects"
+    return (
+        f"{path} holds {holds}, not just tensors; edgecnn loads weights only and never unpickles code: save the "
+        "weights with torch.save(model.state_dict(), path)"
+    )
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], model_name: str, origin: str) -> None:

@@ -56,9 +56,43 @@ def prepare_model(
     )
 
 
+BATCHNORM_FILE = "reference_batchnorm.pt"
+_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def save_batchnorm_statistics(model: torch.nn.Module, path: Path) -> None:
+    """Every BatchNorm's running statistics of `model`, as a flat name -> tensor file."""
+    statistics = {
+        f"{name}.{buffer}": getattr(module, buffer).detach().clone()
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+        for buffer in _STATISTICS
+        if getattr(module, buffer, None) is not None
+    }
+    torch.save(statistics, path)
+
+
+def load_batchnorm_statistics(model: torch.nn.Module, path: Path) -> None:
+    """Put the statistics `save_batchnorm_statistics` wrote into a freshly built `model` of the same shape."""
+    try:
+        statistics = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 (torch.load raises assorted errors on a damaged file)
+        raise UsageError(f"{path} is not readable BatchNorm statistics ({type(err).__name__})") from None
+    state = model.state_dict()
+    expected = {key for key in state if key.rsplit(".", 1)[-1] in _STATISTICS}
+    if not isinstance(statistics, dict) or set(statistics) != expected:
+        raise UsageError(f"{path} does not hold this model's BatchNorm statistics")
+    for key, value in statistics.items():
+        if not isinstance(value, torch.Tensor) or value.shape != state[key].shape:
+            raise UsageError(f"{path}: {key} does not fit the model")
+    model.load_state_dict({**state, **statistics})
+
+
 def reference_model(manifest: Manifest, root: Path) -> torch.nn.Module:
     """The raw-RGB PyTorch model the export was made from: rebuilt from what its manifest records, or for a
-    model from outside the zoo, its reference program in the export folder `root` (checked by the gate)."""
+    model from outside the zoo, its reference program in the export folder `root` (checked by the gate).
+    An untrained export's BatchNorm statistics come from its folder when it kept them (exports since
+    edgecnn 0.1.0 of December 2026), or else are re-estimated on its calibration images."""
     if manifest.reference is not None:
         return load_reference(root / manifest.reference.path)
     weights = manifest.weights
@@ -76,6 +110,13 @@ def reference_model(manifest: Manifest, root: Path) -> torch.nn.Module:
             raise UsageError(f"{source.path} has changed since export: its sha256 no longer matches the manifest")
         model, _ = prepare_model(spec, source, np.empty((0,)))
         return model
+    if manifest.batchnorm_statistics is not None:
+        torch.manual_seed(INIT_SEED)  # the same random weights as at export
+        info = get_model_info(spec.model)
+        network = create_model(spec.model, alpha=spec.alpha, num_classes=spec.num_classes, **weights.builder_options)
+        wrapped = RawRGBInput(network, info.mean, info.std).eval()
+        load_batchnorm_statistics(wrapped, root / manifest.batchnorm_statistics.path)
+        return wrapped
     model, _ = prepare_model(
         spec,
         None,

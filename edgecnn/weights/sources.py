@@ -12,6 +12,7 @@ Everything is read with `torch.load(weights_only=True)`.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.util
 import json
@@ -139,6 +140,12 @@ def resolve(text: str, model: str, download: bool = True) -> WeightsSource:
         return _packaged(text, model)
     if text in PROJECT:
         return _project(text, model)
+    if not Path(text).exists():
+        close = difflib.get_close_matches(text, NAMED, n=1)
+        raise UsageError(
+            f"--weights {text}: no such file, and not a named checkpoint ({', '.join(NAMED)})"
+            + (f"; did you mean {close[0]}?" if close else "")
+        )
     return WeightsSource(WeightsKind.FILE, text, Path(text))
 
 

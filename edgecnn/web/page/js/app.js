@@ -26,12 +26,44 @@ async function fetchBytes(url) {
 const asTyped = (bytes, dtype) => (dtype === 'int8' ? new Int8Array(bytes.buffer) : new Float32Array(bytes.buffer));
 const median = (values) => percentile(values, 0.5);
 
-function sameBits(a, b) {
-  const x = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-  const y = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-  let mismatches = x.length === y.length ? 0 : Math.max(x.length, y.length);
-  for (let i = 0; i < Math.min(x.length, y.length); i++) mismatches += x[i] !== y[i];
-  return mismatches;
+// The page's input tensor against Python's, value by value: how many differ, and where the first one is
+// (pixel row and column, channel), so that a failure names the preprocessing rather than the model file.
+function inputDifference(page, python, spec) {
+  const total = python.length;
+  if (page.length !== total) return { differing: Math.max(page.length, total), total, first: null };
+  let differing = 0;
+  let first = -1;
+  for (let i = 0; i < page.length; i++) {
+    if (!Object.is(page[i], python[i])) {
+      differing += 1;
+      if (first < 0) first = i;
+    }
+  }
+  if (first < 0) return { differing: 0, total, first: null };
+  const resolution = spec.layout === 'NCHW' ? spec.shape[2] : spec.shape[1];
+  const pixels = resolution * resolution;
+  const channel = spec.layout === 'NCHW' ? Math.floor(first / pixels) : first % 3;
+  const pixel = spec.layout === 'NCHW' ? first % pixels : Math.floor(first / 3);
+  const where = { row: Math.floor(pixel / resolution), column: pixel % resolution,
+                  channel: ['red', 'green', 'blue'][channel], page: page[first], python: python[first] };
+  return { differing, total, first: where };
+}
+
+// What the page says of a variant's weights: random ones classify into classes that mean nothing.
+function weightsNote(variant) {
+  return variant.trained === false ? 'random weights, not a trained classifier: its classes mean nothing' : '';
+}
+
+// One line saying which part of a golden check failed: the input the page computed, or the model's outputs.
+function verdictOf(input, top5Same, outputs) {
+  if (input.differing) {
+    const where = input.first ? `, first at pixel (row ${input.first.row}, column ${input.first.column}) `
+      + `${input.first.channel}: page ${input.first.page}, Python ${input.first.python}` : ' (lengths differ)';
+    return `the input differs from Python's (the preprocessing, not the model file): ${input.differing} of ${input.total} values${where}`;
+  }
+  if (!outputs.withinTolerance) return 'given the same input bytes, the model\'s outputs differ from Python\'s beyond tolerance';
+  if (!top5Same) return 'given the same input bytes, the top-5 differs from Python\'s';
+  return 'input bytes and outputs agree with Python';
 }
 
 // The browser's output against Python's for one golden image: top-5 and the largest difference.
@@ -111,11 +143,13 @@ class Demo {
       const pythonInput = asTyped(await fetchBytes(expected.inputTensor), entry.input.dtype);
       const pythonOutput = asTyped(await fetchBytes(expected.outputTensor), entry.output.dtype);
       const top5 = result.top.map((t) => t.index);
-      const inputMismatches = sameBits(result.tensor, pythonInput);
+      const input = inputDifference(result.tensor, pythonInput, entry.input);
       const outputs = compareOutputs(entry, result.raw, pythonOutput);
       const top5Same = top5.join() === expected.top5.join();
-      images.push({ image: golden.name, inputBytesDiffering: inputMismatches, top5, pythonTop5: expected.top5,
-                    top5Same, ...outputs, passed: inputMismatches === 0 && top5Same && outputs.withinTolerance });
+      images.push({ image: golden.name, inputValuesDiffering: input.differing, firstInputDifference: input.first,
+                    top5, pythonTop5: expected.top5, top5Same, ...outputs,
+                    verdict: verdictOf(input, top5Same, outputs),
+                    passed: input.differing === 0 && top5Same && outputs.withinTolerance });
     }
     const decoded = await decodeImage(new Blob([await fetchBytes(this.catalog.golden.images[0].file)]));
     const pixels = preprocess(decoded, entry.variant.resolution, entry.variant.preprocessing.cropFraction);
@@ -126,8 +160,11 @@ class Demo {
       await this.model.run(tensor);
       times.push(performance.now() - started);
     }
+    const failed = images.find((i) => !i.passed);
     return { key: entry.key, runtime: entry.runtime, precision: entry.precision, threads: this.threads,
-             passed: images.every((i) => i.passed), loadMs: this.loadMs, medianMs: median(times),
+             weightsNote: weightsNote(entry.variant),
+             passed: !failed, ...(failed ? { error: `${failed.image}: ${failed.verdict}` } : {}),
+             loadMs: this.loadMs, medianMs: median(times),
              p90Ms: percentile(times, 0.9), runs, images };
   }
 }
@@ -189,12 +226,13 @@ async function selectModel(demo, entry) {
   await demo.use(entry);
   const report = await demo.selfTest(3);
   const passed = report.passed;
-  $('selftest-badge').textContent = passed ? 'self-test passed: golden top-5 = Python\'s'
-    : 'self-test FAILED: golden top-5 differs from Python\'s';
+  $('selftest-badge').textContent = passed ? 'self-test passed: golden input bytes and top-5 = Python\'s'
+    : `self-test FAILED: ${report.error}`;
   $('selftest-badge').className = `badge ${passed ? 'pass' : 'fail'}`;
   const golden = await decodeImage(new Blob([await fetchBytes(demo.catalog.golden.images[0].file)]));
   await classifyAndShow(demo, golden);
-  setStatus(`${entry.variant.model} α${entry.variant.alpha} ${entry.variant.resolution}px · ${entry.precision}`);
+  setStatus(`${entry.variant.model} α${entry.variant.alpha} ${entry.variant.resolution}px · ${entry.precision}`
+    + (weightsNote(entry.variant) ? ` · ${weightsNote(entry.variant)}` : ''));
 }
 
 let cameraLoop = null;

@@ -1,6 +1,6 @@
 // From a decoded image to the exact tensor a model file takes: edgecnn/data/preprocess.py, re-implemented.
-// Golden tests in tests/test_web_demo.py prove it equal to Python's, byte for byte (int8 codes) and bit for
-// bit (float), for two images of different aspect ratios.
+// tests/test_preprocess_languages.py holds it to Python's and Java's bytes on random images of every shape
+// at every resolution; the page's self-test checks it again in the browser.
 
 // Decoded RGBA pixels of an image file. `colorSpaceConversion: 'none'` matters: with the default the browser
 // applies the file's colour profile (an Adobe RGB JPEG came out with 89% of its bytes changed) while PIL,
@@ -22,68 +22,76 @@ export function drawnPixels(source, width, height) {
   return { rgba: context.getImageData(0, 0, width, height).data, width, height };
 }
 
-// Triangle-filter weights whose support widens with the downscale factor, sampled at pixel centres and
-// normalised per output pixel (PIL's BILINEAR filter): rows[o] = {first, weights}.
-function resizeWeights(inSize, outSize) {
-  const scale = inSize / outSize;
-  const support = Math.max(scale, 1.0);
+const COEFFICIENT_BITS = 20;
+
+// a / b for non-negative integer Numbers below 2^53, exactly: the float quotient, corrected by one if the
+// division rounded across an integer.
+function integerDivide(a, b) {
+  let quotient = Math.floor(a / b);
+  if (quotient * b > a) quotient -= 1;
+  else if ((quotient + 1) * b <= a) quotient += 1;
+  return quotient;
+}
+
+// Fixed-point triangle-filter coefficients (the rule in edgecnn/data/preprocess.py): with M = max(in, out),
+// output o weighs input i by u = max(0, 2M - |(2i + 1) out - (2o + 1) in|), and q = round half up
+// (u x 2^20 / sum of u). rows[o] = {first, coefficients}: the non-zero ones, from input index first on.
+export function resizeCoefficients(inSize, outSize) {
+  const longer = Math.max(inSize, outSize);
   const rows = [];
   for (let o = 0; o < outSize; o++) {
-    const centre = (o + 0.5) * scale;
-    const all = new Float64Array(inSize);
-    let sum = 0;
+    const u = new Array(inSize);
+    let total = 0;
+    let first = inSize;
+    let last = -1;
     for (let i = 0; i < inSize; i++) {
-      all[i] = Math.max(0, 1 - Math.abs(i + 0.5 - centre) / support);
-      sum += all[i];
+      u[i] = Math.max(0, 2 * longer - Math.abs((2 * i + 1) * outSize - (2 * o + 1) * inSize));
+      total += u[i];
+      if (u[i] > 0) {
+        first = Math.min(first, i);
+        last = i;
+      }
     }
-    let first = 0;
-    while (first < inSize && all[first] === 0) first++;
-    let last = inSize - 1;
-    while (last > first && all[last] === 0) last--;
-    rows.push({ first, weights: all.slice(first, last + 1).map((w) => w / sum) });
+    const scaled = 2 ** (COEFFICIENT_BITS + 1);
+    const coefficients = u.slice(first, last + 1).map((w) => integerDivide(w * scaled + total, 2 * total));
+    rows.push({ first, coefficients });
   }
   return rows;
 }
 
-// Round half to even, as numpy's rint.
-function roundHalfEven(value) {
-  const floor = Math.floor(value);
-  const fraction = value - floor;
-  if (fraction > 0.5) return floor + 1;
-  if (fraction < 0.5) return floor;
-  return floor % 2 === 0 ? floor : floor + 1;
-}
-
 // The central square (side = floor(shorter side x cropFraction)) resized to resolution x resolution:
-// Uint8Array (R, R, 3) RGB, the model's input before layout.
+// Uint8Array (R, R, 3) RGB, the model's input before layout. Every value below is an integer under 2^53,
+// so Numbers carry it exactly and the bytes equal Python's and Java's.
 export function preprocess({ rgba, width, height }, resolution, cropFraction) {
   const side = Math.max(1, Math.floor(Math.min(width, height) * cropFraction));
   const left = Math.floor((width - side) / 2);
   const top = Math.floor((height - side) / 2);
-  const weights = resizeWeights(side, resolution);
-  // vertical pass first, as Python's: (R, side, 3) float64
+  const taps = resizeCoefficients(side, resolution);
+  // rows first: (R, side, 3) integer sums
   const vertical = new Float64Array(resolution * side * 3);
   for (let r = 0; r < resolution; r++) {
-    const { first, weights: w } = weights[r];
-    for (let k = 0; k < w.length; k++) {
+    const { first, coefficients: q } = taps[r];
+    for (let k = 0; k < q.length; k++) {
       const row = (top + first + k) * width + left;
       for (let s = 0; s < side; s++) {
         const pixel = (row + s) * 4;
         const out = (r * side + s) * 3;
-        vertical[out] += w[k] * rgba[pixel];
-        vertical[out + 1] += w[k] * rgba[pixel + 1];
-        vertical[out + 2] += w[k] * rgba[pixel + 2];
+        vertical[out] += q[k] * rgba[pixel];
+        vertical[out + 1] += q[k] * rgba[pixel + 1];
+        vertical[out + 2] += q[k] * rgba[pixel + 2];
       }
     }
   }
+  const half = 2 ** (2 * COEFFICIENT_BITS - 1);
+  const unit = 2 ** (2 * COEFFICIENT_BITS);
   const pixels = new Uint8Array(resolution * resolution * 3);
   for (let r = 0; r < resolution; r++) {
-    for (let q = 0; q < resolution; q++) {
-      const { first, weights: w } = weights[q];
+    for (let p = 0; p < resolution; p++) {
+      const { first, coefficients: q } = taps[p];
       for (let c = 0; c < 3; c++) {
         let sum = 0;
-        for (let k = 0; k < w.length; k++) sum += w[k] * vertical[(r * side + first + k) * 3 + c];
-        pixels[(r * resolution + q) * 3 + c] = Math.min(255, Math.max(0, roundHalfEven(sum)));
+        for (let k = 0; k < q.length; k++) sum += q[k] * vertical[(r * side + first + k) * 3 + c];
+        pixels[(r * resolution + p) * 3 + c] = Math.min(255, Math.max(0, Math.floor((sum + half) / unit)));
       }
     }
   }

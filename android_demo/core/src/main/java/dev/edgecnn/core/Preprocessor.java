@@ -4,14 +4,16 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 
 /**
- * Decoded ARGB pixels to a model's exact input tensor, by the rule in edgecnn/data/preprocess.py:
+ * Decoded ARGB pixels to a model's exact input tensor, by the integer rule in edgecnn/data/preprocess.py:
  * central square crop (side = floor(shorter side x crop fraction), offsets floored), triangle-filter
- * resize whose support widens with the downscale factor, sampled at pixel centres, weights normalised
- * per output pixel, in double; round half to even, clip to 0..255; NHWC, or NCHW for a model that takes
- * planes (the .pte files). Float models take those RGB values; int8 models take each value mapped through
- * the catalog's lookup table of its channel.
+ * resize whose support widens with the downscale factor, sampled at pixel centres, with 20-bit integer
+ * coefficients; rows then columns summed in longs, one rounding half up, clip to 0..255; NHWC, or NCHW for a
+ * model that takes planes (the .pte files). Float models take those RGB values; int8 models take each value
+ * mapped through the catalog's lookup table of its channel.
  */
 public final class Preprocessor {
+    static final int COEFFICIENT_BITS = 20;
+
     private Preprocessor() {
     }
 
@@ -23,61 +25,81 @@ public final class Preprocessor {
         int side = Math.max(1, (int) Math.floor(Math.min(width, height) * cropFraction));
         int left = (width - side) / 2;
         int top = (height - side) / 2;
-        double[][] rows = weights(side, resolution);
-        double[][] cols = weights(side, resolution);
-        // vertical pass: (resolution rows) x (side columns) x 3
-        double[] vertical = new double[resolution * side * 3];
+        Taps taps = coefficients(side, resolution);
+        // rows first: (resolution rows) x (side columns) x 3, exact integer sums
+        long[] vertical = new long[resolution * side * 3];
         for (int r = 0; r < resolution; r++) {
-            for (int k = 0; k < side; k++) {
-                double w = rows[r][k];
-                if (w == 0) {
-                    continue;
-                }
-                int source = (top + k) * width + left;
+            long[] q = taps.coefficients[r];
+            for (int k = 0; k < q.length; k++) {
+                int source = (top + taps.first[r] + k) * width + left;
                 int target = r * side * 3;
                 for (int c = 0; c < side; c++) {
                     int p = argb[source + c];
-                    vertical[target + 3 * c] += w * ((p >> 16) & 0xff);
-                    vertical[target + 3 * c + 1] += w * ((p >> 8) & 0xff);
-                    vertical[target + 3 * c + 2] += w * (p & 0xff);
+                    vertical[target + 3 * c] += q[k] * ((p >> 16) & 0xff);
+                    vertical[target + 3 * c + 1] += q[k] * ((p >> 8) & 0xff);
+                    vertical[target + 3 * c + 2] += q[k] * (p & 0xff);
                 }
             }
         }
+        long half = 1L << (2 * COEFFICIENT_BITS - 1);
         int[] out = new int[resolution * resolution * 3];
         for (int r = 0; r < resolution; r++) {
             for (int c = 0; c < resolution; c++) {
+                long[] q = taps.coefficients[c];
+                int first = taps.first[c];
                 for (int ch = 0; ch < 3; ch++) {
-                    double sum = 0;
-                    for (int s = 0; s < side; s++) {
-                        double w = cols[c][s];
-                        if (w != 0) {
-                            sum += w * vertical[(r * side + s) * 3 + ch];
-                        }
+                    long sum = 0;
+                    for (int k = 0; k < q.length; k++) {
+                        sum += q[k] * vertical[(r * side + first + k) * 3 + ch];
                     }
-                    out[(r * resolution + c) * 3 + ch] = (int) Math.max(0, Math.min(255, Math.rint(sum)));
+                    long value = (sum + half) >> (2 * COEFFICIENT_BITS);
+                    out[(r * resolution + c) * 3 + ch] = (int) Math.max(0, Math.min(255, value));
                 }
             }
         }
         return out;
     }
 
-    /** (out x in) triangle-filter weights, each row summing to 1. */
-    static double[][] weights(int in, int out) {
-        double scale = (double) in / out;
-        double support = Math.max(scale, 1.0);
-        double[][] w = new double[out][in];
+    /** Each output's non-zero coefficients, from input index first[o] on. */
+    static final class Taps {
+        final int[] first;
+        final long[][] coefficients;
+
+        Taps(int[] first, long[][] coefficients) {
+            this.first = first;
+            this.coefficients = coefficients;
+        }
+    }
+
+    /**
+     * Fixed-point triangle-filter coefficients: with M = max(in, out), output o weighs input i by
+     * u = max(0, 2M - |(2i + 1) out - (2o + 1) in|), and q = round half up (u x 2^20 / sum of u).
+     */
+    static Taps coefficients(int in, int out) {
+        long longer = Math.max(in, out);
+        int[] first = new int[out];
+        long[][] coefficients = new long[out][];
         for (int o = 0; o < out; o++) {
-            double centre = (o + 0.5) * scale;
-            double total = 0;
+            long[] u = new long[in];
+            long total = 0;
+            int low = in;
+            int high = -1;
             for (int i = 0; i < in; i++) {
-                w[o][i] = Math.max(0.0, 1.0 - Math.abs(i + 0.5 - centre) / support);
-                total += w[o][i];
+                long distance = Math.abs((2L * i + 1) * out - (2L * o + 1) * in);
+                u[i] = Math.max(0, 2 * longer - distance);
+                total += u[i];
+                if (u[i] > 0) {
+                    low = Math.min(low, i);
+                    high = i;
+                }
             }
-            for (int i = 0; i < in; i++) {
-                w[o][i] /= total;
+            first[o] = low;
+            coefficients[o] = new long[high - low + 1];
+            for (int i = low; i <= high; i++) {
+                coefficients[o][i - low] = ((u[i] << (COEFFICIENT_BITS + 1)) + total) / (2 * total);
             }
         }
-        return w;
+        return new Taps(first, coefficients);
     }
 
     /** int8 codes through the per-channel lookup table. */

@@ -1,5 +1,7 @@
 package dev.edgecnn.core;
 
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.util.Arrays;
 import java.util.List;
 
@@ -50,6 +52,50 @@ public final class SelfTest {
             }
         }
         return new Result(true, "same top-5 classes; near ties swapped at ranks " + swaps);
+    }
+
+    /**
+     * Null when the phone's input tensor is Python's byte for byte; otherwise one line naming the preprocessing
+     * (not the model file) and the first differing value's pixel and channel. Both are the tensor's bytes: int8
+     * codes, or little-endian float32 values.
+     */
+    public static String inputDifference(byte[] python, byte[] phone, Catalog.ModelFile modelFile) {
+        int width = modelFile.isInt8() ? 1 : 4;
+        int values = python.length / width;
+        if (phone.length != python.length) {
+            return "the input tensor has " + phone.length / width + " values, Python's " + values;
+        }
+        int differing = 0;
+        int first = -1;
+        for (int v = 0; v < values; v++) {
+            boolean same = true;
+            for (int b = v * width; b < (v + 1) * width; b++) {
+                same &= python[b] == phone[b];
+            }
+            if (!same) {
+                differing++;
+                first = first < 0 ? v : first;
+            }
+        }
+        if (differing == 0) {
+            return null;
+        }
+        int resolution = modelFile.variant.resolution;
+        int pixels = resolution * resolution;
+        boolean nchw = modelFile.input.isNchw();
+        int pixel = nchw ? first % pixels : first / 3;
+        int channel = nchw ? first / pixels : first % 3;
+        return "the input differs from Python's (the preprocessing, not the model file): " + differing + " of "
+                + values + " values, first at pixel (row " + pixel / resolution + ", column " + pixel % resolution
+                + ") " + new String[]{"red", "green", "blue"}[channel] + ": phone " + valueAt(phone, first, width)
+                + ", Python " + valueAt(python, first, width);
+    }
+
+    private static String valueAt(byte[] tensor, int index, int width) {
+        if (width == 1) {
+            return Integer.toString(tensor[index]);
+        }
+        return Float.toString(ByteBuffer.wrap(tensor, index * 4, 4).order(ByteOrder.LITTLE_ENDIAN).getFloat());
     }
 
     private static boolean nearTie(Catalog.GoldenResult expected, int rank, int phoneClass, double tolerance) {

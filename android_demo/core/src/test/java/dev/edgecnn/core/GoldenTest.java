@@ -4,6 +4,7 @@ import static org.junit.Assert.assertArrayEquals;
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertFalse;
 import static org.junit.Assert.assertNotNull;
+import static org.junit.Assert.assertNull;
 import static org.junit.Assert.assertTrue;
 
 import java.awt.image.BufferedImage;
@@ -68,7 +69,8 @@ public class GoldenTest {
             }
             actual = little.array();
         }
-        assertArrayEquals(what + ": input tensor differs from Python's", expected, actual);
+        String difference = SelfTest.inputDifference(expected, actual, modelFile);
+        assertNull(what + ": " + difference, difference);
 
         ByteBuffer raw = ByteBuffer.allocateDirect(read(golden.outputTensor).length).order(ByteOrder.nativeOrder());
         ByteBuffer output = ByteBuffer.wrap(read(golden.outputTensor)).order(ByteOrder.LITTLE_ENDIAN);

@@ -38,19 +38,22 @@ public class PreprocessorTest {
     }
 
     @Test
-    public void resizeWeightsAreATriangleWidenedByTheDownscale() {
-        double[][] w = Preprocessor.weights(4, 2);  // scale 2: support 2, centres 1 and 3: 0.75 0.75 0.25 0
-        assertArrayEquals(new double[]{3 / 7.0, 3 / 7.0, 1 / 7.0, 0.0}, w[0], 1e-12);
-        double[][] up = Preprocessor.weights(2, 4);  // upscaling: support 1
-        assertArrayEquals(new double[]{1.0, 0.0}, up[0], 1e-12);
-        assertArrayEquals(new double[]{0.75, 0.25}, up[1], 1e-12);
+    public void resizeCoefficientsAreATriangleWidenedByTheDownscale() {
+        // scale 2: support 2, centres 1 and 3: weights 0.75 0.75 0.25 0, i.e. 3/7 3/7 1/7 of 2^20, rounded
+        Preprocessor.Taps down = Preprocessor.coefficients(4, 2);
+        assertEquals(0, down.first[0]);
+        assertArrayEquals(new long[]{449390, 449390, 149797}, down.coefficients[0]);
+        assertEquals(1, down.first[1]);
+        Preprocessor.Taps up = Preprocessor.coefficients(2, 4);  // upscaling: support 1
+        assertArrayEquals(new long[]{1 << 20}, up.coefficients[0]);
+        assertArrayEquals(new long[]{786432, 262144}, up.coefficients[1]);
     }
 
     @Test
-    public void roundingIsHalfToEven() {
-        // 2 x 2 averaged to one pixel (weights 1/4 each): red 2.5 -> 2, green 1.5 -> 2, blue 3.5 -> 4
+    public void roundingIsOnceAndHalfUp() {
+        // 2 x 2 averaged to one pixel (coefficients 2^19 each): red 2.5 -> 3, green 1.5 -> 2, blue 3.5 -> 4
         int[] argb = {0xff000103, 0xff050204, 0xff050204, 0xff000103};
-        assertArrayEquals(new int[]{2, 2, 4}, Preprocessor.rgb(argb, 2, 2, 1, 1.0));
+        assertArrayEquals(new int[]{3, 2, 4}, Preprocessor.rgb(argb, 2, 2, 1, 1.0));
     }
 
     @Test

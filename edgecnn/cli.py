@@ -12,10 +12,10 @@ import re
 import sys
 import tempfile
 from contextlib import nullcontext
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Optional, Sequence
 
-from edgecnn import __version__
 from edgecnn.formats import FORMATS, parse_formats
 from edgecnn.schema.enums import RepairMode
 from edgecnn.util import console
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ExecuTorch, and every file checked against PyTorch.",
         epilog="example: edgecnn export --model mobilenet_v2 --alpha 0.75; edgecnn COMMAND --help for more",
     )
-    parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
+    parser.add_argument("--version", action="version", version=f"edgecnn {metadata.version('edgecnn')}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     sub.add_parser("list", help="every model: default resolution, parameters, MACs, published top-1")

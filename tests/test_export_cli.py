@@ -49,7 +49,7 @@ CASES = [
     (["--model", "mobilenet_v2", "--weights", "imagenet"], "lite0-imagenet, torchvision); did you mean lite0-imagenet?"),
     (["--model", "mobilenet_v2", "--weights", "notes.txt"], "notes.txt is not a"),
     (["--model", "mobilenet_v2", "--weights", "code.pt"],
-     "code.pt holds a pickled posix.system, not just tensors; edgecnn loads weights only and never unpickles code"),
+     "code.pt holds pickled Python objects, not just tensors; edgecnn loads weights only and never unpickles code"),
     (["--model", "mobilenet_v2", "--weights", "whole_model.pt"], "whole_model.pt holds a pickled edgecnn."),
     (["--model", "mobilenet_v2", "--weights", "whole_model.pt"],
      "not just tensors; edgecnn loads weights only and never unpickles code: save the weights with "

@@ -44,6 +44,10 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def _not_weights_only(path: Path, message: str) -> str:
     """One line for a checkpoint that needs unpickling: what it holds, and how to save weights instead."""
     found = re.search(r"GLOBAL ([\w.]+)", message)
+    with open(path, "rb") as file:
+        pickled = file.read(1) == b"\x80"  # a pickle's PROTO opcode; a text file gives the same error as objects
+    if found is None and not pickled:
+        return f"{path} is not a PyTorch checkpoint (neither a torch.save archive nor a pickle)"
     holds = f"a pickled {found.group(1)}" if found else "pickled Python objects"
     return (
         f"{path} holds {holds}, not just tensors; edgecnn loads weights only and never unpickles code: save the "

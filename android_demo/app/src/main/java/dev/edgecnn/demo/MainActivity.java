@@ -213,6 +213,7 @@ public final class MainActivity extends Activity {
             return;
         }
         selfTestView.setText("Self-test: loading " + modelFile.key + " ...");
+        statusView.setText(modelFile.variant.weightsNote());
         worker.execute(new Runnable() {
             @Override
             public void run() {

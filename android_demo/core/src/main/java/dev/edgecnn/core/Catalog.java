@@ -38,6 +38,12 @@ public final class Catalog {
         public String weights;      // in words
         public Preprocessing preprocessing;
         public List<ModelFile> files = new ArrayList<>();
+        public boolean trained = true;  // false: random weights, whose classes mean nothing
+
+        /** What the app says of the weights beside the model's name: empty for a trained classifier. */
+        public String weightsNote() {
+            return trained ? "" : "random weights, not a trained classifier: its classes mean nothing";
+        }
     }
 
     /** One bundled model file: a variant at one precision in one format. */

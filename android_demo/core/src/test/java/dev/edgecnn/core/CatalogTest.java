@@ -50,6 +50,11 @@ public class CatalogTest {
         assertEquals("m_a0.5_r8", f.variant.id);
         assertEquals(0.875, f.variant.preprocessing.cropFraction, 0);
         assertEquals("golden/chelsea.png", c.golden.selfTestImage().file);
+        assertEquals("", f.variant.weightsNote());  // a catalog without the field: a trained classifier
+        Catalog random = Catalog.parse(catalog("[1,8,8,3]", table()).replace("\"weights\":\"random\",",
+                "\"weights\":\"random\",\"trained\":false,"));
+        assertEquals("random weights, not a trained classifier: its classes mean nothing",
+                random.variants.get(0).weightsNote());
     }
 
     @Test

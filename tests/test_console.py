@@ -60,8 +60,8 @@ def test_a_failed_step_prints_no_finished_line(capfd):
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 @pytest.mark.parametrize("args, variant", [
-    # every converter, validation and latency, at the smallest size that runs them all: `make test`
-    (["ALPHA=0.35", "RES=96"], "mobilenet_v2_a0.35_r96"),
+    # every converter, validation and latency, at the smallest size and calibration that run them all
+    (["ALPHA=0.35", "RES=64", "CALIB_COUNT=16"], "mobilenet_v2_a0.35_r64"),
     # the README's first command as written: `make test-full`
     pytest.param(["ALPHA=0.75"], "mobilenet_v2_a0.75_r224", marks=pytest.mark.slow),
 ])

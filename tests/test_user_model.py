@@ -358,3 +358,26 @@ def test_what_cannot_be_pure_int8_is_refused_naming_its_module_and_the_float_fil
     (refusal,) = result.manifest.refused
     assert refusal.path == "model_int8.tflite" and "not pure int8" in refusal.reason
     assert "act (SIN)" in refusal.reason, refusal.reason
+
+
+def test_the_apps_bundle_an_export_of_your_own_model_and_its_files_carry_their_contract(gated_export, tmp_path):
+    """`android-assets FOLDER` takes the folder as it is: the catalog lists the user's TFLite and .pte files with
+    their labels and Python's golden results, and each file carries its own contract."""
+    from edgecnn.formats import litert
+    from edgecnn.schema.catalog import parse_catalog
+    from edgecnn.schema.contract import CONTRACT_KEY, parse_contract
+
+    folder = gated_export.target
+    result = subprocess.run([sys.executable, "-m", "edgecnn", "android-assets", str(folder), "--assets",
+                             str(tmp_path / "assets")], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    catalog = parse_catalog((tmp_path / "assets" / "catalog.json").read_text())
+    (variant,) = catalog.variants
+    assert variant.variant == "GatedNet_r32" and variant.resolution == 32
+    assert [f.file.rsplit("/", 1)[-1] for f in variant.files] == ["model_fp32.tflite", "model_int8.tflite",
+                                                                 "model_fp32.pte", "model_int8.pte"]
+    labels = (tmp_path / "assets" / variant.labels).read_text().splitlines()
+    assert labels == [f"kind {i}" for i in range(6)]
+    assert len(catalog.golden.results) == 4
+    contract = parse_contract(litert.read_metadata(folder / "model_int8.tflite", CONTRACT_KEY).decode(), "int8")
+    assert contract.labels == labels and contract.input.encoding is not None

@@ -123,7 +123,7 @@ def test_no_network_is_one_clear_line(tmp_path):
     assert "pass --weights PATH" in lines[0] and not (tmp_path / "e").exists()
 
 
-@pytest.mark.slow  # `make test-full`: keeps `make test` within its 25 minutes
+@pytest.mark.slow  # `make test-full`: keeps `make test` within its 20 minutes
 def test_real_lite0_export_says_what_pytorch_says_on_the_photos_of_the_dependencies(tmp_path):
     """ImageNet-trained Lite0 through every format, on every natural photo that ships in scikit-image,
     matplotlib and scikit-learn: PyTorch is right where the photo is unambiguous (a cat, an espresso, a

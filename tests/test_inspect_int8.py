@@ -160,7 +160,7 @@ def test_repair_brings_the_broken_int8_back_to_the_intact_models_cosine(checkpoi
     assert not list(repaired.target.glob(".model_int8*"))  # the file before repair is not left behind
 
 
-@pytest.mark.slow  # `make test-full`: keeps `make test` within its 25 minutes
+@pytest.mark.slow  # `make test-full`: keeps `make test` within its 20 minutes
 def test_a_target_that_cannot_be_met_is_one_line_naming_the_layers_in_the_way(checkpoints, tmp_path, capsys):
     out = tmp_path / "strict"
     code = main(["export", "--model", "resnet18", "--alpha", "0.5", "--resolution", "64", "--formats", "tflite",

@@ -86,6 +86,7 @@ def test_units_are_ranked_by_their_logit_sqnr_whatever_the_bound_measures(mv3_se
     assert choice.ranking[0][0] == "features.0" and choice.units == []  # the stem; a bound already met takes none
 
 
+@pytest.mark.slow  # `make test-full`: keeps `make test` within its 20 minutes; the ranking above stays in it
 def test_each_greedy_step_adds_what_gains_most_beside_what_is_already_float(mv3_search):
     """Gains do not add (on EfficientNet-B0, eight units taken in rank order gave 26.8 dB, eight chosen greedily
     27.6 dB), so each step is measured with the units already in float: it must beat the units ranked next alone."""
@@ -114,7 +115,7 @@ def mixed_export(tmp_path_factory):
     return code, out
 
 
-@pytest.mark.slow  # `make test-full`: keeps `make test` within its 25 minutes
+@pytest.mark.slow  # `make test-full`: keeps `make test` within its 20 minutes
 def test_int8_that_misses_its_bound_gets_float_for_the_fewest_layers_that_meet_it(mixed_export):
     code, out = mixed_export
     assert code == 0
@@ -144,7 +145,7 @@ def test_int8_that_misses_its_bound_gets_float_for_the_fewest_layers_that_meet_i
     assert tuning.kept == (candidates[-1].measured.value > max(c.measured.value for c in candidates[:-1]))
 
 
-@pytest.mark.slow  # `make test-full`: keeps `make test` within its 25 minutes
+@pytest.mark.slow  # `make test-full`: keeps `make test` within its 20 minutes
 def test_the_mixed_file_meets_the_bound_on_test_images_it_was_not_chosen_on(mixed_export):
     _, out = mixed_export
     manifest = open_export(out)

@@ -67,7 +67,7 @@ def test_concats_read_by_convs_are_left_alone():
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), equalized.state_dict().values()))
 
 
-@pytest.mark.slow  # `make test-full`: keeps `make test` within its 25 minutes
+@pytest.mark.slow  # `make test-full`: keeps `make test` within its 20 minutes
 def test_concat_equalisation_raises_trained_densenets_simulated_int8_sqnr():
     """The trained DenseNet-121 through the PT2E int8 graph the TFLite is converted from, on 1,000 test
     images: the logits come closer to PyTorch's (measured 26.0 -> 30.1 dB on all 10,000)."""

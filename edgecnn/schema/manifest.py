@@ -21,7 +21,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path, PurePosixPath
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from edgecnn.schema import migrate
 from edgecnn.schema.artifacts import ArtifactRecord, Refusal, sha256_of
@@ -185,6 +185,16 @@ def inside(root: Path, relative: str, what: str) -> Path:
     return target
 
 
+def _kept_file(root: Path, kept: Union[ReferenceProgram, BatchNormStatistics], what: str) -> Path:
+    """A file the reference is rebuilt from, inside the folder and as it was at export."""
+    target = inside(root, kept.path, what)
+    if not target.is_file():
+        raise UsageError(f"{target} is listed in the manifest but missing")
+    if sha256_of(target) != kept.sha256:
+        raise UsageError(f"{target} has changed since export: its sha256 no longer matches the manifest")
+    return target
+
+
 def open_export(root: Path) -> Manifest:
     """The manifest of an export folder, after the gate: schema, safe names and paths, then every hash."""
     if not root.exists():
@@ -212,20 +222,11 @@ def open_export(root: Path) -> Manifest:
     files = [(a.path, "artifact") for a in manifest.artifacts] + [(manifest.labels, "labels file")]
     targets = [inside(root, relative, what) for relative, what in files]  # every path, before any hash
     if manifest.reference is not None:
-        program = inside(root, manifest.reference.path, "reference program")
-        if not program.is_file():
-            raise UsageError(f"{program} is listed in the manifest but missing")
-        if sha256_of(program) != manifest.reference.sha256:
-            raise UsageError(f"{program} has changed since export: its sha256 no longer matches the manifest")
-        check_program_archive(program)
+        check_program_archive(_kept_file(root, manifest.reference, "reference program"))
     elif manifest.origin is not None:
         raise UsageError(f"{path}: a model from outside the zoo ({manifest.origin.built_by}) but no reference program")
     if manifest.batchnorm_statistics is not None:
-        statistics = inside(root, manifest.batchnorm_statistics.path, "BatchNorm statistics")
-        if not statistics.is_file():
-            raise UsageError(f"{statistics} is listed in the manifest but missing")
-        if sha256_of(statistics) != manifest.batchnorm_statistics.sha256:
-            raise UsageError(f"{statistics} has changed since export: its sha256 no longer matches the manifest")
+        _kept_file(root, manifest.batchnorm_statistics, "BatchNorm statistics")
     for target, artifact in zip(targets, manifest.artifacts):
         if not target.exists():
             raise UsageError(f"{target} is listed in the manifest but missing")

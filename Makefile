@@ -176,9 +176,10 @@ train-demo: $(PY_ENV) $(FASHION)
 	$(BIN)/python -m edgecnn.weights.training
 	$(MAKE) demo-card
 
-# one small model per family on Fashion-MNIST (edgecnn/weights/recipes.py): each 5-30 min on 2 cores
+# one small model per family on Fashion-MNIST (edgecnn/weights/recipes.py), and two geffnet models: each 5-50 min on 2 cores
 ZOO_RECIPES := fashion-mnist-resnet18 fashion-mnist-googlenet fashion-mnist-vgg16 fashion-mnist-densenet121 \
-	fashion-mnist-mobilenet-v3-small fashion-mnist-efficientnet-b0
+	fashion-mnist-mobilenet-v3-small fashion-mnist-efficientnet-b0 \
+	fashion-mnist-geffnet-mnasnet-050 fashion-mnist-geffnet-mobilenetv3-large-075
 train-zoo: $(PY_ENV) $(FASHION)
 	@for w in $(ZOO_RECIPES); do $(BIN)/python -m edgecnn.weights.training --weights $$w || exit 1; done
 

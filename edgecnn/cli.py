@@ -71,7 +71,10 @@ EXAMPLES = {
     ],
     "web-serve": ["edgecnn web-serve --port 8443"],
     "app-report": ["edgecnn app-report benchmark.json"],
-    "sweep": ["edgecnn sweep --model mobilenet_v2 --alphas 0.35,0.5 --resolutions 96,128 --labels-dir photos/"],
+    "sweep": [
+        "edgecnn sweep --model mobilenet_v2 --alphas 0.35,0.5 --resolutions 96,128 --labels-dir photos/",
+        "edgecnn sweep --model geffnet:create_model --model-args '{\"model_name\": \"mnasnet_100\"}' --resolutions 96,128",
+    ],
     "scorecard": ["edgecnn scorecard --models resnet18,mobilenet_v2 --alphas 1.0 --ray HOST:6379"],
 }
 
@@ -143,9 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument(
         "--weights",
-        help="a state_dict file (torchvision layout), 'torchvision' (its ImageNet "
-        "checkpoint, downloaded on request), 'lite0-imagenet' or 'fashion-mnist-demo'; "
-        "default: random init",
+        help="a state_dict file (torchvision layout; with --model MODULE:ATTR, that model's), 'torchvision' (its "
+        "ImageNet checkpoint, downloaded on request), 'lite0-imagenet', or a checkpoint the project trained "
+        "(fashion-mnist-demo, ...; see docs/trained-models.md); default: random init",
     )
     export.add_argument("--calib", type=Path, help="folder of calibration images (default: bundled photos)")
     export.add_argument("--calib-count", type=int, default=100, help="calibration images (default 100)")
@@ -229,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="for an export of your own model: the MODULE:ATTR it was exported with (its modules name layers)",
     )
     inspect.add_argument("--model-args", help="with --model: its JSON keyword arguments, as at export")
-    inspect.add_argument("--weights", type=Path, help="with --model: the state_dict it was exported with")
+    inspect.add_argument("--weights", help="with --model: the state_dict file (or trained checkpoint) it was exported with")
     inspect.add_argument("--out", type=Path, help="report folder (default: EXPORT_DIR/inspect-int8)")
 
     assets = sub.add_parser("android-assets", help="the Android demo's assets: models, catalog, golden files")
@@ -304,8 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
     app_report.add_argument("--out", type=Path, help="report folder (default: FILE's name + -report)")
 
     sweep = sub.add_parser("sweep", help="export and validate a width x resolution grid; table and Pareto plot")
-    sweep.add_argument("--model", required=True, help="a model of the zoo (edgecnn list)")
-    sweep.add_argument("--alphas", default="0.35,0.5,0.75,1.0", help="width multipliers (default 0.35,0.5,0.75,1.0)")
+    sweep.add_argument(
+        "--model", required=True, help="a model of the zoo (edgecnn list), or MODULE:ATTR, your own (across resolutions)"
+    )
+    sweep.add_argument("--model-args", help="with MODULE:ATTR: a JSON object of keyword arguments")
+    sweep.add_argument("--mean", type=_triple, help="with MODULE:ATTR: the normalisation's mean, R,G,B (default: ImageNet's)")
+    sweep.add_argument("--std", type=_triple, help="with MODULE:ATTR: the normalisation's std, R,G,B (default: ImageNet's)")
+    sweep.add_argument("--alphas", help=f"width multipliers, zoo models only (default {DEFAULT_SWEEP_ALPHAS})")
     sweep.add_argument("--resolutions", default="96,128,160,192,224", help="input sizes (default 96,128,160,192,224)")
     sweep.add_argument("--formats", default="tflite", help="formats per variant; must include tflite (default)")
     sweep.add_argument("--weights", help="as for export, for every variant (their widths must match)")
@@ -445,27 +453,38 @@ def _beside(value: int, reference: Optional[int], comparable: bool) -> str:
 
 
 def _user_model(args: argparse.Namespace):
-    """`--model MODULE:ATTR`: the user's model, built and checked (one line and exit 2 on anything wrong)."""
+    """`--model MODULE:ATTR`: the user's model, built and checked (one line and exit 2 on anything wrong).
+
+    `--weights` is a state_dict file, or a checkpoint the project trained of that model, which brings what it
+    was trained as (model arguments, resolution, classes and their names, and its dataset's calibration)."""
     from edgecnn.weights import user_model
+    from edgecnn.weights.sources import resolve, trained_variant
 
     for option, given in (("--alpha", args.alpha), ("--rho", args.rho)):
         if given is not None:
             raise UsageError(f"{option} applies to the zoo's models; your own model is exported as it is built")
+    arguments = user_model.parse_arguments(args.model_args) if args.model_args is not None else None
+    labels = user_model.read_labels(args.labels) if args.labels is not None else None
+    trained = trained_variant(args.weights)
+    if trained is not None:
+        source = resolve(args.weights, args.model)
+        arguments = trained.check_arguments(args.weights, arguments)
+        args.resolution = args.resolution or trained.resolution
+        labels = labels or source.labels(trained.num_classes)
+    else:  # a file (or nothing) is read by the builder, not by the zoo's weights sources
+        weights, args.weights = args.weights, None
     if args.resolution is None:
         raise UsageError("--model MODULE:ATTR needs --resolution (the input size in pixels)")
-    labels = user_model.read_labels(args.labels) if args.labels is not None else None
-    weights_file = Path(args.weights) if args.weights is not None else None
-    args.weights = None  # read by the builder, not by the zoo's weights sources
     return user_model.from_entry(
         args.model,
-        user_model.parse_arguments(args.model_args),
+        arguments or {},
         resolution=args.resolution,
         name=args.name,
         mean=args.mean or user_model.IMAGENET_MEAN,
         std=args.std or user_model.IMAGENET_STD,
         labels=labels,
         num_classes=args.num_classes,
-        weights_file=weights_file,
+        weights=args.weights if trained is not None else weights,
     )
 
 
@@ -599,6 +618,7 @@ def _add_ray_argument(parser: argparse.ArgumentParser) -> None:
 
 
 LOCAL_RAY = "local"
+DEFAULT_SWEEP_ALPHAS = "0.35,0.5,0.75,1.0"
 
 
 def _cluster(args: argparse.Namespace):
@@ -619,15 +639,36 @@ def _fail_on_failed_variants(rows: Sequence[VariantRow]) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     from edgecnn.sweeps.sweep import SweepRequest, parse_numbers, run_sweep, sweep_markdown
+    from edgecnn.weights import user_model
     from edgecnn.zoo.registry import get_model_info
 
-    get_model_info(args.model)  # an unknown model is refused before the numbers are looked at
+    entry, arguments, name = args.model, None, args.model
+    if user_model.is_entry(args.model):  # checked before any work, as export checks it
+        arguments = user_model.parse_arguments(args.model_args)
+        trained = user_model.project_checkpoint(args.weights) if args.weights is not None else None
+        if trained is not None:
+            arguments = trained.trained_as.check_arguments(args.weights, arguments if args.model_args else None)
+        module, _, attribute = args.model.rpartition(":")
+        if module.endswith(".py"):  # Ray's workers start elsewhere
+            entry = f"{Path(module).resolve()}:{attribute}"
+        user_model.import_entry(entry)
+        name = user_model.default_name(attribute, arguments, 0).removesuffix("_r0")
+        alphas = parse_numbers(args.alphas, "alphas") if args.alphas is not None else [1.0]
+    else:
+        for option in ("model_args", "mean", "std"):
+            if getattr(args, option) is not None:
+                raise UsageError(f"--{option.replace('_', '-')} is for your own model (--model MODULE:ATTR)")
+        get_model_info(args.model)  # an unknown model is refused before the numbers are looked at
+        alphas = parse_numbers(args.alphas or DEFAULT_SWEEP_ALPHAS, "alphas")
     request = SweepRequest(
-        args.model,
-        parse_numbers(args.alphas, "alphas"),
+        entry,
+        alphas,
         parse_numbers(args.resolutions, "resolutions", int),
         parse_formats(args.formats),
-        args.out if args.out is not None else Path("export") / f"sweep-{args.model}",
+        args.out if args.out is not None else Path("export") / f"sweep-{name}",
+        model_args=arguments,
+        mean=tuple(args.mean) if args.mean else None,
+        std=tuple(args.std) if args.std else None,
         weights=args.weights,
         calib_dir=args.calib,
         calib_count=args.calib_count,

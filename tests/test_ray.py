@@ -1,4 +1,6 @@
 """Sweeps on Ray: a real local Ray (2 CPUs), a worker killed mid-variant, and Ray's own two-node test cluster."""
+import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -204,3 +206,38 @@ def test_bad_scorecard_input_is_one_line(tmp_path, args, message):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
     assert not (tmp_path / "card").exists()
+
+
+USER_MODEL_PY = '''
+import torch
+from torch import nn
+
+
+class Pair(nn.Module):
+    def __init__(self, classes: int = 4):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.head = nn.Linear(8, classes)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).mean((2, 3)))
+'''
+
+
+def test_your_own_model_is_swept_across_resolutions_serially_and_on_ray(tmp_path):
+    """`sweep --model FILE.py:ATTR`: the Ray workers import the model from the file, as the serial sweep does."""
+    (tmp_path / "pairs.py").write_text(USER_MODEL_PY)
+    request = SweepRequest(f"{tmp_path / 'pairs.py'}:Pair", [1.0], [32, 48], parse_formats("tflite"),
+                           tmp_path / "serial", calib_count=8, latency=LATENCY, model_args={"classes": 3})
+    serial = run_sweep(request)
+    with RayCluster() as cluster:
+        on_ray = run_sweep(dataclasses.replace(request, out=tmp_path / "ray", cluster=cluster))
+    assert [r.variant for r in serial.rows] == [r.variant for r in on_ray.rows] == ["Pair_r32", "Pair_r48"]
+    for a, b in zip(serial.rows, on_ray.rows):
+        assert a.status == b.status == VariantStatus.DONE and b.executor == Executor.RAY
+        assert a.macs == b.macs > 0 and a.int8_ms["1"] > 0 and b.int8_ms["1"] > 0
+        manifest = json.loads((tmp_path / "ray" / b.variant / "manifest.json").read_text())
+        assert manifest["origin"]["arguments"] == {"classes": 3} and manifest["num_classes"] == 3
+        for name in ("model_fp32.tflite", "model_int8.tflite"):
+            assert (tmp_path / "ray" / b.variant / name).read_bytes() == (tmp_path / "serial" / a.variant / name).read_bytes()
+    assert serial.rows[0].macs < serial.rows[1].macs

@@ -89,9 +89,14 @@ def test_a_rerun_keeps_finished_variants_and_redoes_only_what_is_missing(swept, 
     (["--resolutions", "96.5"], "--resolutions takes comma-separated numbers, got '96.5'"),
     (["--formats", "onnx"], "--formats must include tflite"),
     (["--threads", "0"], "--threads must be at least 1"),
+    (["--model-args", "{}"], "--model-args is for your own model (--model MODULE:ATTR)"),
+    (["--model", "geffnet:create_model", "--alphas", "0.5"], "--alphas applies to the zoo's models"),
+    (["--model", "geffnet:create_modle"], "geffnet has no attribute 'create_modle' (did you mean create_model?)"),
+    (["--model", "geffnet:create_model", "--model-args", "[1]"], "--model-args must be a JSON object"),
 ])
 def test_bad_sweep_input_is_one_line(tmp_path, args, message):
-    result = subprocess.run([sys.executable, "-m", "edgecnn", "sweep", "--model", "mobilenet_v2", "--resolutions",
+    model = [] if "--model" in args else ["--model", "mobilenet_v2"]
+    result = subprocess.run([sys.executable, "-m", "edgecnn", "sweep", *model, "--resolutions",
                              "96", *args, "--out", str(tmp_path / "s")], capture_output=True, text=True, timeout=300)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr

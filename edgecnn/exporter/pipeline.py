@@ -39,7 +39,7 @@ from edgecnn.harness.latency import LatencyOptions, measure_artifacts
 from edgecnn.harness.parity import INT8_PRECISIONS, CheckStatus, gate
 from edgecnn.harness.report import VALIDATION_FOLDER, write_report
 from edgecnn.schema.details import TFLiteDetails
-from edgecnn.schema.enums import FormatName, Metric, Precision, RepairMode
+from edgecnn.schema.enums import FormatName, Metric, Precision, RepairMode, WeightsKind
 from edgecnn.schema.inputs import Preprocessing
 from edgecnn.schema.int8 import Int8Target, RepairComparison
 from edgecnn.schema.manifest import (
@@ -130,10 +130,12 @@ def check_request(request: ExportRequest) -> Optional[WeightsSource]:
         fmt.load()
     source = None
     if request.user_model is not None:
-        if request.weights is not None:
-            raise UsageError(
-                "a user's model takes its weights when it is built (--weights FILE with --model MODULE:ATTR)"
-            )
+        if request.weights is not None:  # only a checkpoint the project trained of it: its dataset comes along
+            source = resolve(str(request.weights), request.user_model.origin.built_by)
+            if source.kind != WeightsKind.PROJECT:
+                raise UsageError(
+                    "a user's model takes its weights when it is built (--weights FILE with --model MODULE:ATTR)"
+                )
         with console.step(f"{request.spec.id}: traced with torch.export"):
             request.reference_program = trace(raw_rgb(request.user_model), request.spec.resolution)
     elif request.weights is not None:

@@ -50,14 +50,24 @@ def render(record: dict, report: dict) -> str:
     fastest = min(h["seconds"] for h in record["history"])
     tools = report.get("created_with", {})
     weights = report["weights"].get("name") or record["checkpoint"]
-    return f"""# Model card: {recipe["model"]} alpha {recipe["alpha"]:g}, {recipe["resolution"]} px, Fashion-MNIST
+    arguments = recipe.get("model_args") or {}
+    if ":" in recipe["model"]:  # a model from elsewhere, built by MODULE:ATTR
+        title = f"{recipe['model']} {json.dumps(arguments)}, {recipe['resolution']} px"
+        export = (f"`edgecnn export --model {recipe['model']} --weights {weights}` (its arguments, resolution "
+                  "and classes come from the checkpoint)")
+        layout = f"{recipe['model']}'s own layout"
+    else:
+        title = f"{recipe['model']} alpha {recipe['alpha']:g}, {recipe['resolution']} px"
+        export = (f"`make export MODEL={recipe['model']}\nWEIGHTS={weights}` (width, resolution and classes come "
+                  "from the checkpoint)")
+        layout = f"torchvision's {recipe['model']} layout"
+    return f"""# Model card: {title}, Fashion-MNIST
 
 A model edgecnn trains itself (`python -m edgecnn.weights.training --weights {weights}`), so that the cost
-of int8 can be measured on a real trained network. Export it with `make export MODEL={recipe["model"]}
-WEIGHTS={weights}` (width, resolution and classes come from the checkpoint).
+of int8 can be measured on a real trained network. Export it with {export}.
 
 - Checkpoint: `edgecnn/weights/checkpoints/{record["checkpoint"]}`
-  (fp32 state_dict in torchvision's {recipe["model"]} layout, {record["parameters"]:,} parameters),
+  (fp32 state_dict in {layout}, {record["parameters"]:,} parameters),
   sha256 `{record["sha256"]}`
 - Classes (index order): {", ".join(report.get("class_names", [])) or "see labels.txt of an export"}
 

@@ -8,10 +8,11 @@ both at least as fast (int8 TFLite, 1 thread) and at least as large in MACs (or 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from edgecnn.formats import FORMATS, Format
 from edgecnn.harness.latency import LatencyOptions
@@ -101,17 +102,31 @@ class SweepRequest:
     label_map: Optional[Path] = None
     latency: LatencyOptions = LatencyOptions(budget_s=1.0)
     cluster: Optional[RayCluster] = None  # None: one variant after another in this process
+    # a model from elsewhere (`model` is MODULE:ATTR, swept across resolutions only)
+    model_args: Optional[dict[str, Any]] = None
+    mean: Optional[tuple[float, ...]] = None
+    std: Optional[tuple[float, ...]] = None
 
-    def specs(self) -> list[VariantSpec]:
-        return [VariantSpec.create(self.model, alpha=a, resolution=r) for a in self.alphas for r in self.resolutions]
+    def sizes(self) -> list[tuple[float, int]]:
+        """(alpha, resolution) of every variant; each checked before any work."""
+        from edgecnn.weights.user_model import is_entry
+
+        if is_entry(self.model):
+            if self.alphas != [1.0]:
+                raise UsageError("--alphas applies to the zoo's models; your own model is swept across --resolutions")
+            return [(1.0, r) for r in self.resolutions]
+        return [
+            (spec.alpha, spec.resolution)
+            for spec in (VariantSpec.create(self.model, alpha=a, resolution=r) for a in self.alphas for r in self.resolutions)
+        ]
 
     def works(self) -> list[VariantWork]:
-        return [
+        works = [
             VariantWork(
-                spec.model,
-                spec.alpha,
-                spec.resolution,
-                self.out / spec.id,
+                self.model,
+                alpha,
+                resolution,
+                self.out,  # replaced by the variant's own folder below, once its id is known
                 tuple(f.name for f in self.formats),
                 weights=self.weights,
                 calib_dir=self.calib_dir,
@@ -119,9 +134,13 @@ class SweepRequest:
                 labels_dir=self.labels_dir,
                 label_map=self.label_map,
                 latency=self.latency,
+                model_args=self.model_args,
+                mean=self.mean,
+                std=self.std,
             )
-            for spec in self.specs()
+            for alpha, resolution in self.sizes()
         ]
+        return [dataclasses.replace(w, folder=self.out / w.variant_id) for w in works]
 
 
 def parse_numbers(text: str, what: str, kind=float) -> list:

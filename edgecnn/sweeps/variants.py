@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
 from edgecnn.harness.latency import LatencyOptions, cpu_model
+from edgecnn.schema.enums import WeightsKind
 from edgecnn.schema.report import ValidationReport, parse_report
 from edgecnn.util import console
 from edgecnn.util.interrupts import deferred_interrupts
@@ -78,6 +79,25 @@ class VariantWork:
     labels_dir: Optional[Path] = None
     label_map: Optional[Path] = None
     latency: LatencyOptions = LatencyOptions(budget_s=1.0)
+    # a model from elsewhere (`model` is MODULE:ATTR): its keyword arguments and normalisation
+    model_args: Optional[dict[str, Any]] = None
+    mean: Optional[tuple[float, ...]] = None
+    std: Optional[tuple[float, ...]] = None
+
+    @property
+    def third_party(self) -> bool:
+        from edgecnn.weights.user_model import is_entry
+
+        return is_entry(self.model)
+
+    @property
+    def variant_id(self) -> str:
+        """The export's id, without building anything."""
+        from edgecnn.weights.user_model import default_name
+
+        if self.third_party:
+            return default_name(self.model.rpartition(":")[2], self.model_args or {}, self.resolution)
+        return self.spec.id
 
     @property
     def spec(self):
@@ -85,6 +105,22 @@ class VariantWork:
 
         extra = {} if self.num_classes is None else {"num_classes": self.num_classes}
         return VariantSpec.create(self.model, alpha=self.alpha, resolution=self.resolution, **extra)
+
+    def user_model(self):
+        """A model from elsewhere, imported, built and checked as `export --model MODULE:ATTR` does."""
+        from edgecnn.weights import user_model
+
+        trained = None if self.weights is None else user_model.project_checkpoint(self.weights)
+        return user_model.from_entry(
+            self.model,
+            self.model_args or {},
+            resolution=self.resolution,
+            mean=self.mean or user_model.IMAGENET_MEAN,
+            std=self.std or user_model.IMAGENET_STD,
+            labels=None if trained is None else trained.labels(trained.trained_as.num_classes),
+            num_classes=self.num_classes,
+            weights=self.weights,
+        )
 
 
 @dataclass
@@ -138,14 +174,17 @@ def base_row(row_type: type[Row], work: VariantWork, outcome: VariantOutcome, **
     from edgecnn.zoo.profile import profile
     from edgecnn.zoo.registry import create_model
 
-    spec = work.spec
-    with torch.device("meta"):
-        prof = profile(create_model(spec.model, alpha=spec.alpha, num_classes=spec.num_classes), spec.resolution)
+    if work.third_party:
+        prof = profile(work.user_model().network, work.resolution)
+    else:
+        spec = work.spec
+        with torch.device("meta"):
+            prof = profile(create_model(spec.model, alpha=spec.alpha, num_classes=spec.num_classes), spec.resolution)
     return row_type(
-        variant=spec.id,
-        model=spec.model,
-        alpha=spec.alpha,
-        resolution=spec.resolution,
+        variant=work.variant_id,
+        model=work.model,
+        alpha=work.alpha,
+        resolution=work.resolution,
         params=prof.params,
         macs=prof.macs,
         status=outcome.status,
@@ -165,12 +204,12 @@ def finished_report(work: VariantWork) -> Optional[ValidationReport]:
     try:
         report = parse_report(json.loads(path.read_text(encoding="utf-8")), str(path))
     except ValueError as err:  # not JSON, or not a report this edgecnn reads: validated again
-        console.say(f"[sweep] {work.spec.id}: the earlier report is not read ({err}); validating again")
+        console.say(f"[sweep] {work.variant_id}: the earlier report is not read ({err}); validating again")
         return None
     labelled_ok = work.labels_dir is None or (
         report.labelled is not None and report.labelled.folder == str(work.labels_dir)
     )
-    if report.variant != work.spec.id or report.latency is None or not labelled_ok:
+    if report.variant != work.variant_id or report.latency is None or not labelled_ok:
         return None
     return report
 
@@ -212,23 +251,26 @@ def run_variant(work: VariantWork, executor: Executor = Executor.SERIAL, node_id
     from edgecnn.util.errors import EXPECTED_FAILURES
 
     node = NodeInfo.here(node_id)
-    spec = work.spec
-    outcome = VariantOutcome(spec.id, VariantStatus.DONE, executor, node)
+    outcome = VariantOutcome(work.variant_id, VariantStatus.DONE, executor, node)
     try:
         if not (work.folder / "manifest.json").is_file():
             started = time.perf_counter()
             exported: list[tuple[float, float]] = []
             with export_slot(exported):
+                user = work.user_model() if work.third_party else None
                 run_export(
                     ExportRequest(
-                        spec,
+                        user.spec if user is not None else work.spec,
                         parse_formats(",".join(work.formats)),
-                        weights=work.weights,
+                        # a model from elsewhere loads a weights file as it is built; a trained checkpoint
+                        # of it also brings its dataset
+                        weights=work.weights if user is None or user.weights.kind == WeightsKind.PROJECT else None,
                         calib_dir=work.calib_dir,
                         calib_count=work.calib_count,
                         out=work.folder,
                         force=True,
                         validate=False,
+                        user_model=user,
                     )
                 )
             outcome.export_s = time.perf_counter() - started
@@ -261,7 +303,7 @@ def run_works(works: list[VariantWork], cluster: Optional[RayCluster], label: st
     for work in works:
         report = finished_report(work)
         if report is not None:
-            outcomes[work.spec.id] = VariantOutcome(work.spec.id, VariantStatus.KEPT, Executor.SERIAL, here, report)
+            outcomes[work.variant_id] = VariantOutcome(work.variant_id, VariantStatus.KEPT, Executor.SERIAL, here, report)
         else:
             todo.append(work)
     if len(outcomes):
@@ -284,13 +326,13 @@ def run_works(works: list[VariantWork], cluster: Optional[RayCluster], label: st
                 run_serially(todo, done)
             else:
                 cluster.run(todo, done)
-    return [outcomes[work.spec.id] for work in works]
+    return [outcomes[work.variant_id] for work in works]
 
 
 def run_serially(works: list[VariantWork], done: Callable[[VariantOutcome], None]) -> list[VariantOutcome]:
     outcomes = []
     for work in works:
-        console.say(f"[sweep] {work.spec.id}: exporting and validating here")
+        console.say(f"[sweep] {work.variant_id}: exporting and validating here")
         outcomes.append(run_variant(work))
         done(outcomes[-1])
     return outcomes
@@ -386,7 +428,7 @@ class RayCluster:
                 outcome = ray.get(ready[0])
             except ray.exceptions.RayError as err:  # retries spent: the variant failed, the others go on
                 outcome = VariantOutcome(
-                    work.spec.id,
+                    work.variant_id,
                     VariantStatus.FAILED,
                     Executor.RAY,
                     NodeInfo.here("unknown"),

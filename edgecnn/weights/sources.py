@@ -83,6 +83,16 @@ class TrainedVariant:
     num_classes: int
     resolution: int
     dataset: Optional[str] = None  # a dataset of edgecnn.datasets: labels, calibration and test images
+    model_args: dict = field(default_factory=dict)  # a model from elsewhere (MODULE:ATTR): what it was built with
+
+    def check_arguments(self, source: str, given: Optional[dict]) -> dict:
+        """The keyword arguments a model from elsewhere is built with: those it was trained as, or refused."""
+        if given is not None and given != self.model_args:
+            raise UsageError(
+                f"--weights {source} was trained as {self.model} --model-args '{json.dumps(self.model_args)}', "
+                f"not '{json.dumps(given)}': leave --model-args out, or pass those"
+            )
+        return dict(self.model_args)
 
     def check(self, source: str, model: str, alpha: float, num_classes: int) -> None:
         if model != self.model:
@@ -117,7 +127,7 @@ PACKAGED = {
 PROJECT_MODELS = Path(__file__).with_name("checkpoints")  # package data
 # checkpoints this project trains and ships in edgecnn/weights/checkpoints/
 PROJECT = {
-    name: (TrainedVariant(r.model, r.alpha, r.num_classes, r.resolution, r.dataset), r.checkpoint)
+    name: (TrainedVariant(r.model, r.alpha, r.num_classes, r.resolution, r.dataset, r.model_args), r.checkpoint)
     for name, r in RECIPES.items()
 }
 

@@ -54,6 +54,20 @@ def as_nchw(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 
 
+def build_network(recipe: Recipe) -> tuple[torch.nn.Module, tuple[float, ...], tuple[float, ...]]:
+    """The untrained network and the normalisation it is trained behind: the zoo's, or `--model MODULE:ATTR`'s
+    (built as export builds it, with ImageNet's mean and std, export's default)."""
+    if recipe.third_party:
+        from edgecnn.weights import user_model
+
+        network = user_model.rebuild(recipe.model, recipe.model_args)
+        if user_model.output_width(network, recipe.resolution) != recipe.num_classes:
+            raise UsageError(f"{recipe.model} {recipe.model_args} does not have {recipe.num_classes} outputs")
+        return network, user_model.IMAGENET_MEAN, user_model.IMAGENET_STD
+    info = get_model_info(recipe.model)
+    return create_model(recipe.model, alpha=recipe.alpha, num_classes=recipe.num_classes), info.mean, info.std
+
+
 def learning_rate(recipe: Recipe, step: int, total: int) -> float:
     warmup = max(1, int(total * recipe.warmup_fraction))
     if step < warmup:
@@ -66,14 +80,13 @@ def train(recipe: Recipe, out_dir: Path) -> dict:
     started = time.perf_counter()
     torch.manual_seed(recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)
-    info = get_model_info(recipe.model)
     train_images, train_labels = FASHION_MNIST.model_inputs("train", recipe.resolution)
     test_images, test_labels = FASHION_MNIST.model_inputs("test", recipe.resolution)
     train_x, test_x = as_nchw(train_images), as_nchw(test_images)
     train_y, test_y = torch.from_numpy(train_labels), torch.from_numpy(test_labels)
 
-    net = create_model(recipe.model, alpha=recipe.alpha, num_classes=recipe.num_classes)
-    model = RawRGBInput(net, info.mean, info.std)  # trained on raw 0..255 pixels, as every export takes them
+    net, mean, std = build_network(recipe)
+    model = RawRGBInput(net, mean, std)  # trained on raw 0..255 pixels, as every export takes them
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]  # no weight decay on BatchNorm and biases
     optimizer = torch.optim.SGD(
@@ -99,7 +112,7 @@ def train(recipe: Recipe, out_dir: Path) -> dict:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            running += float(loss)
+            running += loss.item()
             step += 1
             if (i + 1) % 50 == 0 or i + 1 == steps_per_epoch:
                 print(

@@ -161,16 +161,38 @@ def build(builder: Callable[..., Any], arguments: dict[str, Any], entry: str) ->
     return model
 
 
-def load_user_weights(model: nn.Module, path: Path) -> WeightsRecord:
+def load_user_weights(model: nn.Module, path: Path, named: Optional[str] = None) -> WeightsRecord:
+    """A state_dict file, or (`named`) one of the project's checkpoints of a model from elsewhere."""
     load_weights(model, load_state_dict(path), type(model).__name__, str(path))
     return WeightsRecord(
-        f"state_dict {path.name}",
+        f"{named}: checkpoints/{path.name}, trained by edgecnn" if named else f"state_dict {path.name}",
         True,
-        kind=WeightsKind.FILE,
-        name=str(path),
+        kind=WeightsKind.PROJECT if named else WeightsKind.FILE,
+        name=named or str(path),
         path=str(path.resolve()),
         sha256=sha256_of(path),
     )
+
+
+def project_checkpoint(text: str):
+    """The `WeightsSource` of a checkpoint the project trained of a model from elsewhere, or None."""
+    from edgecnn.weights.sources import PROJECT, resolve
+
+    if text not in PROJECT or ":" not in PROJECT[text][0].model:
+        return None
+    return resolve(text, PROJECT[text][0].model)
+
+
+def weights_file(text: Optional[str], entry: str) -> tuple[Optional[Path], Optional[str]]:
+    """What `--weights` names beside `--model MODULE:ATTR`: a state_dict file, or a checkpoint the project
+    trained of that model (the file, and its name)."""
+    from edgecnn.weights.sources import PROJECT, resolve
+
+    if text is None:
+        return None, None
+    if text in PROJECT:
+        return resolve(text, entry).path, text
+    return Path(text), None
 
 
 def output_width(model: nn.Module, resolution: int) -> int:
@@ -255,13 +277,14 @@ def prepare(
     return UserModel(network, spec, origin, weights)
 
 
-def rebuild(entry: str, arguments: dict[str, Any], weights_file: Optional[Path] = None) -> nn.Module:
+def rebuild(entry: str, arguments: dict[str, Any], weights: Optional[str] = None) -> nn.Module:
     """The model `--model MODULE:ATTR` names, built as an export builds it (same seed, same weights)."""
     builder, _ = import_entry(entry)
     torch.manual_seed(BUILD_SEED)
     network = build(builder, arguments, entry)
-    if weights_file is not None:
-        load_user_weights(network, weights_file)
+    path, named = weights_file(weights, entry)
+    if path is not None:
+        load_user_weights(network, path, named)
     return network.eval()
 
 
@@ -275,13 +298,15 @@ def from_entry(
     std: Sequence[float] = IMAGENET_STD,
     labels: Optional[list[str]] = None,
     num_classes: Optional[int] = None,
-    weights_file: Optional[Path] = None,
+    weights: Optional[str] = None,
 ) -> UserModel:
-    """`--model MODULE:ATTR`: imported, called with `arguments`, given its weights, checked."""
+    """`--model MODULE:ATTR`: imported, called with `arguments`, given its weights (a file, or a checkpoint the
+    project trained of it), checked."""
     builder, file_sha256 = import_entry(entry)
     torch.manual_seed(BUILD_SEED)  # a random initialisation is then the same each time the model is named
     network = build(builder, arguments, entry)
-    weights = load_user_weights(network, weights_file) if weights_file is not None else None
+    path, named = weights_file(weights, entry)
+    record = load_user_weights(network, path, named) if path is not None else None
     origin = ModelOrigin(entry, _qualified(network), arguments, file_sha256)
     attribute = entry.rpartition(":")[2]
     name = name if name is not None else default_name(attribute, arguments, resolution)
@@ -294,7 +319,7 @@ def from_entry(
         std=std,
         labels=labels,
         num_classes=num_classes,
-        weights=weights,
+        weights=record,
     )
 
 

@@ -150,7 +150,7 @@ bench-device: $(PY_ENV) $(ADB)
 ALPHAS ?= 0.35,0.5,0.75,1.0
 RESOLUTIONS ?= 96,128,160,192,224
 sweep: $(PY_ENV) $(FASHION_IF_NAMED)
-	$(BIN)/edgecnn sweep --model $(MODEL) --alphas $(ALPHAS) --resolutions $(RESOLUTIONS) \
+	$(BIN)/edgecnn sweep --model $(MODEL) $(if $(findstring :,$(MODEL)),,--alphas $(ALPHAS)) --resolutions $(RESOLUTIONS) \
 		$(if $(LABELS_DIR),--labels-dir $(LABELS_DIR)) $(if $(LABEL_MAP),--label-map $(LABEL_MAP)) \
 		$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(CALIB),--calib $(CALIB)) $(if $(OUT),--out $(OUT)) \
 		$(if $(RAY),--ray $(filter-out local,$(RAY)))

@@ -63,11 +63,20 @@ def measure(name: str, repair: str, work: Path, count: Optional[int] = None, tar
     from edgecnn.schema.int8 import Int8Target
 
     recipe = RECIPES[name]
-    spec = VariantSpec.create(recipe.model, alpha=recipe.alpha, resolution=recipe.resolution,
-                              num_classes=recipe.num_classes, weights=name)
+    user = None
+    if recipe.third_party:  # a model from elsewhere, as `--model MODULE:ATTR --weights NAME` builds it
+        from edgecnn.weights import user_model
+
+        source = user_model.project_checkpoint(name)
+        user = user_model.from_entry(recipe.model, recipe.model_args, resolution=recipe.resolution,
+                                     labels=source.labels(recipe.num_classes), weights=name)
+        spec = user.spec
+    else:
+        spec = VariantSpec.create(recipe.model, alpha=recipe.alpha, resolution=recipe.resolution,
+                                  num_classes=recipe.num_classes, weights=name)
     out = work / f"{spec.id}_{repair}_{target or 'default'}"
     result = run_export(ExportRequest(spec, parse_formats("tflite"), weights=name, out=out, force=True,
-                                      validate=False, int8_repair=RepairMode(repair),
+                                      validate=False, int8_repair=RepairMode(repair), user_model=user,
                                       int8_target=Int8Target.parse(target) if target else None))
     report = run_validation(out, dataset=recipe.dataset, dataset_count=count, latency=None,
                             out=out / "dataset-test")
@@ -87,7 +96,9 @@ def measure(name: str, repair: str, work: Path, count: Optional[int] = None, tar
     float_layers = record.details.float_layers
     if refused is not None and mixed:
         applied.append(f"float for {len(float_layers)} layers (the pure int8 file missed the bound)")
-    return Int8ZooRow(recipe.model, recipe.alpha, recipe.resolution, name, repair, report.labelled.pytorch_fp32.top1,
+    named = " ".join(str(v) for v in recipe.model_args.values() if isinstance(v, str))
+    model = f"{recipe.model.partition(':')[0]} {named}" if recipe.third_party else recipe.model
+    return Int8ZooRow(model, recipe.alpha, recipe.resolution, name, repair, report.labelled.pytorch_fp32.top1,
                       int8.accuracy.top1, int8.accuracy.top1_agreement, applied, report.labelled.images, target,
                       int8.path, list(float_layers))
 
@@ -108,7 +119,8 @@ def markdown(rows: list[Int8ZooRow], failures: tuple[str, ...] = ()) -> str:
         "missed it fine-tunes the int8 weights to PyTorch's logits on 10,000 other training images and keeps that "
         "where it measures better; where the bound is still missed it writes model_int8_mixed.tflite, int8 but for the fewest layers left in float that meet it "
         "(not pure int8; the row names it). Reproduce a row with `edgecnn export --model M --weights W "
-        "--formats tflite --int8-repair R [--int8-target T]` then `edgecnn validate EXPORT --dataset "
+        "--formats tflite --int8-repair R [--int8-target T]` (M: geffnet:create_model for a geffnet row) then "
+        "`edgecnn validate EXPORT --dataset "
         "fashion-mnist`; the whole table with `make int8-zoo`.", "", "```", table, "```", "",
         *(["Bounds not met (the export failed; its pure int8 file kept as rejected):"] + [f"- {f}" for f in failures]
           + [""] if failures else []),

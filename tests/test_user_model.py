@@ -127,6 +127,17 @@ def test_zoo_options_on_a_users_model_and_back_are_refused(capsys, models_py):
 
 
 @pytest.mark.quick
+def test_a_checkpoint_trained_of_a_model_from_elsewhere_fits_only_that_model(capsys):
+    name = "fashion-mnist-geffnet-mnasnet-050"
+    err = _refused(capsys, "--model", "geffnet:create_model", "--model-args", '{"model_name": "mnasnet_100"}',
+                   "--weights", name)
+    assert (f"--weights {name} was trained as geffnet:create_model --model-args "
+            "'{\"model_name\": \"mnasnet_050\", \"num_classes\": 10}', not '{\"model_name\": \"mnasnet_100\"}'") in err
+    assert f"--weights {name} is for geffnet:create_model, not mobilenet_v2" in _refused(
+        capsys, "--model", "mobilenet_v2", "--weights", name)
+
+
+@pytest.mark.quick
 def test_the_python_api_refuses_what_is_not_a_module():
     with pytest.raises(UsageError, match="takes a torch.nn.Module, got function"):
         edgecnn.export(lambda x: x, resolution=32)

@@ -33,7 +33,9 @@ def test_the_checkpoint_is_the_one_its_record_describes(name):
 
 
 @pytest.mark.slow  # `make test-full`: repeats coverage `make test` has (kept within its 20 minutes)
-@pytest.mark.parametrize("name", ["fashion-mnist-resnet18"])  # the demo model's test does it in `make test`
+# the demo model's test does it in `make test`; the geffnet ones through `--model geffnet:create_model`
+@pytest.mark.parametrize("name", ["fashion-mnist-resnet18", "fashion-mnist-geffnet-mnasnet-050",
+                                  "fashion-mnist-geffnet-mobilenetv3-large-075"])
 def test_int8_keeps_top1_on_the_full_test_set(name, tmp_path):
     recipe = RECIPES[name]
     run = [sys.executable, "-m", "edgecnn"]

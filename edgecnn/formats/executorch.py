@@ -209,7 +209,7 @@ def quantize(job: ExportJob, network: torch.nn.Module, encoding: Int8InputEncodi
         int8_unary_ops=frozenset({torch.ops.aten.hardswish.default}),
     ).set_global(get_symmetric_quantization_config(is_per_channel=True))
     graph = torch.export.export(network, (normalized[0],), strict=True).module()
-    int8_forms(graph, native_hardswish=True)
+    int8_forms(graph, native_hardswish=True, split_as_slices=True)
     graph = quantize_pt2e.prepare_pt2e(scalars_as_4d_tensors(graph), quantizer)
     with torch.no_grad():
         for image in console.track(normalized, f"executorch int8: calibrated on {len(normalized)} images"):

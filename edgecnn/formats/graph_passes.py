@@ -16,11 +16,10 @@ quantizes:
 - integer scalars in arithmetic -> float (an int literal made calibration's histogram fail on a Long tensor);
 - `mean(x, (2, 3))` on an NCHW tensor -> `adaptive_avg_pool2d(x, 1)` (flattened unless keepdim): a MEAN stays
   float in LiteRT's int8, an average pool does not;
-- a split along channels whose every part goes through its own convolution, concatenated back in order (a
-  mixed-kernel depthwise conv as in MixNet, or a grouped pointwise conv written as pieces) -> one convolution:
-  depthwise kernels zero-padded to the largest (odd, centred, so each tap reads the pixel it read before), or
-  equal dense parts as one grouped conv. In int8 each split and concat requantizes and breaks the XNNPACK
-  graph, and ExecuTorch's XNNPACK takes no `split_with_sizes`.
+- for ExecuTorch (`split_as_slices`), a split or chunk -> one slice per part: its XNNPACK delegates slices but
+  not `split_with_sizes`. (Merging MixNet's split, per-part depthwise convs and concat into one depthwise conv,
+  each kernel zero-padded to the largest, computes the same but made its int8 TFLite 2x slower: XNNPACK's
+  int8 9x9 depthwise is slow. Not done.)
 
 Each new node carries the metadata of the node it replaces (its `nn_module_stack` above all), so per-layer
 inspection and float units still name the user's own modules. Each computes exactly what it replaces
@@ -41,12 +40,13 @@ aten = torch.ops.aten
 _ARITHMETIC = {aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.rsub.Scalar, aten.add.Scalar, aten.mul.Scalar}
 
 
-def int8_forms(graph: fx.GraphModule, *, native_hardswish: bool = False) -> Counter:
+def int8_forms(graph: fx.GraphModule, *, native_hardswish: bool = False, split_as_slices: bool = False) -> Counter:
     """Rewrite `graph` in place; returns how many operators each pass rewrote."""
     done: Counter = Counter()
     done["grad-mode region inlined"] = inline_grad_mode_regions(graph)
     done["in-place operator made out-of-place"] = out_of_place(graph)
-    done["split, convolutions and concat as one convolution"] = merge_split_convolutions(graph)
+    if split_as_slices:
+        done["split as slices"] = splits_as_slices(graph)
     for node in list(graph.graph.nodes):
         if node.op != "call_function":
             continue
@@ -143,151 +143,30 @@ def inline_grad_mode_regions(graph: fx.GraphModule) -> int:
 _SPLITS = {aten.split_with_sizes.default, aten.split.Tensor, aten.chunk.default}
 
 
-def merge_split_convolutions(graph: fx.GraphModule) -> int:
-    """Each channel split whose parts each go through one conv2d, concatenated back in order, as one conv2d."""
+def splits_as_slices(graph: fx.GraphModule) -> int:
+    """Each split or chunk as one slice per part: ExecuTorch's XNNPACK delegates slices, not split_with_sizes
+    (MixNet's mixed-kernel convs left 34 of them outside it)."""
     count = 0
     for split in list(graph.graph.nodes):
-        found = _split_conv_concat(split) if split.op == "call_function" and split.target in _SPLITS else None
-        if found is None:
+        if split.op != "call_function" or split.target not in _SPLITS:
             continue
-        convs, concat = found
-        merged = _merged_parameters(graph, convs)
-        if merged is None:
+        parts = [p for p in split.users if p.target is operator.getitem]
+        shapes = split.meta.get("val")
+        if len(parts) != len(split.users) or not shapes:
             continue
-        weight, bias, stride, padding, groups = merged
-        first = convs[0]
-        prefix = f"_merged_{first.name}"
-        graph.register_buffer(f"{prefix}_weight", weight)
-        if bias is not None:
-            graph.register_buffer(f"{prefix}_bias", bias)
-        with graph.graph.inserting_before(concat):
-            weight_node = graph.graph.get_attr(f"{prefix}_weight")
-            bias_node = graph.graph.get_attr(f"{prefix}_bias") if bias is not None else None
-            conv = graph.graph.call_function(
-                aten.conv2d.default, (split.args[0], weight_node, bias_node, stride, padding, [1, 1], groups)
-            )
-        conv.meta.update({k: v for k, v in first.meta.items() if k not in ("val", "source_fn_stack", "torch_fn")})
-        named = _holder_stack(convs)
-        if named is not None:  # named by the module that held the parts (e.g. MixNet's MixedConv2d)
-            conv.meta["nn_module_stack"] = named
-        sources = first.meta.get("source_fn_stack")
-        if sources:
-            conv.meta["source_fn_stack"] = [(conv.name, sources[-1][1])]
-        fake_mode = torch._guards.detect_fake_mode([concat.meta.get("val")])
-        if fake_mode is not None and split.args[0].meta.get("val") is not None:
-            with fake_mode:
-                weight_node.meta["val"] = fake_mode.from_tensor(weight)
-                if bias_node is not None:
-                    bias_node.meta["val"] = fake_mode.from_tensor(bias)
-                conv.meta["val"] = torch.nn.functional.conv2d(
-                    split.args[0].meta["val"], weight_node.meta["val"],
-                    bias_node.meta["val"] if bias_node is not None else None, stride, padding, 1, groups,
-                )
-        concat.replace_all_uses_with(conv)
-        graph.graph.erase_node(concat)
-        for node in convs:
-            graph.graph.erase_node(node)
-        for part in list(split.users):
+        dim = split.args[2] if len(split.args) > 2 else split.kwargs.get("dim", 0)
+        starts = [0]
+        for shape in shapes:
+            starts.append(starts[-1] + int(shape.shape[dim]))
+        for part in parts:
+            index = part.args[1]
+            with graph.graph.inserting_before(part):
+                piece = _Builder(graph.graph, split)(aten.slice.Tensor, split.args[0], dim, starts[index], starts[index + 1])
+            part.replace_all_uses_with(piece)
             graph.graph.erase_node(part)
         graph.graph.erase_node(split)
         count += 1
-    if count:
-        graph.graph.eliminate_dead_code()
-        graph.delete_all_unused_submodules()
     return count
-
-
-def _holder_stack(convs: list[fx.Node]) -> "dict | None":
-    """The first part's module stack, ending at the deepest module that holds every part (their paths'
-    common prefix: `blocks.1.0.conv_pw` for `.0` and `.1`)."""
-    stacks = [list((c.meta.get("nn_module_stack") or {}).items()) for c in convs]
-    if not all(stacks):
-        return None
-    paths = [stack[-1][1][0].split(".") for stack in stacks]
-    common = []
-    for names in zip(*paths):
-        if len(set(names)) != 1:
-            break
-        common.append(names[0])
-    holder = ".".join(common)
-    kept = [(key, (path, kind)) for key, (path, kind) in stacks[0] if len(path) <= len(holder)]
-    if kept and kept[-1][1][0] != holder:  # not called as a module (a ModuleList): named by its path
-        kept.append((f"{kept[-1][0]}.parts", (holder, stacks[0][-1][1][1])))
-    return dict(kept)
-
-
-def _split_conv_concat(split: fx.Node) -> "tuple[list[fx.Node], fx.Node] | None":
-    """(the convs in order, the concat) when `split` cuts NCHW channels into parts, each read by one conv2d
-    only, whose outputs are read by one channel concat only, in the same order."""
-    x = split.args[0]
-    value = x.meta.get("val") if isinstance(x, fx.Node) else None
-    dim = split.args[2] if len(split.args) > 2 else split.kwargs.get("dim", 0)
-    if value is None or value.dim() != 4 or dim % 4 != 1:
-        return None
-    parts = list(split.users)
-    if not parts or any(p.target is not operator.getitem or len(p.users) != 1 for p in parts):
-        return None
-    parts.sort(key=lambda p: p.args[1])
-    if [p.args[1] for p in parts] != list(range(len(split.meta.get("val") or parts))):
-        return None  # a part nothing reads
-    convs = [next(iter(p.users)) for p in parts]
-    if any(c.target != aten.conv2d.default or c.args[0] is not p or len(c.users) != 1 for c, p in zip(convs, parts)):
-        return None
-    concat = next(iter(convs[0].users))
-    concat_dim = concat.args[1] if len(concat.args) > 1 else concat.kwargs.get("dim", 0)
-    if concat.target != aten.cat.default or concat_dim % 4 != 1 or list(concat.args[0]) != convs:
-        return None
-    return convs, concat
-
-
-def _conv_arguments(conv: fx.Node) -> "tuple[Any, ...] | None":
-    """(weight, bias, stride, padding, dilation, groups) of an aten.conv2d node, weights as tensors."""
-    defaults = [None, None, [1, 1], [0, 0], [1, 1], 1]
-    args = list(conv.args[1:]) + defaults[len(conv.args) - 1:]
-    weight_node, bias_node = args[0], args[1]
-    if weight_node is None or weight_node.op != "get_attr" or (bias_node is not None and bias_node.op != "get_attr"):
-        return None
-    owner = weight_node.graph.owning_module
-    pair = lambda v: [v, v] if isinstance(v, int) else list(v)  # noqa: E731
-    weight = _attribute(owner, weight_node.target)
-    bias = _attribute(owner, bias_node.target) if bias_node is not None else None
-    return weight, bias, pair(args[2]), pair(args[3]), pair(args[4]), args[5]
-
-
-def _attribute(module: torch.nn.Module, target: str) -> torch.Tensor:
-    for part in target.split("."):
-        module = getattr(module, part)
-    return module.detach()
-
-
-def _merged_parameters(graph: fx.GraphModule, convs: list[fx.Node]):
-    """One conv's (weight, bias, stride, padding, groups) computing what the parts compute, or None."""
-    parts = [_conv_arguments(c) for c in convs]
-    if any(p is None for p in parts):
-        return None
-    weights = [p[0] for p in parts]
-    strides, dilations = {tuple(p[2]) for p in parts}, {tuple(p[4]) for p in parts}
-    if len(strides) != 1 or dilations != {(1, 1)}:
-        return None
-    inputs = [c.args[0].meta["val"].shape[1] for c in convs]
-    biases = [p[1] for p in parts]
-    if any(b is None for b in biases) and not all(b is None for b in biases):
-        biases = [b if b is not None else torch.zeros(w.shape[0]) for b, w in zip(biases, weights)]
-    bias = torch.cat(biases) if biases[0] is not None else None
-    depthwise = all(g == c and w.shape[:2] == (c, 1) for (_, _, _, _, _, g), c, w in zip(parts, inputs, weights))
-    if depthwise:
-        kernels = [w.shape[2] for w in weights]
-        centred = all(w.shape[2] == w.shape[3] and w.shape[2] % 2 == 1 and p[3] == [w.shape[2] // 2] * 2
-                      for w, p in zip(weights, parts))
-        if not centred:
-            return None
-        size = max(kernels)
-        padded = [torch.nn.functional.pad(w, [(size - w.shape[2]) // 2] * 4) for w in weights]
-        return torch.cat(padded), bias, list(strides.pop()), [size // 2] * 2, sum(inputs)
-    same = {(tuple(w.shape), tuple(p[3]), p[5]) for w, p in zip(weights, parts)}
-    if len(same) != 1 or parts[0][5] != 1 or len(set(inputs)) != 1:
-        return None
-    return torch.cat(weights), bias, list(strides.pop()), parts[0][3], len(convs)
 
 
 def _rewrite_for(node: fx.Node, native_hardswish: bool) -> "tuple[str, Callable[..., fx.Node]] | None":
@@ -349,6 +228,7 @@ _SOURCE_FN: dict[Any, Any] = {
     aten.hardtanh.default: torch.nn.functional.hardtanh,
     aten.adaptive_avg_pool2d.default: torch.nn.functional.adaptive_avg_pool2d,
     aten.flatten.using_ints: torch.flatten,
+    aten.slice.Tensor: operator.getitem,
 }
 
 

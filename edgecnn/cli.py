@@ -60,7 +60,10 @@ EXAMPLES = {
     "validate": ["edgecnn validate export/mobilenet_v2_a0.75_r224 --labels-dir photos/ --count 32"],
     "bench": ["edgecnn bench export/mobilenet_v2_a0.75_r224 --threads 1,2 --runs 50"],
     "classify": ["edgecnn classify export/efficientnet_lite0_a1.0_r224 cat.jpg dog.png"],
-    "inspect-int8": ["edgecnn inspect-int8 export/mobilenet_v2_a0.5_r32 --count 16 --out int8-report/"],
+    "inspect-int8": [
+        "edgecnn inspect-int8 export/mobilenet_v2_a0.5_r32 --count 16 --out int8-report/",
+        "edgecnn inspect-int8 export/mobilenet_v2_a0.5_r32 --artifact model_int8.pte",
+    ],
     "android-assets": [
         "edgecnn android-assets export/efficientnet_lite0_a1.0_r224 mobilenet_v2_a0.5_r32",
         'edgecnn android-assets --variants "mobilenet_v2:0.35:128 mobilenet_v2:0.5:32:fashion-mnist-demo"',
@@ -233,7 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("--model-args", help="with --model: its JSON keyword arguments, as at export")
     inspect.add_argument("--weights", help="with --model: the state_dict file (or trained checkpoint) it was exported with")
-    inspect.add_argument("--out", type=Path, help="report folder (default: EXPORT_DIR/inspect-int8)")
+    inspect.add_argument("--out", type=Path, help="report folder (default: EXPORT_DIR/inspect-int8, or inspect-int8-pte)")
+    inspect.add_argument(
+        "--artifact", help="which int8 file: model_int8.tflite (default, if exported) or model_int8.pte"
+    )
 
     assets = sub.add_parser("android-assets", help="the Android demo's assets: models, catalog, golden files")
     assets.add_argument(
@@ -739,9 +745,10 @@ def cmd_inspect_int8(args: argparse.Namespace) -> None:
         network = user_model.rebuild(args.model, user_model.parse_arguments(args.model_args), args.weights)
     elif args.model_args is not None or args.weights is not None:
         raise UsageError("--model-args and --weights go with --model")
-    out = args.out if args.out is not None else args.export_dir / "inspect-int8"
-    with console.third_party_into(out, "inspect-int8.log", args.verbose):
-        inspection, out = run_inspection(args.export_dir, args.images, args.count, network, out)
+    default = "inspect-int8-pte" if (args.artifact or "").endswith(".pte") else "inspect-int8"
+    log_folder = args.out if args.out is not None else args.export_dir / default
+    with console.third_party_into(log_folder, "inspect-int8.log", args.verbose):
+        inspection, out = run_inspection(args.export_dir, args.images, args.count, network, args.out, args.artifact)
     print(
         f"{inspection.variant}: {len(inspection.layers)} int8 operators of {inspection.artifact} on "
         f"{inspection.images} images ({inspection.images_source}); the worst by their own error:"

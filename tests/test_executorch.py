@@ -248,3 +248,34 @@ def test_every_tflite_and_pte_carries_its_contract(exported):
         assert (contract.mean, contract.std) == (manifest.mean, manifest.std)
         assert contract.preprocessing == manifest.preprocessing
         assert contract.input == artifact.input and contract.output == artifact.output
+
+
+def test_inspect_int8_reads_the_int8_pte_with_the_tflites_layer_names(exported, tmp_path, capsys):
+    """The .pte's per-layer values come from the quantized graph that was lowered, checked against the runtime;
+    its layers carry the same module names as the TFLite's, so the two int8 files compare layer by layer."""
+    from edgecnn.cli import main
+
+    root, _ = exported
+    before = sorted(p.name for p in root.iterdir())
+    for artifact, out in (("model_int8.pte", "pte"), ("model_int8.tflite", "tflite")):
+        code = main(["inspect-int8", str(root), "--artifact", artifact, "--count", "4", "--out", str(tmp_path / out)])
+        assert code == 0, capsys.readouterr().err
+    assert "4 images" in capsys.readouterr().out
+    pte = json.loads((tmp_path / "pte" / "layers.json").read_text())
+    tflite = json.loads((tmp_path / "tflite" / "layers.json").read_text())
+    assert pte["schema"] == tflite["schema"] and pte["artifact"] == "model_int8.pte"
+    assert pte["method"].startswith("the quantized graph that was lowered") and tflite["method"] is None
+    # the rebuilt graph is the program the runtime ran: its logits within a few int8 codes of the runtime's
+    assert pte["runtime_cosine"] >= 0.999 and pte["runtime_code_difference"] <= 4, pte
+    assert pte["replay_cosine"] >= 0.9999
+    modules = lambda report: [l["module"] for l in report["layers"] if "conv" in l["op"].lower()]  # noqa: E731
+    assert modules(pte) == modules(tflite) and len(modules(pte)) > 30
+    for layer in pte["layers"]:
+        assert layer["local_sqnr_db"] > 15 and 0 < layer["cosine"] <= 1 and layer["scale"] > 0
+    assert "runtime's on the same images" in (tmp_path / "pte" / "layers.md").read_text()
+    assert (tmp_path / "pte" / "layers.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in root.iterdir()) == before  # --out: the export is left as it was
+    assert main(["inspect-int8", str(root), "--artifact", "model.onnx"]) == 2
+    err = capsys.readouterr().err
+    assert "has no int8 file model.onnx (its int8 files: model_int8.tflite, model_int8.pte" in err
+    assert len(err.strip().splitlines()) == 1

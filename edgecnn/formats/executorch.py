@@ -189,18 +189,33 @@ def export_fp32(job: ExportJob) -> Artifact:
     )
 
 
-def quantize(job: ExportJob, network: torch.nn.Module, encoding: Int8InputEncoding) -> torch.fx.GraphModule:
-    """PT2E with ExecuTorch's XNNPACK quantizer and the project's rules, calibrated on the job's images."""
+def int8_network(backbone: torch.nn.Module, sample: torch.Tensor) -> torch.nn.Module:
+    """The network the int8 .pte is quantized from: the backbone in the forms XNNPACK runs in int8."""
+    # a padded max pool stays whole: XNNPACK takes it here, while as a zero pad and a pool (what LiteRT
+    # needs) the pad was left unquantized and ran in float between two Converts (measured on resnet18 at
+    # 224 px, 1 thread: 0.45 ms of 11.4)
+    return with_native_hardswish(for_xnnpack(backbone, sample, int8=True, pad_max_pools=False))
+
+
+def quantize(
+    network: torch.nn.Module, calibration: np.ndarray, encoding: Int8InputEncoding, keep_float: bool = False
+) -> "tuple[torch.fx.GraphModule, torch.fx.GraphModule | None]":
+    """PT2E with ExecuTorch's XNNPACK quantizer and the project's rules, calibrated on `calibration` (uint8
+    NHWC): the quantized graph, and (`keep_float`) the float graph it was quantized from, its BatchNorms folded
+    into the convs as the quantizer folds them (what `inspect-int8` compares the int8 values with)."""
+    import copy
+
     from executorch.backends.xnnpack.quantizer import xnnpack_quantizer_utils
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
     from torchao.quantization.pt2e import quantize_pt2e
+    from torchao.quantization.pt2e.utils import _fuse_conv_bn_
 
     normalized = [
         torch.from_numpy(encoding.decode(encoding.encode(image[None]))).permute(0, 3, 1, 2).contiguous()
-        for image in job.calibration
+        for image in calibration
     ]
     quantizer = edge_quantizer(
         XNNPACKQuantizer,
@@ -210,12 +225,17 @@ def quantize(job: ExportJob, network: torch.nn.Module, encoding: Int8InputEncodi
     ).set_global(get_symmetric_quantization_config(is_per_channel=True))
     graph = torch.export.export(network, (normalized[0],), strict=True).module()
     int8_forms(graph, native_hardswish=True, split_as_slices=True)
-    graph = quantize_pt2e.prepare_pt2e(scalars_as_4d_tensors(graph), quantizer)
+    graph = scalars_as_4d_tensors(graph)
+    float_graph = None
+    if keep_float:
+        float_graph = copy.deepcopy(graph)
+        _fuse_conv_bn_(float_graph)
+    graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
     with torch.no_grad():
         for image in console.track(normalized, f"executorch int8: calibrated on {len(normalized)} images"):
             checkpoint()  # batch 1: the graph's shapes are static
             graph(image)
-    return quantize_pt2e.convert_pt2e(graph)
+    return quantize_pt2e.convert_pt2e(graph), float_graph
 
 
 def export_int8(job: ExportJob) -> Artifact:
@@ -224,11 +244,7 @@ def export_int8(job: ExportJob) -> Artifact:
 
     encoding = Int8InputEncoding.for_normalization(job.mean, job.std)
     sample = torch.from_numpy(encoding.decode(encoding.encode(job.calibration[:1]))).permute(0, 3, 1, 2).contiguous()
-    # a padded max pool stays whole: XNNPACK takes it here, while as a zero pad and a pool (what LiteRT
-    # needs) the pad was left unquantized and ran in float between two Converts (measured on resnet18 at
-    # 224 px, 1 thread: 0.45 ms of 11.4)
-    network = with_native_hardswish(for_xnnpack(job.backbone, sample, int8=True, pad_max_pools=False))
-    graph = quantize(job, network, encoding)
+    graph, _ = quantize(int8_network(job.backbone, sample), job.calibration, encoding)
     with console.step("executorch int8: lowered to XNNPACK"), _quiet(), _lowering_errors("int8"):
         program = torch.export.export(graph, (sample,), strict=True)
         image = int8_image_input("image", _shape(job), "NCHW", encoding.to_record())

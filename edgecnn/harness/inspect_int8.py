@@ -11,7 +11,7 @@ the PyTorch weights (`int8_replay`). Per int8 operator, on the same images:
 A conv is named by its conv module (`layer2.0.conv1`: the BatchNorm and activation fused into it are
 part of it), other operators by the module whose forward computes them (`layer2.0` for a residual add).
 SQNR is 10 log10(signal power / noise power), in dB; the local one per channel, averaged over channels
-(`_Errors.channel_sqnr_db` says why).
+(`Errors.channel_sqnr_db` says why).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from edgecnn.formats.litert import module_path
 from edgecnn.formats.rewrites import for_xnnpack
 from edgecnn.harness.images import parity_images
 from edgecnn.harness.int8_replay import DATA_MOVEMENT, FloatReplay, GraphOp, read_graph
+from edgecnn.harness.layer_errors import Errors
 from edgecnn.schema.details import TFLiteDetails
 from edgecnn.schema.enums import FormatName, Precision
 from edgecnn.schema.int8 import (
@@ -46,7 +47,6 @@ from edgecnn.util import console
 from edgecnn.util.atomic import atomic_folder, check_writable
 from edgecnn.util.errors import UsageError
 from edgecnn.util.interrupts import checkpoint, deferred_interrupts
-from edgecnn.util.metrics import EXACT_DB, sqnr_db
 from edgecnn.util.tables import format_table
 from edgecnn.weights.reference import calibration_images, reference_model
 from edgecnn.weights.user_model import matching_network
@@ -54,67 +54,13 @@ from edgecnn.zoo.models.layers import RawRGBInput
 
 SCHEMA = INSPECTION_SCHEMA
 FOLDER = "inspect-int8"
+INSPECTED = {FormatName.TFLITE: FOLDER, FormatName.EXECUTORCH: f"{FOLDER}-pte"}  # int8 formats -> report folder
 WORST = 10
 REPLAY_MIN_COSINE = 0.9999  # the float replay must be PyTorch's network; measured 0.999999+ on the zoo
 # modules whose name litert-torch gives to an operator that is really their parent's (ResNet's residual add
 # carries the name of the ReLU that follows it)
 _NAMING_LEAVES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.BatchNorm2d, nn.Identity, nn.Dropout)
 _ACTIVATION_OPS = {"RELU", "RELU6", "HARD_SWISH", "LOGISTIC", "TANH"}
-
-
-class _Errors:
-    """Running sums over images of a reference tensor against a noisy one, per channel (the last axis)."""
-
-    def __init__(self) -> None:
-        self.power: Optional[np.ndarray] = None  # per channel, summed over what was added; None: nothing yet
-        self.noise: Optional[np.ndarray] = None
-        self.dot = self.norm_ref = self.norm_noisy = 0.0
-        self.clipped = self.count = 0
-
-    def add(self, reference: np.ndarray, noisy: np.ndarray) -> None:
-        channels = reference.shape[-1] if reference.ndim > 1 else 1
-        r = reference.reshape(-1, channels).astype(np.float64)
-        n = noisy.reshape(-1, channels).astype(np.float64)
-        power, noise = (r**2).sum(0), ((r - n) ** 2).sum(0)
-        self.power = power if self.power is None else self.power + power
-        self.noise = noise if self.noise is None else self.noise + noise
-        self.dot += float((r * n).sum())
-        self.norm_ref += float((r**2).sum())
-        self.norm_noisy += float((n**2).sum())
-
-    def _sums(self) -> tuple[np.ndarray, np.ndarray]:
-        """The per-channel signal and noise power; an error before anything was added."""
-        if self.power is None or self.noise is None:
-            raise ValueError("no tensors were added: there is no error to measure")
-        return self.power, self.noise
-
-    def sqnr_db(self) -> float:
-        power, noise = self._sums()
-        return _db(float(power.sum()), float(noise.sum()))
-
-    def channel_sqnr_db(self) -> float:
-        """SQNR per channel, averaged in dB over the channels that carry a signal.
-
-        A whole-tensor SQNR is dominated by the largest channels: a unit whose few wide channels squeeze
-        the others onto a handful of int8 levels keeps a high total SQNR while those channels are lost,
-        and the damage shows only in the next layer. Per channel it shows where it happens.
-        """
-        power, noise = self._sums()
-        live = power > 1e-12 * max(float(power.max()), 1e-30)
-        if not live.any():
-            return EXACT_DB
-        return round(float(np.mean([_db(p, n) for p, n in zip(power[live], noise[live])])), 3)
-
-    def cosine(self) -> float:
-        norms = np.sqrt(self.norm_ref * self.norm_noisy)
-        return float(self.dot / norms) if norms > 0 else 0.0
-
-    def rmse(self) -> float:
-        return float(np.sqrt(self._sums()[1].sum() / max(self.count, 1)))
-
-
-def _db(power: float, noise: float) -> float:
-    return round(sqnr_db(power, noise), 3)
 
 
 def _module_name(op: GraphOp, replay: FloatReplay, modules: dict[str, nn.Module]) -> str:
@@ -148,9 +94,9 @@ def inspect(
     input_index = interpreter.get_input_details()[0]["index"]
     output_index = interpreter.get_output_details()[0]["index"]
     reported = [op for op in ops if op.kind not in DATA_MOVEMENT]
-    local = {op.index: _Errors() for op in reported}
-    accumulated = {op.index: _Errors() for op in reported}
-    replay_check = _Errors()
+    local = {op.index: Errors() for op in reported}
+    accumulated = {op.index: Errors() for op in reported}
+    replay_check = Errors()
 
     def dequantized(index: int) -> torch.Tensor:
         q = np.asarray(interpreter.get_tensor(index))
@@ -259,6 +205,21 @@ def markdown(inspection: Int8Inspection) -> str:
         "same dequantized int8 inputs, per channel. SQNR and cosine: the int8 network against the float "
         "network at that tensor. Clipped: float values outside the tensor's int8 range. The float "
         f"replay of the graph gives PyTorch's logits to cosine {inspection.replay_cosine:.6f}.",
+        *(
+            [
+                "",
+                f"The int8 values come from {inspection.method}. Its logits against the runtime's on the same "
+                f"images: cosine {inspection.runtime_cosine:.6f}"
+                + (
+                    f"; {inspection.runtime_same_codes:.2%} of the int8 output codes equal, none more than "
+                    f"{inspection.runtime_code_difference} apart (XNNPACK rounds in integers, the graph in float)."
+                    if inspection.runtime_same_codes is not None
+                    else "."
+                ),
+            ]
+            if inspection.method is not None
+            else []
+        ),
         "",
         f"## The worst {min(WORST, len(inspection.layers))} by local error",
         "",
@@ -362,9 +323,11 @@ def run_inspection(
     count: int = 8,
     model: Optional[nn.Module] = None,
     out: Optional[Path] = None,
+    artifact: Optional[str] = None,
 ) -> tuple[Int8Inspection, Path]:
-    """`edgecnn inspect-int8`: inspect the export's int8 TFLite and write `out` (default EXPORT_DIR/inspect-int8/;
-    an export handed over read-only can be inspected elsewhere).
+    """`edgecnn inspect-int8`: inspect the export's int8 file `artifact` (default: the int8 TFLite, else the int8
+    .pte) and write `out` (default EXPORT_DIR/inspect-int8/, or inspect-int8-pte/ for the .pte; an export handed
+    over read-only can be inspected elsewhere).
 
     An export of a model from outside the zoo keeps its reference as a program, which has no modules to name
     layers by: `model` (normalised input, as exported) is then the user's network, checked against it."""
@@ -372,12 +335,16 @@ def run_inspection(
         raise UsageError(f"--count must be at least 1, got {count}")
     with deferred_interrupts():
         manifest = open_export(export_dir)
-        record = next(
-            (a for a in manifest.artifacts if (a.format, a.precision) == (FormatName.TFLITE, Precision.INT8)), None
-        )
+        int8 = [a for a in manifest.artifacts if a.precision == Precision.INT8 and a.format in INSPECTED]
+        int8.sort(key=lambda a: list(INSPECTED).index(a.format))
+        record = next((a for a in int8 if artifact is None or a.path == artifact), None)
         if record is None:
-            raise UsageError(f"{export_dir} has no int8 TFLite model to inspect")
-        out = export_dir / FOLDER if out is None else out
+            have = ", ".join(a.path for a in int8) or "none"
+            raise UsageError(
+                f"{export_dir} has no int8 file {artifact or 'to inspect'} (its int8 files: {have}; inspect-int8 reads "
+                "the int8 TFLite and the int8 .pte)"
+            )
+        out = export_dir / INSPECTED[record.format] if out is None else out
         check_writable(out.parent)
         photos, source = parity_images(manifest, count, images)
         if manifest.origin is not None:
@@ -393,7 +360,12 @@ def run_inspection(
                 wrapped = reference_model(manifest, export_dir)
             assert isinstance(wrapped, RawRGBInput)  # reference_model rebuilds the network in its normalisation
             backbone = wrapped.model.eval()
-        inspection = inspect(export_dir, manifest, record, photos, source, backbone)
+        if record.format == FormatName.EXECUTORCH:
+            from edgecnn.harness.inspect_pte import inspect_pte
+
+            inspection = inspect_pte(export_dir, manifest, record, photos, source, backbone)
+        else:
+            inspection = inspect(export_dir, manifest, record, photos, source, backbone)
         write_inspection(inspection, out)
     return inspection, out
 

@@ -186,6 +186,12 @@ class Int8Inspection:
     replay_cosine: float  # the float replay's logits against PyTorch's: how far the float side is PyTorch
     layers: list[LayerError] = field(default_factory=list)
     schema: str = INSPECTION_SCHEMA
+    # where the int8 values come from: None, the TFLite interpreter's own tensors; else in words (a .pte's
+    # quantized graph), with how close that graph's logits came to the runtime's
+    method: Optional[str] = None
+    runtime_cosine: Optional[float] = None
+    runtime_same_codes: Optional[float] = None  # the fraction of int8 output codes equal to the runtime's
+    runtime_code_difference: Optional[int] = None  # the largest difference of an int8 output code from the runtime's
 
     def worst(self, count: int) -> list[LayerError]:
         """The `count` layers with the lowest local SQNR: where int8 itself does the damage."""

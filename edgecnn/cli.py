@@ -76,7 +76,7 @@ EXAMPLES = {
     "app-report": ["edgecnn app-report benchmark.json"],
     "sweep": [
         "edgecnn sweep --model mobilenet_v2 --alphas 0.35,0.5 --resolutions 96,128 --labels-dir photos/",
-        "edgecnn sweep --model geffnet:create_model --model-args '{\"model_name\": \"mnasnet_100\"}' --resolutions 96,128",
+        "edgecnn sweep --model my_nets.py:SmallNet --resolutions 64,96,128",
     ],
     "scorecard": ["edgecnn scorecard --models resnet18,mobilenet_v2 --alphas 1.0 --ray HOST:6379"],
 }
@@ -235,8 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="for an export of your own model: the MODULE:ATTR it was exported with (its modules name layers)",
     )
     inspect.add_argument("--model-args", help="with --model: its JSON keyword arguments, as at export")
-    inspect.add_argument("--weights", help="with --model: the state_dict file (or trained checkpoint) it was exported with")
-    inspect.add_argument("--out", type=Path, help="report folder (default: EXPORT_DIR/inspect-int8, or inspect-int8-pte)")
+    inspect.add_argument(
+        "--weights", help="with --model: the state_dict file (or trained checkpoint) it was exported with"
+    )
+    inspect.add_argument(
+        "--out", type=Path, help="report folder (default: EXPORT_DIR/inspect-int8, or inspect-int8-pte)"
+    )
     inspect.add_argument(
         "--artifact", help="which int8 file: model_int8.tflite (default, if exported) or model_int8.pte"
     )
@@ -314,11 +318,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="export and validate a width x resolution grid; table and Pareto plot")
     sweep.add_argument(
-        "--model", required=True, help="a model of the zoo (edgecnn list), or MODULE:ATTR, your own (across resolutions)"
+        "--model",
+        required=True,
+        help="a model of the zoo (edgecnn list), or MODULE:ATTR, your own (across resolutions)",
     )
     sweep.add_argument("--model-args", help="with MODULE:ATTR: a JSON object of keyword arguments")
-    sweep.add_argument("--mean", type=_triple, help="with MODULE:ATTR: the normalisation's mean, R,G,B (default: ImageNet's)")
-    sweep.add_argument("--std", type=_triple, help="with MODULE:ATTR: the normalisation's std, R,G,B (default: ImageNet's)")
+    sweep.add_argument(
+        "--mean", type=_triple, help="with MODULE:ATTR: the normalisation's mean, R,G,B (default: ImageNet's)"
+    )
+    sweep.add_argument(
+        "--std", type=_triple, help="with MODULE:ATTR: the normalisation's std, R,G,B (default: ImageNet's)"
+    )
     sweep.add_argument("--alphas", help=f"width multipliers, zoo models only (default {DEFAULT_SWEEP_ALPHAS})")
     sweep.add_argument("--resolutions", default="96,128,160,192,224", help="input sizes (default 96,128,160,192,224)")
     sweep.add_argument("--formats", default="tflite", help="formats per variant; must include tflite (default)")

@@ -161,7 +161,9 @@ def splits_as_slices(graph: fx.GraphModule) -> int:
         for part in parts:
             index = part.args[1]
             with graph.graph.inserting_before(part):
-                piece = _Builder(graph.graph, split)(aten.slice.Tensor, split.args[0], dim, starts[index], starts[index + 1])
+                piece = _Builder(graph.graph, split)(
+                    aten.slice.Tensor, split.args[0], dim, starts[index], starts[index + 1]
+                )
             part.replace_all_uses_with(piece)
             graph.graph.erase_node(part)
         graph.graph.erase_node(split)

@@ -17,7 +17,7 @@ Per int8 tensor (the output of an operator the quantizer closed with a quantize)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,8 +48,23 @@ _ACTIVATIONS = {
 }
 # operators that move or keep data (their int8 tensor is the one reported where it was made), as the TFLite
 # inspection leaves out PAD, RESHAPE and the like
-_NOT_LAYERS = {"getitem", "flatten", "view", "reshape", "_unsafe_view", "dropout", "clone", "permute", "slice",
-               "squeeze", "unsqueeze", "pad", "constant_pad_nd", "contiguous", "expand"}
+_NOT_LAYERS = {
+    "getitem",
+    "flatten",
+    "view",
+    "reshape",
+    "_unsafe_view",
+    "dropout",
+    "clone",
+    "permute",
+    "slice",
+    "squeeze",
+    "unsqueeze",
+    "pad",
+    "constant_pad_nd",
+    "contiguous",
+    "expand",
+}
 
 
 def _base_name(node: fx.Node) -> str:
@@ -100,10 +115,11 @@ class _Recorder(fx.Interpreter):
 
 def _int8_value(q: fx.Node, values: dict[str, Any]) -> tuple[torch.Tensor, float, int]:
     """The dequantized int8 tensor a quantize makes, with its scale and zero point."""
-    x, scale, zero_point, low, high = (values.get(a.name, a) if isinstance(a, fx.Node) else a for a in q.args[:5])
-    scale, zero_point = float(scale), int(zero_point)
-    codes = torch.clamp(torch.round(x / scale) + zero_point, low, high)
-    return (codes - zero_point) * scale, scale, zero_point
+    arguments: list[Any] = [values.get(a.name, a) if isinstance(a, fx.Node) else a for a in q.args[:5]]
+    x, scale, zero_point, low, high = arguments
+    step, zero = float(scale), int(zero_point)
+    codes = torch.clamp(torch.round(x / step) + zero, int(low), int(high))
+    return (codes - zero) * step, step, zero
 
 
 def _local(node: fx.Node, float_graph: fx.GraphModule, boundaries: dict[str, torch.Tensor], image: torch.Tensor):
@@ -122,13 +138,15 @@ def _local(node: fx.Node, float_graph: fx.GraphModule, boundaries: dict[str, tor
         elif n.op == "placeholder":
             result = image
         elif n.op == "get_attr":
-            result = float_graph
+            owner: Any = float_graph
             for part in str(n.target).split("."):
-                result = getattr(result, part)
+                owner = getattr(owner, part)
+            result = owner
         else:
             args = [value(a) for a in n.args]
             kwargs = {k: value(v) for k, v in n.kwargs.items()}
-            result = n.target(*args, **kwargs)
+            function: Any = n.target
+            result = function(*args, **kwargs)
         memo[n.name] = result
         return result
 
@@ -160,7 +178,9 @@ def inspect_pte(
     runtime, graph_logits = Errors(), []
     runner = Runner(root / record.path, record, threads=1)
     on_runtime = runner.run(images)
-    for image, from_runtime in zip(console.track(images, f"{record.path}: every int8 tensor on {len(images)} images"), on_runtime):
+    for image, from_runtime in zip(
+        console.track(images, f"{record.path}: every int8 tensor on {len(images)} images"), on_runtime
+    ):
         checkpoint()
         decoded = torch.from_numpy(encoding.decode(encoding.encode(image[None]))).permute(0, 3, 1, 2).contiguous()
         with torch.no_grad():
@@ -169,8 +189,8 @@ def inspect_pte(
             float_run.run(decoded)
             boundaries = {}
             for node in layers_at:
-                boundaries[node.name], *qparams = _int8_value(closed[node.name], int8_run.values)
-                quantization[node.name] = (qparams[0], qparams[1])
+                boundaries[node.name], step, zero = _int8_value(closed[node.name], int8_run.values)
+                quantization[node.name] = (step, zero)
             for node in layers_at:
                 y_q = boundaries[node.name].numpy()
                 y_float = float_run.values[node.name].numpy()
@@ -196,7 +216,7 @@ def inspect_pte(
         codes = lambda y: np.clip(np.round(np.asarray(y) / out_q.scale) + out_q.zero_point, -128, 127)  # noqa: E731
         difference = np.abs(codes(np.stack(graph_logits)) - codes(on_runtime))
         same_codes, code_difference = float(np.mean(difference == 0)), int(difference.max())
-    layers = []
+    layers: list[LayerError] = []
     for node in layers_at:
         acc = accumulated[node.name]
         scale, zero_point = quantization[node.name]

@@ -53,13 +53,17 @@ def render(record: dict, report: dict) -> str:
     arguments = recipe.get("model_args") or {}
     if ":" in recipe["model"]:  # a model from elsewhere, built by MODULE:ATTR
         title = f"{recipe['model']} {json.dumps(arguments)}, {recipe['resolution']} px"
-        export = (f"`edgecnn export --model {recipe['model']} --weights {weights}` (its arguments, resolution "
-                  "and classes come from the checkpoint)")
+        export = (
+            f"`edgecnn export --model {recipe['model']} --weights {weights}` (its arguments, resolution "
+            "and classes come from the checkpoint)"
+        )
         layout = f"{recipe['model']}'s own layout"
     else:
         title = f"{recipe['model']} alpha {recipe['alpha']:g}, {recipe['resolution']} px"
-        export = (f"`make export MODEL={recipe['model']}\nWEIGHTS={weights}` (width, resolution and classes come "
-                  "from the checkpoint)")
+        export = (
+            f"`make export MODEL={recipe['model']}\nWEIGHTS={weights}` (width, resolution and classes come "
+            "from the checkpoint)"
+        )
         layout = f"torchvision's {recipe['model']} layout"
     return f"""# Model card: {title}, Fashion-MNIST
 

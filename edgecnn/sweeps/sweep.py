@@ -117,7 +117,9 @@ class SweepRequest:
             return [(1.0, r) for r in self.resolutions]
         return [
             (spec.alpha, spec.resolution)
-            for spec in (VariantSpec.create(self.model, alpha=a, resolution=r) for a in self.alphas for r in self.resolutions)
+            for spec in (
+                VariantSpec.create(self.model, alpha=a, resolution=r) for a in self.alphas for r in self.resolutions
+            )
         ]
 
     def works(self) -> list[VariantWork]:

@@ -303,7 +303,9 @@ def run_works(works: list[VariantWork], cluster: Optional[RayCluster], label: st
     for work in works:
         report = finished_report(work)
         if report is not None:
-            outcomes[work.variant_id] = VariantOutcome(work.variant_id, VariantStatus.KEPT, Executor.SERIAL, here, report)
+            outcomes[work.variant_id] = VariantOutcome(
+                work.variant_id, VariantStatus.KEPT, Executor.SERIAL, here, report
+            )
         else:
             todo.append(work)
     if len(outcomes):

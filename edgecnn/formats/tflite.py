@@ -26,6 +26,7 @@ from edgecnn.data.preprocess import Int8InputEncoding
 from edgecnn.formats import FORMATS, litert
 from edgecnn.formats.base import Artifact, ExportJob, file_contract, image_input, int8_image_input, logits_output
 from edgecnn.formats.graph_passes import int8_forms
+from edgecnn.formats.int8_repair import RepairMeasure
 from edgecnn.formats.pt2e_rules import edge_quantizer
 from edgecnn.formats.rewrites import for_xnnpack
 from edgecnn.schema.artifacts import ArtifactRecord, Quantization, Refusal
@@ -39,8 +40,6 @@ from edgecnn.schema.int8 import (
     FloatUnitsTry,
     GreedyStep,
     Int8Repair,
-    Int8Target,
-    Measured,
     RepairCandidate,
     RepairOutcome,
     SensitiveUnit,
@@ -146,38 +145,9 @@ def litert_logits(
     return np.stack(logits)
 
 
-@dataclasses.dataclass
-class _Measure:
-    """The bound's metric of a candidate int8 file, on the job's repair images."""
-
-    job: ExportJob
-
-    def __post_init__(self) -> None:
-        if self.job.int8_target is None or self.job.repair_images is None:
-            missing = "int8_target" if self.job.int8_target is None else "repair_images"
-            raise ValueError(
-                f"{self.job.variant}: an int8 bound is measured on repair images; this ExportJob has no {missing}"
-            )
-        self.target: Int8Target = self.job.int8_target
-        self.images: np.ndarray = self.job.repair_images
-        self.encoding = Int8InputEncoding.for_normalization(self.job.mean, self.job.std)
-        with torch.no_grad():
-            images = torch.from_numpy(self.images).permute(0, 3, 1, 2).float()
-            self.reference = np.concatenate(
-                [self.job.model(images[i : i + 64]).numpy() for i in range(0, len(images), 64)]
-            ).astype(np.float64)
-
-    def of_logits(self, logits: np.ndarray, count: Optional[int] = None) -> float:
-        count = len(logits) if count is None else count
-        labels = self.job.repair_labels[:count] if self.job.repair_labels is not None else None
-        return self.target.measure(logits[:count], self.reference[:count], labels)
-
-    def record(self, value: float) -> Measured:
-        """`value` of the bound's metric, as the repair record keeps it."""
-        return Measured(self.target.metric, round(value, 6))
-
-    def of_file(self, path: Path) -> float:
-        return self.of_logits(litert_logits(path, self.images, self.encoding))
+def _measure(job: ExportJob) -> "RepairMeasure":
+    encoding = Int8InputEncoding.for_normalization(job.mean, job.std)
+    return RepairMeasure(job, lambda path, images: litert_logits(path, images, encoding))
 
 
 def export_int8_to_target(job: ExportJob) -> list[Artifact]:
@@ -202,7 +172,7 @@ def export_int8_to_target(job: ExportJob) -> list[Artifact]:
     repair = Int8Repair(job.int8_repair, str(target) if target else None, measured_on=_repair_set_description(job))
     if job.int8_repair == RepairMode.NONE or target is None:
         return [_with_repair(artifact, repair)]
-    measure = _Measure(job)
+    measure = _measure(job)
     plain = measure.of_file(job.work_dir / INT8_FILE)
     repair.candidates.append(RepairCandidate([], measure.record(plain)))
     corrected, remedies = apply_remedies(job.backbone, job.calibration, job.mean, job.std)
@@ -239,7 +209,7 @@ def export_int8_to_target(job: ExportJob) -> list[Artifact]:
 
 
 def _fine_tuned(
-    job: ExportJob, backbone: torch.nn.Module, quantized: QuantizedGraph, measure: "_Measure", repair: Int8Repair
+    job: ExportJob, backbone: torch.nn.Module, quantized: QuantizedGraph, measure: "RepairMeasure", repair: Int8Repair
 ) -> Optional[tuple[Artifact, QuantizedGraph, float]]:
     """The int8 file remade from `quantized` with its weights fine-tuned to PyTorch's logits
     (`int8_finetune`), written as the repair candidate and measured; None where there are no images to
@@ -293,7 +263,7 @@ def _repair_set_description(job: ExportJob) -> Optional[str]:
 
 
 def _float_units_to_target(
-    job: ExportJob, backbone: torch.nn.Module, quantized: "QuantizedGraph", measure: "_Measure", repair: Int8Repair
+    job: ExportJob, backbone: torch.nn.Module, quantized: "QuantizedGraph", measure: "RepairMeasure", repair: Int8Repair
 ) -> Optional[Artifact]:
     """The last remedy: `model_int8_mixed.tflite`, with float for the fewest units that meet the bound,
     kept only if LiteRT's run of it meets the bound too. Records the search in `repair`.

@@ -65,6 +65,7 @@ class ExecuTorchDetails:
     weights: Optional[str] = None
     activations: Optional[str] = None
     io: Optional[str] = None  # int8: how input and output are quantized
+    repair: Optional[Int8Repair] = None  # int8: the bound it was held to and what was kept
     format: Literal["executorch"] = "executorch"
 
 

@@ -224,6 +224,7 @@ class Pair(nn.Module):
 '''
 
 
+@pytest.mark.slow  # `make test-full`: the serial sweep of a user's model runs in `make test` (test_sweep)
 def test_your_own_model_is_swept_across_resolutions_serially_and_on_ray(tmp_path):
     """`sweep --model FILE.py:ATTR`: the Ray workers import the model from the file, as the serial sweep does."""
     (tmp_path / "pairs.py").write_text(USER_MODEL_PY)

@@ -101,3 +101,23 @@ def test_bad_sweep_input_is_one_line(tmp_path, args, message):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_your_own_model_is_swept_across_resolutions(tmp_path):
+    """`sweep --model FILE.py:ATTR`: each resolution built, exported and timed as `export --model` does it."""
+    (tmp_path / "pairs.py").write_text(
+        "import torch\nfrom torch import nn\n\n\nclass Pair(nn.Module):\n"
+        "    def __init__(self, classes: int = 4):\n        super().__init__()\n"
+        "        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)\n        self.head = nn.Linear(8, classes)\n\n"
+        "    def forward(self, x):\n        return self.head(torch.relu(self.conv(x)).mean((2, 3)))\n"
+    )
+    result = subprocess.run([sys.executable, "-m", "edgecnn", "sweep", "--model", "pairs.py:Pair", "--model-args",
+                             '{"classes": 3}', "--resolutions", "32,48", "--runs", "10", "--threads", "1"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = read_sweep(tmp_path / "export" / "sweep-Pair" / "sweep.json")
+    assert [r.variant for r in summary.rows] == ["Pair_r32", "Pair_r48"] and summary.alphas == [1.0]
+    assert summary.rows[0].macs < summary.rows[1].macs and all(r.int8_ms["1"] > 0 for r in summary.rows)
+    manifest = json.loads((tmp_path / "export" / "sweep-Pair" / "Pair_r48" / "manifest.json").read_text())
+    assert manifest["origin"]["arguments"] == {"classes": 3} and manifest["num_classes"] == 3
+    assert manifest["origin"]["built_by"].endswith("pairs.py:Pair")

@@ -31,7 +31,8 @@ def test_the_checkpoint_is_the_one_its_record_describes(name):
     # designed for, 84.7% and more (docs/trained-models.md)
     assert record["pytorch_test_top1"] >= (0.84 if recipe.third_party else 0.90)
     assert checkpoint.with_name(f"{recipe.stem}.md").is_file()  # its model card
-    assert checkpoint.stat().st_size < 9 * 2**20  # small enough to live in git (VGG-16 at alpha 0.125: 8.04 MiB)
+    # small enough to live in git (geffnet mobilenetv3_large_075: 10.6 MiB; VGG-16 at alpha 0.125: 8.04 MiB)
+    assert checkpoint.stat().st_size < 11 * 2**20
 
 
 @pytest.mark.slow  # `make test-full`: repeats coverage `make test` has (kept within its 20 minutes)

@@ -134,10 +134,10 @@ validate: $(PY_ENV) $(FASHION_IF_NAMED)
 	@test -n "$(VARIANT)$(EXPORT_DIR)" || { echo "make validate: give VARIANT=<variant id> (a folder in export/) or EXPORT_DIR=<folder>" >&2; exit 2; }
 	$(BIN)/edgecnn validate $(VALIDATE_ARGS)
 
-# make inspect-int8 VARIANT=resnet18_a0.5_r64 [IMAGES=dir] [COUNT=n]: per-layer int8 error, by PyTorch module
+# make inspect-int8 VARIANT=resnet18_a0.5_r64 [IMAGES=dir] [COUNT=n] [ARTIFACT=model_int8.pte]: per-layer int8 error, by PyTorch module
 inspect-int8: $(PY_ENV)
 	@test -n "$(VARIANT)$(EXPORT_DIR)" || { echo "make inspect-int8: give VARIANT=<variant id> (a folder in export/) or EXPORT_DIR=<folder>" >&2; exit 2; }
-	$(BIN)/edgecnn inspect-int8 $(or $(EXPORT_DIR),export/$(VARIANT)) $(if $(IMAGES),--images $(IMAGES)) $(if $(COUNT),--count $(COUNT))
+	$(BIN)/edgecnn inspect-int8 $(or $(EXPORT_DIR),export/$(VARIANT)) $(if $(IMAGES),--images $(IMAGES)) $(if $(COUNT),--count $(COUNT)) $(if $(ARTIFACT),--artifact $(ARTIFACT))
 
 # make bench-device VARIANT=mobilenet_v2_a0.75_r224 BENCHMARK_BINARY=path [SERIAL=id]: the export's .tflite files
 # on a phone over adb, with LiteRT's benchmark_model built for it

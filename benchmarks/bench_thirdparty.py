@@ -144,6 +144,18 @@ def table(rows: list[ThirdPartyRow]) -> str:
     )
 
 
+def merged(previous: Path, rows: list[ThirdPartyRow]) -> list[ThirdPartyRow]:
+    """`rows`, with the rows of the other models as `previous` holds them, in MODELS order."""
+    if not previous.is_file():
+        return rows
+    document = json.loads(previous.read_text())
+    if document.get("schema") != SCHEMA:
+        return rows
+    fresh = {r.model for r in rows}
+    kept = [ThirdPartyRow(**row) for row in document["rows"] if row["model"] not in fresh]
+    return sorted(kept + rows, key=lambda r: MODELS.index(r.model))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_thirdparty", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -154,6 +166,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         for name in args.models or MODELS:
             rows.append(bench_model(name, Path(work)))
             print(table(rows[-1:]), flush=True)
+    if args.models:  # a partial run replaces its models' rows and keeps the others' as measured before
+        rows = merged(args.out / "bench-thirdparty.json", rows)
     document = {
         "schema": SCHEMA,
         "machine": to_json(machine()),

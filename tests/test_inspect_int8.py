@@ -16,7 +16,7 @@ from edgecnn.schema.manifest import open_export
 from edgecnn.exporter.pipeline import ExportRequest, run_export
 from edgecnn.weights.reference import prepare_model
 from edgecnn.formats import parse_formats
-from edgecnn.harness.inspect_int8 import SCHEMA
+from edgecnn.harness.inspect_int8 import SCHEMA, run_inspection
 from edgecnn.util.errors import ExportError
 
 SPEC = edgecnn.VariantSpec.create("resnet18", alpha=0.5, resolution=64)
@@ -146,6 +146,9 @@ def test_repair_brings_the_broken_int8_back_to_the_intact_models_cosine(checkpoi
     plain_pte, candidate_pte = pte.details.repair.candidates
     assert plain_pte.measured.value < 0.95 < candidate_pte.measured.value and pte.details.repair.final.met
     assert not list(repaired.target.glob("*repair-candidate*"))
+    # its inspection re-quantizes the remedied network, as the program was made: the runtime agrees
+    inspection, _ = run_inspection(repaired.target, count=1, out=tmp_path / "pte", artifact="model_int8.pte")
+    assert inspection.runtime_cosine >= 0.999 and any(l.module == BROKEN_UNIT for l in inspection.layers)
     intact_cosine, _ = _int8_worst_cosine(intact_export)
     repaired_cosine, manifest = _int8_worst_cosine(repaired.target)
     assert repaired_cosine >= intact_cosine - 0.002

@@ -25,7 +25,9 @@ from torch import fx, nn
 
 from edgecnn.data.preprocess import Int8InputEncoding
 from edgecnn.formats import ArtifactRecord
+from edgecnn.formats.int8_repair import apply_remedies
 from edgecnn.harness.layer_errors import Errors
+from edgecnn.schema.details import ExecuTorchDetails
 from edgecnn.schema.int8 import Int8Inspection, LayerError
 from edgecnn.schema.manifest import Manifest
 from edgecnn.util import console
@@ -164,6 +166,9 @@ def inspect_pte(
     encoding = Int8InputEncoding.from_record(record.input.encoding)
     calibration = calibration_images(manifest)
     sample = torch.from_numpy(encoding.decode(encoding.encode(calibration[:1]))).permute(0, 3, 1, 2).contiguous()
+    repair = record.details.repair if isinstance(record.details, ExecuTorchDetails) else None
+    if repair is not None and repair.applied:  # made from the equalised, bias-corrected copy
+        backbone, _ = apply_remedies(backbone, calibration, tuple(manifest.mean), tuple(manifest.std))
     with console.step(f"{record.path}: quantized graph rebuilt"):
         quantized, float_graph = quantize(int8_network(backbone, sample), calibration, encoding, keep_float=True)
     assert float_graph is not None

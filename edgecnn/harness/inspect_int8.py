@@ -32,7 +32,7 @@ from edgecnn.formats.rewrites import for_xnnpack
 from edgecnn.harness.images import parity_images
 from edgecnn.harness.int8_replay import DATA_MOVEMENT, FloatReplay, GraphOp, read_graph
 from edgecnn.harness.layer_errors import Errors
-from edgecnn.schema.details import TFLiteDetails
+from edgecnn.schema.details import ExecuTorchDetails, TFLiteDetails
 from edgecnn.schema.enums import FormatName, Precision
 from edgecnn.schema.int8 import (
     INSPECTION_SCHEMA,
@@ -74,19 +74,28 @@ def _module_name(op: GraphOp, replay: FloatReplay, modules: dict[str, nn.Module]
     return path
 
 
+def made_from(
+    record: ArtifactRecord, manifest: Manifest, backbone: nn.Module, calibration: Optional[np.ndarray] = None
+) -> tuple[Int8InputEncoding, nn.Module]:
+    """An int8 file's input encoding, and the network it was made from: `backbone`, or its equalised,
+    bias-corrected copy where repair kept those remedies (`calibration`: the export's, if already loaded)."""
+    if record.input.encoding is None:
+        raise UsageError(f"{record.path} takes no int8 codes: not a full-integer model")
+    repair = record.details.repair if isinstance(record.details, (TFLiteDetails, ExecuTorchDetails)) else None
+    if repair is not None and repair.applied:
+        calibration = calibration_images(manifest) if calibration is None else calibration
+        backbone, _ = apply_remedies(backbone, calibration, tuple(manifest.mean), tuple(manifest.std))
+    return Int8InputEncoding.from_record(record.input.encoding), backbone
+
+
 def inspect(
     root: Path, manifest: Manifest, record: ArtifactRecord, images: np.ndarray, source: str, backbone: nn.Module
 ) -> Int8Inspection:
     """Per operator of the int8 TFLite `record`, its error against the PyTorch `backbone` on `images`."""
-    if record.input.encoding is None:
-        raise UsageError(f"{record.path} takes no int8 codes: not a full-integer model")
-    encoding = Int8InputEncoding.from_record(record.input.encoding)
+    encoding, backbone = made_from(record, manifest, backbone)
     interpreter = litert.interpreter(root / record.path, threads=1, keep_all_tensors=True)
     ops = read_graph(root / record.path)
     sample = torch.from_numpy(encoding.decode(encoding.encode(images[:1]))).permute(0, 3, 1, 2)
-    repair = record.details.repair if isinstance(record.details, TFLiteDetails) else None
-    if repair is not None and repair.applied:  # converted from the equalised, bias-corrected copy
-        backbone, _ = apply_remedies(backbone, calibration_images(manifest), tuple(manifest.mean), tuple(manifest.std))
     network = for_xnnpack(backbone, sample, int8=True)  # the network the int8 file was converted from
     replay = FloatReplay(interpreter, ops, network)
     modules = dict(network.named_modules())

@@ -25,9 +25,7 @@ from torch import fx, nn
 
 from edgecnn.data.preprocess import Int8InputEncoding
 from edgecnn.formats import ArtifactRecord
-from edgecnn.formats.int8_repair import apply_remedies
 from edgecnn.harness.layer_errors import Errors
-from edgecnn.schema.details import ExecuTorchDetails
 from edgecnn.schema.int8 import Int8Inspection, LayerError
 from edgecnn.schema.manifest import Manifest
 from edgecnn.util import console
@@ -160,15 +158,11 @@ def inspect_pte(
 ) -> Int8Inspection:
     """Per int8 tensor of the int8 `.pte` `record`, its error against the PyTorch `backbone` on `images`."""
     from edgecnn.formats.executorch import Runner, int8_network, quantize
+    from edgecnn.harness.inspect_int8 import made_from
 
-    if record.input.encoding is None:
-        raise UsageError(f"{record.path} takes no int8 codes: not a full-integer model")
-    encoding = Int8InputEncoding.from_record(record.input.encoding)
     calibration = calibration_images(manifest)
-    sample = torch.from_numpy(encoding.decode(encoding.encode(calibration[:1]))).permute(0, 3, 1, 2).contiguous()
-    repair = record.details.repair if isinstance(record.details, ExecuTorchDetails) else None
-    if repair is not None and repair.applied:  # made from the equalised, bias-corrected copy
-        backbone, _ = apply_remedies(backbone, calibration, tuple(manifest.mean), tuple(manifest.std))
+    encoding, backbone = made_from(record, manifest, backbone, calibration)
+    sample = _decoded(encoding, calibration[:1])
     with console.step(f"{record.path}: quantized graph rebuilt"):
         quantized, float_graph = quantize(int8_network(backbone, sample), calibration, encoding, keep_float=True)
     assert float_graph is not None
@@ -187,7 +181,7 @@ def inspect_pte(
         console.track(images, f"{record.path}: every int8 tensor on {len(images)} images"), on_runtime
     ):
         checkpoint()
-        decoded = torch.from_numpy(encoding.decode(encoding.encode(image[None]))).permute(0, 3, 1, 2).contiguous()
+        decoded = _decoded(encoding, image[None])
         with torch.no_grad():
             int8_run, float_run = _Recorder(quantized), _Recorder(float_graph)
             logits = int8_run.run(decoded)
@@ -255,12 +249,17 @@ def inspect_pte(
     )
 
 
+def _decoded(encoding: Int8InputEncoding, images: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC images as the int8 program sees them: on the input's int8 grid, NCHW."""
+    return torch.from_numpy(encoding.decode(encoding.encode(images))).permute(0, 3, 1, 2).contiguous()
+
+
 def _replay_cosine(float_graph: fx.GraphModule, backbone: nn.Module, images: np.ndarray, encoding) -> float:
     """The float graph's logits against PyTorch's network on the same decoded images."""
     check = Errors()
     with torch.no_grad():
         for image in images:
-            decoded = torch.from_numpy(encoding.decode(encoding.encode(image[None]))).permute(0, 3, 1, 2).contiguous()
+            decoded = _decoded(encoding, image[None])
             check.add(backbone(decoded).numpy(), float_graph(decoded).numpy())
     return round(check.cosine(), 6)
 

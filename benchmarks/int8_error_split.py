@@ -1,6 +1,6 @@
 """`python -m benchmarks.int8_error_split --weights NAME`: where a trained model's int8 error comes from.
 
-When float units cannot repair an int8 model (`formats.int8_mixed`), the question is whether a few tensors
+When float units cannot repair an int8 model (`int8.float_units`), the question is whether a few tensors
 cost it most or every tensor a little. On the PT2E graph the int8 TFLite is converted from (the int8 model
 simulated in PyTorch), the logits are compared with PyTorch's (SQNR in dB, top-1 agreement):
 - with every rounding of the int8 model;
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import fx
 
-from edgecnn.formats.int8_mixed import is_dequantize, is_quantize, module_path
+from edgecnn.int8.float_units import is_dequantize, is_quantize, module_path
 from edgecnn.util import console
 from edgecnn.util.atomic import replace_file
 from edgecnn.util.metrics import logits_sqnr_db, top1_agreement

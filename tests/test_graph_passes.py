@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgecnn.formats.graph_passes import int8_forms
+from edgecnn.passes.aten import int8_forms
 
 pytestmark = pytest.mark.quick
 aten = torch.ops.aten

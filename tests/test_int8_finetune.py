@@ -10,7 +10,7 @@ import torch
 
 from edgecnn.data.calibration import TuningSet, load_repair_set
 from edgecnn.data.datasets import get_dataset
-from edgecnn.formats import int8_finetune as finetune
+from edgecnn.int8 import finetune
 from edgecnn.formats import tflite
 from edgecnn.util.metrics import logits_sqnr_db
 

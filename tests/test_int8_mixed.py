@@ -14,7 +14,7 @@ import edgecnn
 from edgecnn.cli import main
 from edgecnn.data.datasets import get_dataset
 from edgecnn.schema.manifest import open_export
-from edgecnn.formats.int8_mixed import FloatUnitSearch, compute_units, leaf_blocks, unit_of
+from edgecnn.int8.float_units import FloatUnitSearch, compute_units, leaf_blocks, unit_of
 from edgecnn.util.metrics import logits_sqnr_db
 from edgecnn.schema.int8 import Int8Target
 from edgecnn.formats.tflite import MIXED_FILE, WRAPPER_PREFIX, inspect_graph, litert_logits, quantize

@@ -6,7 +6,7 @@ from torch import nn
 
 import edgecnn
 from edgecnn.data.datasets import get_dataset
-from edgecnn.formats.int8_repair import _concat_groups, equalize_concat_ranges
+from edgecnn.int8.remedies import _concat_groups, equalize_concat_ranges
 from trained_int8 import trained_int8
 
 

@@ -66,7 +66,7 @@ def test_no_import_cycle_among_edgecnns_modules():
 
 # Lowest first: each subpackage may import only those before it, counting imports inside functions.
 # (the root package `edgecnn` and `cli` are the top: the public API and the command line)
-LAYERS = ["util", "schema", "zoo", "data", "weights", "formats", "harness", "exporter", "sweeps", "apps",
+LAYERS = ["util", "schema", "zoo", "data", "weights", "passes", "int8", "formats", "harness", "exporter", "sweeps", "apps",
           "android", "web", "cli", "__main__"]
 
 

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 import edgecnn
-from edgecnn.formats.rewrites import ZeroPaddedMaxPool, for_xnnpack
+from edgecnn.passes.modules import ZeroPaddedMaxPool, for_xnnpack
 
 pytestmark = pytest.mark.quick  # needs no converter: `make test-quick`
 

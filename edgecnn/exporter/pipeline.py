@@ -38,6 +38,7 @@ from edgecnn.harness.inspect_int8 import REPAIR_FOLDER, write_repair_comparison
 from edgecnn.harness.latency import LatencyOptions, measure_artifacts
 from edgecnn.harness.parity import INT8_PRECISIONS, CheckStatus, gate
 from edgecnn.harness.report import VALIDATION_FOLDER, write_report
+from edgecnn.int8.request import Int8Request
 from edgecnn.schema.details import TFLiteDetails
 from edgecnn.schema.enums import FormatName, Metric, Precision, RepairMode, WeightsKind
 from edgecnn.schema.inputs import Preprocessing
@@ -236,15 +237,13 @@ def _export_into(request: ExportRequest, source: Optional[WeightsSource], work: 
         labels,
         embedded,
         work,
-        request.int8_repair,
-        target,
-        int8_target_stated=request.int8_target is not None,
+        Int8Request(request.int8_repair, target, target_stated=request.int8_target is not None),
         preprocessing=preprocessing,
     )
     if target is not None and request.int8_repair != RepairMode.NONE:
-        job.repair_images, job.repair_labels, job.repair_source = repair_set(request, calibration)
+        job.int8.repair_images, job.int8.repair_labels, job.int8.repair_source = repair_set(request, calibration)
         if calibration.dataset is not None:
-            job.tuning = TuningSet(calibration.dataset.name, spec.resolution, tuple(calibration.dataset.indices))
+            job.int8.tuning = TuningSet(calibration.dataset.name, spec.resolution, tuple(calibration.dataset.indices))
     count = request.validate_count if request.validate else SELF_CHECK_IMAGES
     images, origin = parity_images_for(dataset, spec.resolution, fraction, count)
     artifacts, refused, outputs = convert_formats(request, job, images)

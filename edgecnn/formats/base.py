@@ -16,24 +16,22 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Optional, Protocol, runtime_checkable
 
+from edgecnn.int8.request import Int8Network, Int8Request
 from edgecnn.schema.artifacts import ArtifactRecord, Quantization, TensorSpec, sha256_of, size_of
 from edgecnn.schema.contract import CONTRACT_SCHEMA, FileContract, contract_text
 from edgecnn.schema.details import ArtifactDetails
-from edgecnn.schema.enums import FormatName, Precision, RepairMode
+from edgecnn.schema.enums import FormatName, Precision
 from edgecnn.schema.inputs import InputEncoding, Preprocessing
-from edgecnn.schema.int8 import Int8Target
 from edgecnn.util.errors import UsageError
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
-
-    from edgecnn.data.calibration import TuningSet
 
 
 @dataclass
@@ -76,15 +74,12 @@ class ExportJob:
     labels: list[str]
     metadata: dict[str, str]  # variant, normalisation, preprocessing: embedded where a format allows
     work_dir: Path
-    int8_repair: RepairMode = RepairMode.AUTO
-    int8_target: Optional[Int8Target] = None  # the bound int8 must meet; None: no bound (nothing to repair)
-    int8_target_stated: bool = False  # the user stated the bound (the last remedy, float layers, only then)
-    # the images int8 candidates are measured on against the bound, uint8 (N, R, R, 3), their labels if known
-    repair_images: Optional["np.ndarray"] = None
-    repair_labels: Optional["np.ndarray"] = None
-    repair_source: str = ""
-    tuning: Optional["TuningSet"] = None  # images int8-aware fine-tuning may train on; None: not tried
+    int8: Int8Request = field(default_factory=Int8Request)  # the bound every int8 file is held to, and repair
     preprocessing: Optional[Preprocessing] = None  # the input rule, for the contract a file carries
+
+    def network(self) -> Int8Network:
+        """What the int8 engine makes int8 files from."""
+        return Int8Network(self.model, self.backbone, self.calibration, self.mean, self.std)
 
 
 def file_contract(job: ExportJob, precision: Precision, input: TensorSpec, output: TensorSpec) -> str:

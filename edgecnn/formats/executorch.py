@@ -28,7 +28,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 import torch
@@ -36,14 +36,15 @@ import torch
 from edgecnn.data.preprocess import Int8InputEncoding
 from edgecnn.formats import FORMATS
 from edgecnn.formats.base import Artifact, ExportJob, file_contract, image_input, int8_image_input, logits_output
-from edgecnn.formats.graph_passes import int8_forms
-from edgecnn.formats.pt2e_rules import edge_quantizer
-from edgecnn.formats.rewrites import for_xnnpack
+from edgecnn.int8.engine import QuantizedGraph, make_int8
+from edgecnn.int8.rules import edge_quantizer
+from edgecnn.passes.aten import int8_forms
+from edgecnn.passes.modules import for_xnnpack
 from edgecnn.schema.artifacts import ArtifactRecord, Quantization, Refusal
 from edgecnn.schema.contract import CONTRACT_KEY
 from edgecnn.schema.details import INT8_ACTIVATIONS, INT8_WEIGHTS, ExecuTorchDetails
-from edgecnn.schema.enums import FormatName, Precision, RepairMode
-from edgecnn.schema.int8 import Int8Repair, RepairCandidate, RepairOutcome
+from edgecnn.schema.enums import FormatName, Precision
+from edgecnn.schema.int8 import Int8Repair
 from edgecnn.util import console
 from edgecnn.util.errors import ExportError
 from edgecnn.util.interrupts import checkpoint
@@ -201,11 +202,20 @@ def int8_network(backbone: torch.nn.Module, sample: torch.Tensor) -> torch.nn.Mo
 
 
 def quantize(
-    network: torch.nn.Module, calibration: np.ndarray, encoding: Int8InputEncoding, keep_float: bool = False
+    network: torch.nn.Module,
+    calibration: np.ndarray,
+    encoding: Int8InputEncoding,
+    keep_float: bool = False,
+    float_units: Iterable[str] = (),
+    any_batch: bool = False,
 ) -> "tuple[torch.fx.GraphModule, torch.fx.GraphModule | None]":
     """PT2E with ExecuTorch's XNNPACK quantizer and the project's rules, calibrated on `calibration` (uint8
-    NHWC): the quantized graph, and (`keep_float`) the float graph it was quantized from, its BatchNorms folded
-    into the convs as the quantizer folds them (what `inspect-int8` compares the int8 values with)."""
+    NHWC), `float_units` (module paths) left unquantized: the quantized graph, and (`keep_float`) the float
+    graph it was quantized from, its BatchNorms folded into the convs as the quantizer folds them (what
+    `inspect-int8` compares the int8 values with). `any_batch`: a graph taking any batch, for simulation.
+
+    Weights stay float constants behind their quantize (not folded to int8 codes), as in the TFLite's graph,
+    so that fine-tuning can train them; the lowering folds them."""
     import copy
 
     from executorch.backends.xnnpack.quantizer import xnnpack_quantizer_utils
@@ -224,9 +234,13 @@ def quantize(
         XNNPACKQuantizer,
         xnnpack_quantizer_utils,
         encoding,
+        network,
+        frozenset(float_units),
         int8_unary_ops=frozenset({torch.ops.aten.hardswish.default}),
     ).set_global(get_symmetric_quantization_config(is_per_channel=True))
-    graph = torch.export.export(network, (normalized[0],), strict=True).module()
+    dynamic = {"args": ({0: torch.export.Dim("batch", min=1, max=1024)},)} if any_batch else None
+    example = torch.cat([normalized[0]] * 2) if any_batch else normalized[0]  # a size-1 axis would be fixed
+    graph = torch.export.export(network, (example,), strict=True, dynamic_shapes=dynamic).module()
     int8_forms(graph, native_hardswish=True, split_as_slices=True)
     graph = scalars_as_4d_tensors(graph)
     float_graph = None
@@ -238,57 +252,75 @@ def quantize(
         for image in console.track(normalized, f"executorch int8: calibrated on {len(normalized)} images"):
             checkpoint()  # batch 1: the graph's shapes are static
             graph(image)
-    return quantize_pt2e.convert_pt2e(graph), float_graph
+    return quantize_pt2e.convert_pt2e(graph, fold_quantize=False), float_graph
+
+
+@dataclasses.dataclass
+class Int8ProgramWriter:
+    """What the int8 engine (`edgecnn.int8.engine`) needs from ExecuTorch: PT2E with its XNNPACK quantizer,
+    the lowering, the delegation check and ExecuTorch's run of a program."""
+
+    job: ExportJob
+    label: str = "executorch"
+    int8_file: str = INT8_FILE
+    candidate_file: str = REPAIR_CANDIDATE
+    before_repair_file: Optional[str] = None
+    mixed: None = None  # a .pte with float units is not made: an int8 .pte is pure int8 or refused
+
+    def __post_init__(self) -> None:
+        self.work_dir = self.job.work_dir
+        self.encoding = Int8InputEncoding.for_normalization(self.job.mean, self.job.std)
+
+    def quantize(
+        self, backbone: torch.nn.Module, float_units: Iterable[str] = (), any_batch: bool = False
+    ) -> QuantizedGraph:
+        sample = torch.from_numpy(self.encoding.decode(self.encoding.encode(self.job.calibration[:1])))
+        sample = sample.permute(0, 3, 1, 2).contiguous()
+        network = int8_network(backbone, sample)
+        graph, _ = quantize(network, self.job.calibration, self.encoding, float_units=float_units, any_batch=any_batch)
+        return QuantizedGraph(graph, None, sample, network, self.encoding)
+
+    def write(self, quantized: QuantizedGraph, file: str) -> Artifact:
+        return _lowered_int8(self.job, quantized, file)
+
+    def logits(self, made: Artifact, images: np.ndarray) -> np.ndarray:
+        return Runner(self.work_dir / made.path, made, threads=1).run(images)
+
+    def path_of(self, made: Artifact) -> str:
+        return made.path
+
+    def renamed(self, made: Artifact, file: str) -> Artifact:
+        return dataclasses.replace(made, path=file)
+
+    def with_repair(self, made: Artifact, repair: Int8Repair) -> Artifact:
+        assert isinstance(made.details, ExecuTorchDetails)
+        return dataclasses.replace(made, details=dataclasses.replace(made.details, repair=repair))
 
 
 def export_int8_to_target(job: ExportJob) -> Artifact:
-    """The int8 program, held to the int8 TFLite's bound (`job.int8_target`) the same way: where repair is
-    "auto" and ExecuTorch's run of the program misses the bound on the job's repair images, the program is made
-    again from the network with cross-layer equalisation and bias correction (the TFLite's first remedy) and
-    kept where it measures better. Trying it only when the bound is missed keeps a good export's time as it
-    was. (Fine-tuning and float units are the TFLite's alone: an int8-mixed .pte would not be pure int8 either.)
-    The details record every candidate, what was kept and the final measurement."""
-    from edgecnn.formats.int8_repair import RepairMeasure, apply_remedies
-
-    artifact = export_int8(job)
-    target = job.int8_target
-    measured_on = None if job.repair_images is None else f"{len(job.repair_images)} {job.repair_source}"
-    repair = Int8Repair(job.int8_repair, str(target) if target else None, measured_on=measured_on)
-    if job.int8_repair == RepairMode.NONE or target is None or job.repair_images is None:
-        return _with_repair(artifact, repair)
-    made = {INT8_FILE: artifact}
-    measure = RepairMeasure(job, lambda path, images: Runner(path, made[path.name], threads=1).run(images))
-    value = measure.of_file(job.work_dir / INT8_FILE)
-    repair.candidates.append(RepairCandidate([], measure.record(value)))
-    if not target.met(value):
-        corrected, remedies = apply_remedies(job.backbone, job.calibration, job.mean, job.std)
-        with console.step(f"executorch int8 ({target.metric} {value:.4f}) remade with {', '.join(remedies)}"):
-            made[REPAIR_CANDIDATE] = export_int8(job, corrected, REPAIR_CANDIDATE)
-            repaired = measure.of_file(job.work_dir / REPAIR_CANDIDATE)
-        repair.candidates.append(RepairCandidate(remedies, measure.record(repaired)))
-        if repaired > value:
-            os.replace(job.work_dir / REPAIR_CANDIDATE, job.work_dir / INT8_FILE)
-            artifact = dataclasses.replace(made[REPAIR_CANDIDATE], path=INT8_FILE)
-            repair.applied, value = remedies, repaired
-        (job.work_dir / REPAIR_CANDIDATE).unlink(missing_ok=True)
-    repair.final = RepairOutcome(measure.record(value), target.met(value))
-    return _with_repair(artifact, repair)
-
-
-def _with_repair(artifact: Artifact, repair: Int8Repair) -> Artifact:
-    assert isinstance(artifact.details, ExecuTorchDetails)
-    return dataclasses.replace(artifact, details=dataclasses.replace(artifact.details, repair=repair))
+    """The int8 program held to the job's bound by the int8 engine (`edgecnn.int8.engine`), as the int8
+    TFLite is: the same remedies, kept where ExecuTorch's run of the program measures better."""
+    return make_int8(Int8ProgramWriter(job), job.network(), job.int8).int8
 
 
 def export_int8(job: ExportJob, backbone: "torch.nn.Module | None" = None, file: str = INT8_FILE) -> Artifact:
-    """The int8 program of `backbone` (default: the job's), written as `file`."""
+    """The int8 program of `backbone` (default: the job's), written as `file`, with no repair."""
+    writer = Int8ProgramWriter(job)
+    return writer.write(writer.quantize(job.backbone if backbone is None else backbone), file)
+
+
+def _lowered_int8(job: ExportJob, quantized: QuantizedGraph, file: str) -> Artifact:
+    """The quantized graph lowered to XNNPACK with int8 input and output, checked and written as `file`."""
+    import copy
+
     from executorch.exir import EdgeCompileConfig, to_edge
     from executorch.exir.passes.quantize_io_pass import QuantizeInputs, QuantizeOutputs
+    from torchao.quantization.pt2e.constant_fold import constant_fold
+    from torchao.quantization.pt2e.quantize_pt2e import _quant_node_constraint
 
-    encoding = Int8InputEncoding.for_normalization(job.mean, job.std)
-    sample = torch.from_numpy(encoding.decode(encoding.encode(job.calibration[:1]))).permute(0, 3, 1, 2).contiguous()
-    network = int8_network(job.backbone if backbone is None else backbone, sample)
-    graph, _ = quantize(network, job.calibration, encoding)
+    encoding, sample = quantized.encoding, quantized.sample
+    graph = copy.deepcopy(quantized.graph)
+    constant_fold(graph, _quant_node_constraint)  # weights to int8 codes, as convert_pt2e's fold_quantize does
     with console.step("executorch int8: lowered to XNNPACK"), _quiet(), _lowering_errors("int8"):
         program = torch.export.export(graph, (sample,), strict=True)
         image = int8_image_input("image", _shape(job), "NCHW", encoding.to_record())

@@ -11,7 +11,6 @@ is recorded: a fragmented graph is slow even when it is all int8.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import io
 import os
@@ -25,25 +24,15 @@ import torch
 from edgecnn.data.preprocess import Int8InputEncoding
 from edgecnn.formats import FORMATS, litert
 from edgecnn.formats.base import Artifact, ExportJob, file_contract, image_input, int8_image_input, logits_output
-from edgecnn.formats.graph_passes import int8_forms
-from edgecnn.formats.int8_repair import RepairMeasure
-from edgecnn.formats.pt2e_rules import edge_quantizer
-from edgecnn.formats.rewrites import for_xnnpack
+from edgecnn.int8.engine import QuantizedGraph, make_int8
+from edgecnn.int8.rules import edge_quantizer
+from edgecnn.passes.aten import int8_forms
+from edgecnn.passes.modules import for_xnnpack
 from edgecnn.schema.artifacts import ArtifactRecord, Quantization, Refusal
 from edgecnn.schema.contract import CONTRACT_KEY
 from edgecnn.schema.details import INT8_ACTIVATIONS, INT8_WEIGHTS, TFLiteDetails, TFLiteGraph
-from edgecnn.schema.enums import FormatName, Precision, RepairMode
-from edgecnn.schema.int8 import (
-    SEARCH_MET,
-    FineTuning,
-    FloatUnitSearchRecord,
-    FloatUnitsTry,
-    GreedyStep,
-    Int8Repair,
-    RepairCandidate,
-    RepairOutcome,
-    SensitiveUnit,
-)
+from edgecnn.schema.enums import FormatName, Precision
+from edgecnn.schema.int8 import Int8Repair, Measured
 from edgecnn.util import console
 from edgecnn.util.errors import ExportError
 from edgecnn.util.interrupts import checkpoint
@@ -121,10 +110,6 @@ def _shape(job: ExportJob) -> list[int]:
 REPAIR_CANDIDATE = ".model_int8_repaired.tflite"
 BEFORE_REPAIR = ".model_int8_before_repair.tflite"  # read by the validation's before/after, then removed
 MIXED_FILE = FORMATS[FormatName.TFLITE].file(Precision.INT8_MIXED)
-# greedy steps (each a unit with its readers) taken beyond what the search's simulation needed, when LiteRT's
-# own run of the file misses the bound (simulation and LiteRT differ by about 0.4 pt of agreement)
-EXTRA_FLOAT_STEPS = 3
-SEARCH_BATCH = 64  # images per simulated forward in the float-unit search
 MIXED_PRECISION = Precision.INT8_MIXED
 _STRICT_FILE = ".model_int8_mixed_float_io.tflite"
 
@@ -145,211 +130,65 @@ def litert_logits(
     return np.stack(logits)
 
 
-def _measure(job: ExportJob) -> "RepairMeasure":
-    encoding = Int8InputEncoding.for_normalization(job.mean, job.std)
-    return RepairMeasure(job, lambda path, images: litert_logits(path, images, encoding))
+@dataclasses.dataclass
+class _MixedWriter:
+    """`model_int8_mixed.tflite`: int8 with float units, int8 input and output."""
+
+    job: ExportJob
+    file: str = MIXED_FILE
+
+    def write(self, quantized: QuantizedGraph, float_units: list[str]) -> Artifact:
+        return export_mixed(self.job, quantized, float_units)
+
+    def recorded(self, made: Artifact, repair: Int8Repair, target: str, measured: Measured) -> Artifact:
+        details = dataclasses.replace(
+            _tflite_details(made), target=target, measured=measured, measured_on=repair.measured_on, repair=repair
+        )
+        return dataclasses.replace(made, details=details)
+
+
+@dataclasses.dataclass
+class Int8FileWriter:
+    """What the int8 engine (`edgecnn.int8.engine`) needs from TFLite: PT2E with litert-torch's quantizer,
+    the converter, the purity check and LiteRT's run of a file."""
+
+    job: ExportJob
+    label: str = "tflite"
+    int8_file: str = INT8_FILE
+    candidate_file: str = REPAIR_CANDIDATE
+    before_repair_file: Optional[str] = BEFORE_REPAIR
+
+    def __post_init__(self) -> None:
+        self.work_dir = self.job.work_dir
+        self.mixed = _MixedWriter(self.job)
+        self.encoding = Int8InputEncoding.for_normalization(self.job.mean, self.job.std)
+
+    def quantize(
+        self, backbone: torch.nn.Module, float_units: Iterable[str] = (), any_batch: bool = False
+    ) -> QuantizedGraph:
+        return quantize(self.job, backbone, float_units, any_batch)
+
+    def write(self, quantized: QuantizedGraph, file: str) -> Artifact:
+        return _written_int8(self.job, quantized, file)
+
+    def logits(self, made: Artifact, images: np.ndarray) -> np.ndarray:
+        return litert_logits(self.work_dir / made.path, images, self.encoding)
+
+    def path_of(self, made: Artifact) -> str:
+        return made.path
+
+    def renamed(self, made: Artifact, file: str) -> Artifact:
+        return dataclasses.replace(made, path=file)
+
+    def with_repair(self, made: Artifact, repair: Int8Repair) -> Artifact:
+        return dataclasses.replace(made, details=dataclasses.replace(_tflite_details(made), repair=repair))
 
 
 def export_int8_to_target(job: ExportJob) -> list[Artifact]:
-    """The int8 model, and where it has a bound to meet (`job.int8_target`) and repair is "auto", the
-    remedies, cheapest first, each kept only where it measures better on the job's repair images:
-
-    1. cross-layer equalisation and bias correction on a copy of the network (`int8_repair`): bias
-       correction took trained EfficientNet-Lite0 from worst cosine 0.971 to 0.994, and its int8 top-1
-       from PyTorch's on 17 of the 19 bundled photos to all 19;
-    2. if the bound is still missed and the weights come with a dataset, the weights fine-tuned to
-       PyTorch's logits through the int8 graph's own rounding (`int8_finetune`), on images neither
-       calibration nor the repair measurement uses: the file stays pure int8;
-    3. if a bound the user stated (--int8-target) is still missed, float for the units that cost it most
-       (`int8_mixed`), in a second file, `model_int8_mixed.tflite`, never in place of the pure int8 one.
-       It is made from the network without fine-tuning: the float units' neighbours are calibrated anew.
-
-    The int8 artifact's details record every candidate, what was kept and the final measurement."""
-    from edgecnn.formats.int8_repair import apply_remedies
-
-    artifact, quantized = export_int8(job)
-    target = job.int8_target
-    repair = Int8Repair(job.int8_repair, str(target) if target else None, measured_on=_repair_set_description(job))
-    if job.int8_repair == RepairMode.NONE or target is None:
-        return [_with_repair(artifact, repair)]
-    measure = _measure(job)
-    plain = measure.of_file(job.work_dir / INT8_FILE)
-    repair.candidates.append(RepairCandidate([], measure.record(plain)))
-    corrected, remedies = apply_remedies(job.backbone, job.calibration, job.mean, job.std)
-    with console.step(f"tflite int8 ({target.metric} {plain:.4f}) remade with {', '.join(remedies)}"):
-        candidate, candidate_graph = export_int8(job, corrected, REPAIR_CANDIDATE)
-        repaired = measure.of_file(job.work_dir / REPAIR_CANDIDATE)
-    repair.candidates.append(RepairCandidate(remedies, measure.record(repaired)))
-    backbone, value = job.backbone, plain
-    if repaired > plain:
-        os.replace(job.work_dir / INT8_FILE, job.work_dir / BEFORE_REPAIR)  # for the per-layer before/after
-        os.replace(job.work_dir / REPAIR_CANDIDATE, job.work_dir / INT8_FILE)
-        artifact = dataclasses.replace(candidate, path=INT8_FILE)
-        repair.applied = remedies
-        backbone, quantized, value = corrected, candidate_graph, repaired
-    else:
-        (job.work_dir / REPAIR_CANDIDATE).unlink()
-    if not target.met(value):
-        tuned = _fine_tuned(job, backbone, quantized, measure, repair)
-        if tuned is not None and tuned[2] > value:
-            if not (job.work_dir / BEFORE_REPAIR).exists():
-                os.replace(job.work_dir / INT8_FILE, job.work_dir / BEFORE_REPAIR)
-            os.replace(job.work_dir / REPAIR_CANDIDATE, job.work_dir / INT8_FILE)
-            artifact, value = dataclasses.replace(tuned[0], path=INT8_FILE), tuned[2]
-            assert repair.fine_tuning is not None  # recorded by _fine_tuned
-            repair.fine_tuning.kept = True
-        else:
-            (job.work_dir / REPAIR_CANDIDATE).unlink(missing_ok=True)
-    repair.final = RepairOutcome(measure.record(value), target.met(value))
-    written = [_with_repair(artifact, repair)]
-    if not target.met(value) and job.int8_target_stated:
-        mixed = _float_units_to_target(job, backbone, quantized, measure, repair)
-        written += [mixed] if mixed is not None else []
-    return written
-
-
-def _fine_tuned(
-    job: ExportJob, backbone: torch.nn.Module, quantized: QuantizedGraph, measure: "RepairMeasure", repair: Int8Repair
-) -> Optional[tuple[Artifact, QuantizedGraph, float]]:
-    """The int8 file remade from `quantized` with its weights fine-tuned to PyTorch's logits
-    (`int8_finetune`), written as the repair candidate and measured; None where there are no images to
-    train on. Recorded in `repair.fine_tuning`."""
-    from edgecnn.formats import int8_finetune as finetune
-
-    if job.tuning is None:
-        repair.fine_tuning = FineTuning(
-            tried=False,
-            why_not="it needs images beyond calibration's and the repair set's: weights that come with a dataset",
-        )
-        return None
-    images, source = job.tuning.load()
-    with torch.no_grad():
-        raw = torch.from_numpy(images).permute(0, 3, 1, 2).float()
-        teacher = torch.cat([job.model(raw[i : i + 250]) for i in range(0, len(raw), 250)])
-    inputs = torch.from_numpy(quantized.encoding.decode(quantized.encoding.encode(images)))
-    trainable = finetune.trainable_copy(quantize(job, backbone, any_batch=True).graph)
-    steps = finetune.EPOCHS * max(1, len(inputs) // finetune.BATCH)
-    with console.step(
-        f"tflite int8: weights fine-tuned to PyTorch's logits on {len(inputs)} images", total=steps
-    ) as advance:
-
-        def progress() -> None:
-            checkpoint()
-            advance()
-
-        losses = finetune.fine_tune(trainable, inputs, teacher, progress=progress)
-    tuned = dataclasses.replace(quantized, graph=copy.deepcopy(quantized.graph))
-    finetune.write_back(trainable, tuned.graph)
-    artifact = _written_int8(job, tuned, REPAIR_CANDIDATE)
-    value = measure.of_file(job.work_dir / REPAIR_CANDIDATE)
-    repair.fine_tuning = FineTuning(
-        tried=True,
-        images=source,
-        epochs=finetune.EPOCHS,
-        learning_rate=finetune.LEARNING_RATE,
-        loss="mean squared error to PyTorch's logits",
-        loss_per_epoch=[round(x, 6) for x in losses],
-        measured=measure.record(value),
-    )
-    repair.candidates.append(RepairCandidate([*repair.applied, "int8-aware fine-tuning"], measure.record(value)))
-    return artifact, tuned, value
-
-
-def _repair_set_description(job: ExportJob) -> Optional[str]:
-    if job.repair_images is None:
-        return None
-    labelled = "labelled " if job.repair_labels is not None else ""
-    return f"{len(job.repair_images)} {labelled}{job.repair_source}"
-
-
-def _float_units_to_target(
-    job: ExportJob, backbone: torch.nn.Module, quantized: "QuantizedGraph", measure: "RepairMeasure", repair: Int8Repair
-) -> Optional[Artifact]:
-    """The last remedy: `model_int8_mixed.tflite`, with float for the fewest units that meet the bound,
-    kept only if LiteRT's run of it meets the bound too. Records the search in `repair`.
-
-    Units, each with the units that read it, are knocked out of the graph's quantization one greedy step at
-    a time (the one that raises the logits' SQNR most) until the simulation meets the bound; the choice is
-    confirmed by quantizing afresh with those units in float (their neighbours' ranges are calibrated anew),
-    taking a few more steps while that, or LiteRT's run of the file, still misses."""
-    from edgecnn.formats.int8_mixed import FloatUnitSearch, compute_units, leaf_blocks
-
-    target = measure.target
-    normalized = torch.from_numpy(quantized.encoding.decode(quantized.encoding.encode(measure.images)))
-
-    def simulate(graph: torch.fx.GraphModule, count: int, batch: int = 1) -> np.ndarray:
-        with torch.no_grad():
-            return np.concatenate(
-                [graph(normalized[i : min(i + batch, count)]).numpy() for i in range(0, count, batch)]
-            ).astype(np.float64)
-
-    # The search runs thousands of simulated images; per image, the fake-quantized graph's time is
-    # mostly per-operator overhead, so it runs them 64 at a time on a graph that takes any batch
-    # (measured: DenseNet-121's 73 units took 1,424 s at batch 1, on a loaded machine).
-    searchable = quantize(job, backbone, any_batch=True)
-    units = compute_units(searchable.graph, leaf_blocks(searchable.network), WRAPPER_PREFIX)
-    search = FloatUnitSearch(
-        searchable.graph, units, lambda graph, count: simulate(graph, count, SEARCH_BATCH), measure.reference
-    )
-    label = f"tflite int8 misses {target}: units tried in float"
-    choice = search.search(measure.of_logits, target.met, label)
-    found = FloatUnitSearchRecord(
-        units_tried=choice.total_units,
-        most_sensitive=[SensitiveUnit(u, measure.record(v), round(db, 2)) for u, v, db in choice.ranking[:5]],
-        greedy_steps=[GreedyStep(len(floated), round(db, 2)) for floated, db in choice.steps],
-    )
-    repair.float_units = found
-    chosen = list(choice.units)
-
-    def give_up(outcome: str) -> None:
-        found.outcome = outcome
-        console.say(f"[edgecnn] tflite {MIXED_PRECISION} ({MIXED_FILE}) not made: {outcome}")
-
-    if not choice.met:  # no rebuild can be expected to do better than the search's own simulation
-        give_up(
-            f"float for the {len(chosen)} units that matter most (of {choice.total_units}, the most allowed) "
-            f"reaches {target.metric} {choice.simulated:.4f} in simulation, short of {target.value:g}"
-        )
-        return None
-    extra_steps = EXTRA_FLOAT_STEPS
-
-    while True:
-        checkpoint()
-        with console.step(f"tflite {MIXED_PRECISION}: float for {', '.join(chosen)}, quantized afresh"):
-            simulated = measure.of_logits(
-                simulate(quantize(job, backbone, chosen, any_batch=True).graph, len(normalized), SEARCH_BATCH)
-            )
-        value = None
-        if target.met(simulated):  # LiteRT's integer arithmetic rounds a little differently: it decides
-            try:
-                with console.step(f"tflite {MIXED_PRECISION}: written with float for {', '.join(chosen)}"):
-                    mixed = export_mixed(job, quantize(job, backbone, chosen), chosen)
-                    value = round(measure.of_file(job.work_dir / MIXED_FILE), 6)
-            except ExportError as err:  # the pure int8 file stands; the failure is recorded with the search
-                (job.work_dir / MIXED_FILE).unlink(missing_ok=True)
-                found.tried.append(FloatUnitsTry(list(chosen), round(simulated, 6)))
-                give_up(str(err))
-                return None
-        found.tried.append(FloatUnitsTry(list(chosen), round(simulated, 6), value))
-        if value is not None:
-            if target.met(value):
-                break
-            (job.work_dir / MIXED_FILE).unlink()
-        step = search.grow(chosen, f"{label}: one more step") if extra_steps else None
-        extra_steps -= 1
-        if step is None:
-            reached = f"{value:.4f} in LiteRT" if value is not None else f"{simulated:.4f} in simulation"
-            give_up(f"float for {', '.join(chosen)} reaches {target.metric} {reached}, short of {target.value:g}")
-            return None
-        chosen = step[0]
-    found.float_units, found.measured, found.outcome = list(chosen), value, SEARCH_MET
-    details = _tflite_details(mixed)
-    return dataclasses.replace(
-        mixed,
-        details=dataclasses.replace(
-            details, target=str(target), measured=measure.record(value), measured_on=repair.measured_on, repair=repair
-        ),
-    )
+    """The int8 model held to the job's bound by the int8 engine (`edgecnn.int8.engine`), and where a bound
+    the user stated is still missed, `model_int8_mixed.tflite` beside it."""
+    made = make_int8(Int8FileWriter(job), job.network(), job.int8)
+    return [made.int8] + ([made.mixed] if made.mixed is not None else [])
 
 
 def _tflite_details(artifact: Artifact) -> TFLiteDetails:
@@ -358,22 +197,7 @@ def _tflite_details(artifact: Artifact) -> TFLiteDetails:
     return artifact.details
 
 
-def _with_repair(artifact: Artifact, repair: Int8Repair) -> Artifact:
-    return dataclasses.replace(artifact, details=dataclasses.replace(_tflite_details(artifact), repair=repair))
-
-
 WRAPPER_PREFIX = "wrapped."  # litert_torch.to_channel_last_io keeps the network as its `wrapped` attribute
-
-
-@dataclasses.dataclass
-class QuantizedGraph:
-    """The PT2E-converted int8 graph (the int8 model simulated in PyTorch), before LiteRT conversion."""
-
-    graph: torch.fx.GraphModule
-    quantizer: object
-    sample: torch.Tensor
-    network: torch.nn.Module  # the rewritten network it was exported from (module paths as in the backbone)
-    encoding: Int8InputEncoding
 
 
 def quantize(
@@ -410,7 +234,7 @@ def quantize(
             graph(image)
     graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
     mark_inference_graph(graph)
-    return QuantizedGraph(graph, quantizer, normalized[0], network, encoding)
+    return QuantizedGraph(graph, quantizer, normalized[0], network, encoding, WRAPPER_PREFIX, channels_last=True)
 
 
 def _convert(quantized: QuantizedGraph, path: Path, precision: Precision = Precision.INT8) -> None:

@@ -26,12 +26,12 @@ from torch import nn
 
 from edgecnn.data.preprocess import Int8InputEncoding
 from edgecnn.formats import ArtifactRecord, litert
-from edgecnn.formats.int8_repair import apply_remedies
 from edgecnn.formats.litert import module_path
-from edgecnn.formats.rewrites import for_xnnpack
 from edgecnn.harness.images import parity_images
 from edgecnn.harness.int8_replay import DATA_MOVEMENT, FloatReplay, GraphOp, read_graph
 from edgecnn.harness.layer_errors import Errors
+from edgecnn.int8.remedies import apply_remedies
+from edgecnn.passes.modules import for_xnnpack
 from edgecnn.schema.details import ExecuTorchDetails, TFLiteDetails
 from edgecnn.schema.enums import FormatName, Precision
 from edgecnn.schema.int8 import (

@@ -26,6 +26,7 @@ from torch import fx, nn
 from edgecnn.data.preprocess import Int8InputEncoding
 from edgecnn.formats import ArtifactRecord
 from edgecnn.harness.layer_errors import Errors
+from edgecnn.schema.details import ExecuTorchDetails
 from edgecnn.schema.int8 import Int8Inspection, LayerError
 from edgecnn.schema.manifest import Manifest
 from edgecnn.util import console
@@ -160,6 +161,14 @@ def inspect_pte(
     from edgecnn.formats.executorch import Runner, int8_network, quantize
     from edgecnn.harness.inspect_int8 import made_from
 
+    repair = record.details.repair if isinstance(record.details, ExecuTorchDetails) else None
+    if repair is not None and repair.fine_tuning is not None and repair.fine_tuning.kept:
+        # its weights were trained at export and are inside the delegate: a graph rebuilt from the network
+        # would be another program's
+        raise UsageError(
+            f"{record.path}: its weights were fine-tuned at export, so its quantized graph cannot be rebuilt "
+            "for inspection; inspect the int8 TFLite, or export again with --int8-repair none"
+        )
     calibration = calibration_images(manifest)
     encoding, backbone = made_from(record, manifest, backbone, calibration)
     sample = _decoded(encoding, calibration[:1])

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgecnn.formats.litert import module_path
-from edgecnn.formats.rewrites import following_batchnorms
+from edgecnn.passes.modules import following_batchnorms
 from edgecnn.util.errors import UsageError
 
 # operators that move or copy values: exact in int8, so never a layer of their own in the report

@@ -19,19 +19,13 @@ range that minimises the L2 quantization error of each tensor, rather than takin
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, cast
+from typing import Optional, cast
 
 import numpy as np
 import torch
 from torch import fx, nn
 
-from edgecnn.formats.rewrites import following_batchnorms, trace_modules
-from edgecnn.schema.int8 import Int8Target, Measured
-
-if TYPE_CHECKING:
-    from edgecnn.formats.base import ExportJob
+from edgecnn.passes.modules import following_batchnorms, trace_modules
 
 _HOMOGENEOUS = (nn.ReLU, nn.Identity, nn.Dropout)
 _HOMOGENEOUS_FUNCTIONS = {torch.relu, torch.nn.functional.relu}
@@ -338,39 +332,3 @@ def apply_remedies(
     return corrected, ([f"cross-layer equalisation ({pairs} conv pairs)"] if pairs else []) + (
         [f"concat range equalisation ({groups} concatenations)"] if groups else []
     ) + [f"bias correction ({layers} layers)"]
-
-
-@dataclass
-class RepairMeasure:
-    """The bound's metric of a candidate int8 file, on the job's repair images, against PyTorch's logits.
-    `run` gives a file's dequantized logits on uint8 NHWC images: LiteRT's for a .tflite, ExecuTorch's for a
-    .pte, so that both int8 files are held to the same bound the same way."""
-
-    job: "ExportJob"
-    run: Callable[[Path, np.ndarray], np.ndarray]
-
-    def __post_init__(self) -> None:
-        if self.job.int8_target is None or self.job.repair_images is None:
-            missing = "int8_target" if self.job.int8_target is None else "repair_images"
-            raise ValueError(
-                f"{self.job.variant}: an int8 bound is measured on repair images; this ExportJob has no {missing}"
-            )
-        self.target: Int8Target = self.job.int8_target
-        self.images: np.ndarray = self.job.repair_images
-        with torch.no_grad():
-            images = torch.from_numpy(self.images).permute(0, 3, 1, 2).float()
-            self.reference = np.concatenate(
-                [self.job.model(images[i : i + 64]).numpy() for i in range(0, len(images), 64)]
-            ).astype(np.float64)
-
-    def of_logits(self, logits: np.ndarray, count: Optional[int] = None) -> float:
-        count = len(logits) if count is None else count
-        labels = self.job.repair_labels[:count] if self.job.repair_labels is not None else None
-        return self.target.measure(logits[:count], self.reference[:count], labels)
-
-    def record(self, value: float) -> Measured:
-        """`value` of the bound's metric, as the repair record keeps it."""
-        return Measured(self.target.metric, round(value, 6))
-
-    def of_file(self, path: Path) -> float:
-        return self.of_logits(self.run(path, self.images))

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from edgecnn.formats.int8_mixed import is_dequantize, is_quantize
+from edgecnn.int8.float_units import is_dequantize, is_quantize
 
 LEARNING_RATE = 1e-5  # Adam; 1e-4 made EfficientNet-B0's logit SQNR worse after an epoch (24.2 -> 22.5 dB)
 EPOCHS = 1  # a second epoch added 0.05 dB on EfficientNet-B0

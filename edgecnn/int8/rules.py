@@ -120,7 +120,7 @@ def edge_quantizer(
         # Marked as annotated with nothing to observe, every annotator passes these nodes by; their
         # neighbours still quantize what they read from and give to them. Where a float unit reads the
         # graph's input or gives its output, that edge is still quantized: the file keeps int8 I/O.
-        from edgecnn.formats.int8_mixed import leaf_blocks, module_path, unit_of
+        from edgecnn.int8.float_units import leaf_blocks, module_path, unit_of
 
         blocks = leaf_blocks(network)
         inputs = graph_inputs(model)

@@ -140,3 +140,53 @@ def test_splits_become_slices_computing_the_same_and_keeping_their_module_paths(
     ops = Counter(n.target for n in graph.graph.nodes if n.op == "call_function")
     assert ops[aten.slice.Tensor] == 5 and not ops[aten.split_with_sizes.default] and not ops[aten.chunk.default]
     torch.testing.assert_close(graph(x), model(x), rtol=0, atol=0)
+
+
+class PoolsAndNorms(nn.Module):
+    """What the module rewrites did for the zoo, written so that torch.fx cannot trace it (a TorchScript
+    activation): a padded max pool after a ReLU6, one after a plain conv, average pools with and without
+    counted padding, a BatchNorm on a concatenation and one after a conv read twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.signed_pool = nn.MaxPool2d(3, 1, 1)
+        self.branch = nn.AvgPool2d(3, 1, 1)
+        self.exclusive = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+        self.down = nn.AvgPool2d(2)
+        self.norm = nn.BatchNorm2d(24)
+        self.conv = nn.Conv2d(24, 8, 1)
+        self.shared = nn.BatchNorm2d(8)
+        for bn in (self.norm, self.shared):
+            bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2), bn.weight.data.uniform_(-2, 2)
+
+    def forward(self, x):
+        y = self.pool(F.relu6(self.stem(x)))
+        y = torch.cat([self.branch(y), self.exclusive(y), self.signed_pool(y - scripted_hard_sigmoid(y))], 1)
+        z = self.conv(self.norm(y))
+        return self.down(self.shared(z)) + self.down(z)
+
+
+def test_pools_and_free_batchnorms_become_convs_and_pads_computing_the_same():
+    torch.manual_seed(0)
+    model = PoolsAndNorms().eval()
+    x = torch.randn(2, 3, 16, 16) * 2
+    graph = torch.export.export(model, (x[:1],), strict=True).module()
+    done = int8_forms(graph)
+    assert done["padded max pool as zero pad and pool"] == 1  # not the pool of a signed input
+    assert done["average pool as depthwise conv"] == 3  # not the one that leaves its padding out of the mean
+    assert done["BatchNorm after no conv as depthwise conv"] == 2  # the conv read twice cannot fold its norm
+    ops = Counter(n.target for n in graph.graph.nodes if n.op == "call_function")
+    assert ops[aten.batch_norm.default] == 0 and ops[aten.avg_pool2d.default] == 1
+    assert ops[aten.constant_pad_nd.default] == 1 and ops[aten.max_pool2d.default] == 2
+    torch.testing.assert_close(graph(x[:1]), model(x[:1]), rtol=1e-5, atol=1e-5)
+    paths = {list(n.meta["nn_module_stack"].values())[-1][0] for n in graph.graph.nodes
+             if n.op == "call_function" and n.target in (aten.conv2d.default, aten.constant_pad_nd.default)}
+    assert {"pool", "branch", "down", "norm", "shared"} <= paths
+
+
+def test_executorch_keeps_padded_max_pools_whole():
+    model = PoolsAndNorms().eval()
+    graph = torch.export.export(model, (torch.randn(1, 3, 16, 16),), strict=True).module()
+    assert int8_forms(graph, pad_max_pools=False)["padded max pool as zero pad and pool"] == 0

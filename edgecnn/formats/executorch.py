@@ -238,10 +238,10 @@ def quantize(
         frozenset(float_units),
         int8_unary_ops=frozenset({torch.ops.aten.hardswish.default}),
     ).set_global(get_symmetric_quantization_config(is_per_channel=True))
-    dynamic = {"args": ({0: torch.export.Dim("batch", min=1, max=1024)},)} if any_batch else None
+    dynamic = ({0: torch.export.Dim("batch", min=1, max=1024)},) if any_batch else None
     example = torch.cat([normalized[0]] * 2) if any_batch else normalized[0]  # a size-1 axis would be fixed
     graph = torch.export.export(network, (example,), strict=True, dynamic_shapes=dynamic).module()
-    int8_forms(graph, native_hardswish=True, split_as_slices=True)
+    int8_forms(graph, native_hardswish=True, split_as_slices=True, pad_max_pools=False)
     graph = scalars_as_4d_tensors(graph)
     float_graph = None
     if keep_float:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgecnn.formats.litert import module_path
+from edgecnn.passes.aten import average_pool_weight, batchnorm_as_conv
 from edgecnn.passes.modules import following_batchnorms
 from edgecnn.util.errors import UsageError
 
@@ -71,6 +72,16 @@ def _spatial_padding(x: torch.Tensor, kernel: tuple[int, int], options: dict, di
     return [left, right, top, bottom]
 
 
+def _as_depthwise_conv(module: nn.Module, shape: tuple) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """(weight, bias) of the depthwise conv an average pool or BatchNorm became, for TFLite weights of `shape`
+    (1, kh, kw, channels)."""
+    if isinstance(module, nn.AvgPool2d):
+        return average_pool_weight([int(shape[1]), int(shape[2])], int(shape[3])), None
+    assert isinstance(module, nn.BatchNorm2d)
+    gamma, beta = (module.weight, module.bias) if module.affine else (None, None)
+    return batchnorm_as_conv(gamma, beta, module.running_mean, module.running_var, module.eps)
+
+
 def _nchw(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 3, 1, 2)
 
@@ -82,12 +93,12 @@ def _nhwc(x: torch.Tensor) -> torch.Tensor:
 class FloatReplay:
     """The float function of every operator of an int8 graph, with the network's float weights."""
 
-    def __init__(self, interpreter, ops: list[GraphOp], backbone: nn.Module) -> None:
+    def __init__(self, interpreter, ops: list[GraphOp], backbone: nn.Module, sample: torch.Tensor) -> None:
         self.interpreter = interpreter
         self.ops = ops
         self.tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
         self.modules = dict(backbone.named_modules())
-        self._folded_norm = following_batchnorms(backbone)
+        self._folded_norm = following_batchnorms(backbone, sample)
         self.weights: dict[int, tuple[torch.Tensor, Optional[torch.Tensor]]] = {}
         self.module_of: dict[int, str] = {}
         self._map_weights()
@@ -104,6 +115,11 @@ class FloatReplay:
                 # the classifier's weight is often named after the export wrapper: the Linear of that shape
                 path = next((p for p in unnamed_linears if tuple(self.modules[p].weight.shape) == shape), None)
             module = self.modules.get(path)
+            if op.kind == "DEPTHWISE_CONV_2D" and isinstance(module, (nn.AvgPool2d, nn.BatchNorm2d)):
+                # a pool or a BatchNorm the int8 passes wrote as a depthwise conv (`passes.aten`)
+                self.weights[op.index] = _as_depthwise_conv(module, shape)
+                self.module_of[op.index] = str(path)
+                continue
             if path is None or not isinstance(module, (nn.Conv2d, nn.Linear)):
                 raise UsageError(
                     f"int8 operator {op.index} ({op.kind}) maps to no conv or Linear of the PyTorch "

@@ -263,7 +263,7 @@ def correct_bias(model: nn.Module, batches: list[torch.Tensor]) -> tuple[nn.Modu
     A conv followed by a BatchNorm is rounded as the two folded into one: the shift is measured on the
     folded weights and taken out of the BatchNorm's bias.
     """
-    norms = following_batchnorms(model)
+    norms = following_batchnorms(model, batches[0][:1] if batches else None)
     layers = {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
     means: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}

@@ -40,13 +40,24 @@ aten = torch.ops.aten
 _ARITHMETIC = {aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.rsub.Scalar, aten.add.Scalar, aten.mul.Scalar}
 
 
-def int8_forms(graph: fx.GraphModule, *, native_hardswish: bool = False, split_as_slices: bool = False) -> Counter:
-    """Rewrite `graph` in place; returns how many operators each pass rewrote."""
+def int8_forms(
+    graph: fx.GraphModule,
+    *,
+    native_hardswish: bool = False,
+    split_as_slices: bool = False,
+    pad_max_pools: bool = True,
+) -> Counter:
+    """Rewrite `graph` in place; returns how many operators each pass rewrote. `pad_max_pools=False` keeps
+    padded max pools whole, for a converter that hands them to XNNPACK as they are (ExecuTorch)."""
     done: Counter = Counter()
     done["grad-mode region inlined"] = inline_grad_mode_regions(graph)
     done["in-place operator made out-of-place"] = out_of_place(graph)
     if split_as_slices:
         done["split as slices"] = splits_as_slices(graph)
+    if pad_max_pools:
+        done["padded max pool as zero pad and pool"] = zero_padded_max_pools(graph)
+    done["average pool as depthwise conv"] = average_pools_as_depthwise_convs(graph)
+    done["BatchNorm after no conv as depthwise conv"] = free_batchnorms_as_depthwise_convs(graph)
     for node in list(graph.graph.nodes):
         if node.op != "call_function":
             continue
@@ -171,6 +182,173 @@ def splits_as_slices(graph: fx.GraphModule) -> int:
     return count
 
 
+def _shape(node: Any) -> "torch.Size | None":
+    value = node.meta.get("val") if isinstance(node, fx.Node) else None
+    return value.shape if isinstance(value, torch.Tensor) else None
+
+
+def _constant(graph: fx.GraphModule, name: str, value: torch.Tensor, before: fx.Node) -> fx.Node:
+    """`value` as a buffer of the graph, read by a get_attr node placed before `before`."""
+    graph.register_buffer(name, value)
+    with graph.graph.inserting_before(before):
+        node = graph.graph.get_attr(name)
+    fake_mode = torch._guards.detect_fake_mode([n.meta.get("val") for n in before.all_input_nodes])
+    if fake_mode is not None:
+        with fake_mode:
+            node.meta["val"] = torch.empty_like(value)
+    return node
+
+
+def _depthwise_conv(
+    graph: fx.GraphModule, node: fx.Node, x: fx.Node, weight: torch.Tensor, bias: "torch.Tensor | None", *conv: Any
+) -> fx.Node:
+    """conv2d(x, weight, bias, stride, padding, dilation, groups) in place of `node`, with its metadata."""
+    prefix = f"_edgecnn_{node.name}"
+    w = _constant(graph, f"{prefix}_weight", weight, node)
+    b = _constant(graph, f"{prefix}_bias", bias, node) if bias is not None else None
+    with graph.graph.inserting_before(node):
+        return _Builder(graph.graph, node)(aten.conv2d.default, x, w, b, *conv)
+
+
+def average_pool_weight(kernel: "list[int] | tuple[int, int]", channels: int) -> torch.Tensor:
+    """The depthwise conv weight an average pool (counting its padding) is: 1/k^2 everywhere."""
+    return torch.full((channels, 1, *kernel), 1.0 / (kernel[0] * kernel[1]))
+
+
+def batchnorm_as_conv(
+    gamma: "torch.Tensor | None", beta: "torch.Tensor | None", mean: torch.Tensor, var: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 1x1 depthwise conv (weight, bias) an eval-mode BatchNorm is."""
+    scale = torch.rsqrt(var.detach().float() + eps) * (gamma.detach().float() if gamma is not None else 1.0)
+    shift = (beta.detach().float() if beta is not None else 0.0) - mean.detach().float() * scale
+    return scale.reshape(-1, 1, 1, 1), shift
+
+
+def average_pools_as_depthwise_convs(graph: fx.GraphModule) -> int:
+    """An average pool that counts its padding as a depthwise conv with weights 1/k^2: LiteRT's int8
+    AVERAGE_POOL_2D is not an XNNPACK operator, and int8 holds 1/k^2 exactly (per-channel scale)."""
+    count = 0
+    for node in list(graph.graph.nodes):
+        if node.op != "call_function" or node.target != aten.avg_pool2d.default:
+            continue
+        x, kernel, *rest = node.args
+        stride, padding, ceil_mode, include_pad, divisor = (list(rest) + [[], 0, False, True, None][len(rest) :])[:5]
+        shape = _shape(x)
+        if shape is None or len(shape) != 4 or ceil_mode or not include_pad or divisor is not None:
+            continue
+        kernel = _two(kernel)
+        stride = _two(stride) if stride else kernel  # avg_pool2d's stride defaults to its kernel
+        channels = int(shape[1])
+        weight = average_pool_weight(kernel, channels)
+        conv = _depthwise_conv(graph, node, x, weight, None, stride, _two(padding), [1, 1], channels)
+        node.replace_all_uses_with(conv)
+        graph.graph.erase_node(node)
+        count += 1
+    return count
+
+
+_CONV = aten.conv2d.default
+
+
+def free_batchnorms_as_depthwise_convs(graph: fx.GraphModule) -> int:
+    """A BatchNorm that follows no conv it could be folded into (DenseNet's, on each concatenation) as a 1x1
+    depthwise conv: the quantizers leave such a BatchNorm float, and quantize a conv like any other."""
+    count = 0
+    for node in list(graph.graph.nodes):
+        if node.op != "call_function" or node.target != aten.batch_norm.default:
+            continue
+        x, weight, bias, mean, var, training, _, eps = node.args[:8]
+        folds = isinstance(x, fx.Node) and x.target == _CONV and len(x.users) == 1
+        shape = _shape(x)
+        if training or folds or shape is None or len(shape) != 4:
+            continue
+        values = [_attribute(graph, n) for n in (weight, bias, mean, var)]
+        if values[2] is None or values[3] is None:
+            continue
+        weight_1x1, shift = batchnorm_as_conv(*values, eps)
+        conv = _depthwise_conv(graph, node, x, weight_1x1, shift, [1, 1], [0, 0], [1, 1], int(shape[1]))
+        node.replace_all_uses_with(conv)
+        graph.graph.erase_node(node)
+        count += 1
+    graph.graph.eliminate_dead_code()
+    return count
+
+
+def _attribute(graph: fx.GraphModule, node: Any) -> "torch.Tensor | None":
+    if not isinstance(node, fx.Node) or node.op != "get_attr":
+        return None
+    value = operator.attrgetter(str(node.target))(graph)
+    return value.detach().clone() if isinstance(value, torch.Tensor) else None
+
+
+# operators whose output is never negative, and those that keep a nonnegative input nonnegative
+_NONNEGATIVE = {aten.relu.default, aten.relu6.default, aten.sigmoid.default}
+_KEEPS_SIGN = {aten.max_pool2d.default, aten.dropout.default, aten.clone.default, aten.contiguous.default}
+
+
+def _nonnegative(node: Any) -> bool:
+    if not isinstance(node, fx.Node) or node.op != "call_function":
+        return False
+    if node.target in _NONNEGATIVE:
+        return True
+    if node.target in (aten.hardtanh.default, aten.clamp.default):
+        low = node.args[1] if len(node.args) > 1 else (-1.0 if node.target == aten.hardtanh.default else None)
+        return _is_number(low) and low >= 0
+    if node.target in _KEEPS_SIGN:
+        return _nonnegative(node.args[0])
+    if node.target in (aten.cat.default, aten.concat.default):
+        return all(_nonnegative(n) for n in node.args[0])
+    return False
+
+
+def zero_padded_max_pools(graph: fx.GraphModule) -> int:
+    """A padded max pool on a nonnegative input as a zero pad and an unpadded pool: the same maxima, and
+    LiteRT lowers the padded pool to a PADV2 with -inf, which XNNPACK does not take (the ResNets' stem
+    pool was the second piece of every such model)."""
+    count = 0
+    for node in list(graph.graph.nodes):
+        if node.op != "call_function" or node.target != aten.max_pool2d.default:
+            continue
+        x, kernel, *rest = node.args
+        stride, padding, dilation, ceil_mode = (list(rest) + [[], 0, 1, False][len(rest) :])[:4]
+        pad = _two(padding)
+        if ceil_mode or pad == [0, 0] or not _nonnegative(x):
+            continue
+        b = _Builder(graph.graph, node)
+        with graph.graph.inserting_before(node):
+            padded = b(aten.constant_pad_nd.default, x, [pad[1], pad[1], pad[0], pad[0]], 0.0)
+            pooled = b(aten.max_pool2d.default, padded, kernel, stride or kernel, [0, 0], dilation)
+        node.replace_all_uses_with(pooled)
+        graph.graph.erase_node(node)
+        count += 1
+    return count
+
+
+def _two(value: Any) -> list[int]:
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    return [int(values[0]), int(values[-1])]
+
+
+def module_path_of(node: fx.Node) -> "str | None":
+    """The innermost module a node of an exported graph ran in, by its path in the exported model."""
+    stack = node.meta.get("nn_module_stack")
+    return list(stack.values())[-1][0].removeprefix(_EXPORT_ROOT) if stack else None
+
+
+def batchnorms_after_convs(model: torch.nn.Module, sample: torch.Tensor) -> dict[str, str]:
+    """conv module path -> the path of the BatchNorm that alone reads it, read off the `torch.export` graph:
+    for a model torch.fx cannot trace (the quantizers fold these pairs into one conv all the same)."""
+    graph = torch.export.export(model, (sample,), strict=True).graph
+    pairs = {}
+    for node in graph.nodes:
+        if node.op == "call_function" and node.target == _CONV and len(node.users) == 1:
+            user = next(iter(node.users))
+            conv, norm = module_path_of(node), module_path_of(user)
+            if user.target == aten.batch_norm.default and conv and norm and conv != norm:
+                pairs[conv] = norm
+    return pairs
+
+
 def _rewrite_for(node: fx.Node, native_hardswish: bool) -> "tuple[str, Callable[..., fx.Node]] | None":
     target = node.target
     if target == aten.silu.default:
@@ -231,6 +409,9 @@ _SOURCE_FN: dict[Any, Any] = {
     aten.adaptive_avg_pool2d.default: torch.nn.functional.adaptive_avg_pool2d,
     aten.flatten.using_ints: torch.flatten,
     aten.slice.Tensor: operator.getitem,
+    aten.conv2d.default: torch.nn.functional.conv2d,
+    aten.constant_pad_nd.default: torch.nn.functional.pad,
+    aten.max_pool2d.default: torch.nn.functional.max_pool2d,
 }
 
 
@@ -249,7 +430,8 @@ class _Builder:
         node.meta.update(self.meta)
         node.meta["source_fn_stack"] = [(node.name, _SOURCE_FN[target])]
         values = [a.meta.get("val") if isinstance(a, fx.Node) else a for a in args]
-        if self.fake_mode is not None and all(v is not None for v in values):
+        known = all(a.meta.get("val") is not None for a in args if isinstance(a, fx.Node))
+        if self.fake_mode is not None and known:  # an absent bias (None) is an argument like any other
             with self.fake_mode:
                 node.meta["val"] = target(*values)
         return node

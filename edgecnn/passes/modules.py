@@ -29,6 +29,7 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from edgecnn.passes.aten import batchnorms_after_convs
 from edgecnn.util import console
 from edgecnn.zoo.models.layers import replace_unfused_batchnorms
 
@@ -212,15 +213,24 @@ def for_xnnpack(model: nn.Module, sample: torch.Tensor, *, int8: bool, pad_max_p
     return replace_unfused_batchnorms(model, traced.graph) if int8 else model
 
 
-def following_batchnorms(model: nn.Module) -> dict[str, nn.BatchNorm2d]:
-    """conv path -> the BatchNorm that is its only user (the converter folds the two into one operator)."""
+def following_batchnorms(model: nn.Module, sample: Optional[torch.Tensor] = None) -> dict[str, nn.BatchNorm2d]:
+    """conv path -> the BatchNorm that is its only user (the converter folds the two into one operator).
+
+    Read off torch.fx's trace, or where torch.fx cannot trace the model and a `sample` input is given, off
+    the torch.export graph."""
+    modules = dict(model.named_modules())
     traced = trace_modules(model)
     if traced is None:
-        return {}
-    graph = traced.graph
-    modules = dict(model.named_modules())
+        if sample is None:
+            return {}
+        pairs = batchnorms_after_convs(model.eval(), sample)
+        return {
+            conv: modules[norm]
+            for conv, norm in pairs.items()
+            if isinstance(modules.get(conv), nn.Conv2d) and isinstance(modules.get(norm), nn.BatchNorm2d)
+        }
     folded = {}
-    for node in graph.nodes:
+    for node in traced.graph.nodes:
         if node.op == "call_module" and isinstance(modules[node.target], nn.Conv2d) and len(node.users) == 1:
             user = next(iter(node.users))
             if user.op == "call_module" and isinstance(modules[user.target], nn.BatchNorm2d):

@@ -262,10 +262,10 @@ def free_batchnorms_as_depthwise_convs(graph: fx.GraphModule) -> int:
         shape = _shape(x)
         if training or folds or shape is None or len(shape) != 4:
             continue
-        values = [_attribute(graph, n) for n in (weight, bias, mean, var)]
-        if values[2] is None or values[3] is None:
+        gamma, beta, running_mean, running_var = (_attribute(graph, n) for n in (weight, bias, mean, var))
+        if running_mean is None or running_var is None:
             continue
-        weight_1x1, shift = batchnorm_as_conv(*values, eps)
+        weight_1x1, shift = batchnorm_as_conv(gamma, beta, running_mean, running_var, float(eps))
         conv = _depthwise_conv(graph, node, x, weight_1x1, shift, [1, 1], [0, 0], [1, 1], int(shape[1]))
         node.replace_all_uses_with(conv)
         graph.graph.erase_node(node)
@@ -293,7 +293,7 @@ def _nonnegative(node: Any) -> bool:
         return True
     if node.target in (aten.hardtanh.default, aten.clamp.default):
         low = node.args[1] if len(node.args) > 1 else (-1.0 if node.target == aten.hardtanh.default else None)
-        return _is_number(low) and low >= 0
+        return _is_number(low) and float(low) >= 0
     if node.target in _KEEPS_SIGN:
         return _nonnegative(node.args[0])
     if node.target in (aten.cat.default, aten.concat.default):

@@ -74,3 +74,23 @@ def test_write_back_refuses_a_graph_of_another_network(case):
     foreign = trained_int8("fashion-mnist-demo", job.work_dir).job
     with pytest.raises(ValueError, match="not a graph of the trained network"):
         finetune.write_back(trainable, tflite.quantize(foreign).graph)
+
+
+@pytest.mark.slow  # `make test-full`: the engine that runs it is the TFLite's, tested above in `make test`
+def test_the_int8_pte_is_fine_tuned_the_same_way_and_its_program_follows_the_trained_weights(case):
+    from edgecnn.formats import executorch
+
+    job, _, _, _, train, test, pytorch = case
+    writer = executorch.Int8ProgramWriter(job)
+    searchable = writer.quantize(job.backbone, any_batch=True)
+    trainable = finetune.trainable_copy(searchable.graph)  # XNNPACK's weight scales are the ones training keeps
+    finetune.fine_tune(trainable, searchable.inputs(train), pytorch(train), epochs=1, learning_rate=3e-5)
+    simulated = finetune.logits(trainable.graph, searchable.inputs(test))
+    plain = writer.quantize(job.backbone)
+    tuned = dataclasses.replace(plain, graph=copy.deepcopy(plain.graph))
+    finetune.write_back(trainable, tuned.graph)
+    runs = {name: writer.logits(writer.write(graph, f"{name}.pte"), test) for name, graph in
+            (("plain", plain), ("tuned", tuned))}
+    reference = pytorch(test).numpy()
+    assert logits_sqnr_db(runs["tuned"], simulated) > logits_sqnr_db(runs["plain"], simulated) + 3.0
+    assert logits_sqnr_db(runs["tuned"], reference) > logits_sqnr_db(runs["plain"], reference) + 0.5

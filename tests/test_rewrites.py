@@ -1,12 +1,19 @@
-"""The XNNPACK rewrites compute what they replace, and leave the model they were given untouched."""
+"""The rewrites that keep XNNPACK's graph in one piece compute what they replace, on the zoo's own models: the
+passes on the torch.export graph (pools, BatchNorms after no conv) and the one module rewrite (an adaptive
+pool to a larger grid folded into the Linear after it), which leaves the model it was given untouched."""
 import pytest
 import torch
 from torch import nn
 
 import edgecnn
-from edgecnn.passes.modules import ZeroPaddedMaxPool, for_xnnpack
+from edgecnn.passes.aten import fp32_forms, int8_forms
+from edgecnn.passes.modules import for_xnnpack
 
 pytestmark = pytest.mark.quick  # needs no converter: `make test-quick`
+
+PADDED_MAX_POOL = "padded max pool as zero pad and pool"
+AVERAGE_POOL = "average pool as depthwise conv"
+FREE_BATCHNORM = "BatchNorm after no conv as depthwise conv"
 
 
 def _trained_looking(name, alpha, resolution):
@@ -22,29 +29,50 @@ def _trained_looking(name, alpha, resolution):
 
 
 @pytest.mark.parametrize("name, alpha, resolution, rewritten", [
-    ("resnet18", 0.25, 64, ZeroPaddedMaxPool),
-    ("densenet121", 0.25, 64, nn.Conv2d),  # transitions' pools and the BatchNorms on concatenations
-    ("inception_v3", 0.25, 107, nn.Conv2d),  # the branch pools
-    ("vgg16", 0.25, 32, nn.Identity),  # 1x1 -> 7x7 adaptive pool folded into the first Linear
-    ("googlenet", 0.25, 64, None),  # ceil-mode pools: left as they are
+    ("resnet18", 0.25, 64, {PADDED_MAX_POOL}),  # the stem pool, after a ReLU
+    ("densenet121", 0.25, 64, {PADDED_MAX_POOL, AVERAGE_POOL, FREE_BATCHNORM}),  # transitions, concatenations
+    ("inception_v3", 0.25, 107, {AVERAGE_POOL}),  # the branch pools
+    ("googlenet", 0.25, 64, set()),  # ceil-mode pools: left as they are
 ])
-def test_rewrites_are_the_same_function(name, alpha, resolution, rewritten):
+def test_the_graph_passes_give_the_zoos_models_the_same_function(name, alpha, resolution, rewritten):
     model, x = _trained_looking(name, alpha, resolution)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    graph = torch.export.export(model, (x[:1],), strict=True).module()
+    done = int8_forms(graph)
+    assert {k for k in (PADDED_MAX_POOL, AVERAGE_POOL, FREE_BATCHNORM) if done[k]} == rewritten
+    for node in graph.graph.nodes:  # every BatchNorm left is one the quantizers fold into the conv before it
+        if node.target == torch.ops.aten.batch_norm.default:
+            conv = node.args[0]
+            assert conv.target == torch.ops.aten.conv2d.default and len(conv.users) == 1, node.name
     with torch.no_grad():
-        expected = model(x)
-        rewritten_model = for_xnnpack(model, x[:1], int8=True)
-        got = rewritten_model(x)
+        expected, got = model(x[:1]), graph(x[:1])
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the original is untouched
-    changed = [m for n, m in rewritten_model.named_modules() if n and not isinstance(m, type(dict(model.named_modules()).get(n)))]
-    if rewritten is None:
-        assert changed == []
-    else:
-        assert any(isinstance(m, rewritten) for m in changed)
+
+
+def test_the_float_graphs_get_only_what_their_converter_needs():
+    model, x = _trained_looking("densenet121", 0.25, 64)
+    litert = torch.export.export(model, (x[:1],), strict=True).module()
+    assert fp32_forms(litert, pad_max_pools=True) == {PADDED_MAX_POOL: 1}
+    executorch = torch.export.export(model, (x[:1],), strict=True).module()
+    assert fp32_forms(executorch, average_pools_as_convs=True)[AVERAGE_POOL] > 0
+    with torch.no_grad():
+        for graph in (litert, executorch):
+            torch.testing.assert_close(graph(x[:1]), model(x[:1]), rtol=1e-4, atol=1e-4)
 
 
 def test_a_max_pool_on_signed_values_keeps_its_minus_infinity_padding():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(3, 2, 1)).eval()
-    out = for_xnnpack(model, torch.randn(1, 3, 16, 16), int8=False)
-    assert isinstance(out[1], nn.MaxPool2d) and out[1].padding == 1
+    graph = torch.export.export(model, (torch.randn(1, 3, 16, 16),), strict=True).module()
+    assert int8_forms(graph)[PADDED_MAX_POOL] == 0
+
+
+def test_an_adaptive_pool_to_a_larger_grid_folds_into_the_linear_and_the_original_is_untouched():
+    model, x = _trained_looking("vgg16", 0.25, 32)  # 1x1 -> 7x7 before the classifier
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        expected = model(x)
+        rewritten = for_xnnpack(model, x[:1])
+        got = rewritten(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert isinstance(rewritten.avgpool, nn.Identity)
+    assert rewritten.classifier[0].in_features < model.classifier[0].in_features

@@ -26,7 +26,7 @@ from edgecnn.formats import FORMATS, litert
 from edgecnn.formats.base import Artifact, ExportJob, file_contract, image_input, int8_image_input, logits_output
 from edgecnn.int8.engine import QuantizedGraph, make_int8
 from edgecnn.int8.rules import edge_quantizer
-from edgecnn.passes.aten import int8_forms
+from edgecnn.passes.aten import fp32_forms, int8_forms
 from edgecnn.passes.modules import for_xnnpack
 from edgecnn.schema.artifacts import ArtifactRecord, Quantization, Refusal
 from edgecnn.schema.contract import CONTRACT_KEY
@@ -87,11 +87,13 @@ def export_fp32(job: ExportJob) -> Artifact:
     import litert_torch
 
     sample = (torch.from_numpy(job.calibration[:1]).float(),)
-    model = litert_torch.to_channel_last_io(
-        for_xnnpack(job.model, sample[0].permute(0, 3, 1, 2), int8=False), args=[0]
-    ).eval()
+    model = litert_torch.to_channel_last_io(for_xnnpack(job.model, sample[0].permute(0, 3, 1, 2)), args=[0]).eval()
     with console.step("tflite fp32: converted"), _quiet(), _converter_errors("fp32"):
-        litert_torch.convert(model, sample).export(str(job.work_dir / FP32_FILE))
+        # strict, as the int8 graph: what litert-torch would trace itself, with the padded max pools rewritten
+        exported = torch.export.export(model, sample, strict=True).module()
+        fp32_forms(exported, pad_max_pools=True)
+        mark_inference_graph(exported)
+        litert_torch.convert(exported, sample).export(str(job.work_dir / FP32_FILE))
     graph = inspect_graph(job.work_dir / FP32_FILE)
     return Artifact(
         FormatName.TFLITE,
@@ -214,7 +216,7 @@ def quantize(
 
     encoding = Int8InputEncoding.for_normalization(job.mean, job.std)
     normalized = [torch.from_numpy(encoding.decode(encoding.encode(image[None]))) for image in job.calibration]
-    network = for_xnnpack(job.backbone if backbone is None else backbone, normalized[0].permute(0, 3, 1, 2), int8=True)
+    network = for_xnnpack(job.backbone if backbone is None else backbone, normalized[0].permute(0, 3, 1, 2))
     int8_model = litert_torch.to_channel_last_io(network, args=[0]).eval()
     from litert_torch.quantize import pt2e_quantizer_utils
 

@@ -96,7 +96,7 @@ def inspect(
     interpreter = litert.interpreter(root / record.path, threads=1, keep_all_tensors=True)
     ops = read_graph(root / record.path)
     sample = torch.from_numpy(encoding.decode(encoding.encode(images[:1]))).permute(0, 3, 1, 2)
-    network = for_xnnpack(backbone, sample, int8=True)  # the network the int8 file was converted from
+    network = for_xnnpack(backbone, sample)  # the network the int8 file was converted from
     replay = FloatReplay(interpreter, ops, network, sample)
     modules = dict(network.named_modules())
     produced = {i for op in ops for i in op.outputs}

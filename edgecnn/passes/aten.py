@@ -16,10 +16,18 @@ quantizes:
 - integer scalars in arithmetic -> float (an int literal made calibration's histogram fail on a Long tensor);
 - `mean(x, (2, 3))` on an NCHW tensor -> `adaptive_avg_pool2d(x, 1)` (flattened unless keepdim): a MEAN stays
   float in LiteRT's int8, an average pool does not;
+- a padded max pool on a nonnegative input -> a zero pad and an unpadded pool (LiteRT lowers the padded pool
+  to PADV2 with -inf, no XNNPACK operator);
+- an average pool that counts its padding -> a depthwise conv with weights 1/k^2 (int8 AVERAGE_POOL_2D is no
+  XNNPACK operator in LiteRT);
+- a BatchNorm no conv feeds alone -> a 1x1 depthwise conv (the quantizers fold a BatchNorm only into such
+  a conv, and leave any other float);
 - for ExecuTorch (`split_as_slices`), a split or chunk -> one slice per part: its XNNPACK delegates slices but
   not `split_with_sizes`. (Merging MixNet's split, per-part depthwise convs and concat into one depthwise conv,
   each kernel zero-padded to the largest, computes the same but made its int8 TFLite 2x slower: XNNPACK's
   int8 9x9 depthwise is slow. Not done.)
+
+The float graphs get the pool rewrites their converter needs (`fp32_forms`).
 
 Each new node carries the metadata of the node it replaces (its `nn_module_stack` above all), so per-layer
 inspection and float units still name the user's own modules. Each computes exactly what it replaces
@@ -75,6 +83,20 @@ def int8_forms(
             if any(isinstance(a, int) and not isinstance(a, bool) for a in node.args):
                 node.args = tuple(float(a) if isinstance(a, int) and not isinstance(a, bool) else a for a in node.args)
                 done["integer scalar as float"] += 1
+    graph.graph.lint()
+    graph.recompile()
+    return done
+
+
+def fp32_forms(graph: fx.GraphModule, *, pad_max_pools: bool = False, average_pools_as_convs: bool = False) -> Counter:
+    """The float graph's rewrites, in place: padded max pools on nonnegative values as a zero pad and a pool
+    (LiteRT's PADV2 with -inf is no XNNPACK operator); average pools that count their padding as depthwise
+    convs (ExecuTorch's XNNPACK leaves padding out of an average, so it kept such a pool outside the delegate)."""
+    done: Counter = Counter()
+    if pad_max_pools:
+        done["padded max pool as zero pad and pool"] = zero_padded_max_pools(graph)
+    if average_pools_as_convs:
+        done["average pool as depthwise conv"] = average_pools_as_depthwise_convs(graph)
     graph.graph.lint()
     graph.recompile()
     return done
@@ -437,4 +459,4 @@ class _Builder:
         return node
 
 
-__all__ = ["int8_forms"]
+__all__ = ["fp32_forms", "int8_forms"]

@@ -10,7 +10,7 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import fx, nn
+from torch import nn
 
 ActivationFactory = Callable[[], nn.Module]
 NormFactory = Callable[[int], nn.Module]
@@ -133,52 +133,6 @@ class StochasticDepth(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
-
-
-def batchnorm_as_depthwise_conv(bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """An eval-mode BatchNorm as the equivalent depthwise 1x1 conv with bias.
-
-    A BatchNorm with no conv before it (DenseNet after a concat) cannot be folded, and stays float
-    in an int8 TFLite graph; a conv quantizes like any other.
-    """
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("a BatchNorm without running statistics has no fixed eval-mode function")
-    scale = torch.rsqrt(bn.running_var + bn.eps)
-    weight = bn.weight if bn.affine else torch.ones_like(scale)
-    bias = bn.bias if bn.affine else torch.zeros_like(scale)
-    conv = nn.Conv2d(bn.num_features, bn.num_features, 1, groups=bn.num_features, bias=True)
-    if conv.bias is None:
-        raise RuntimeError("nn.Conv2d(bias=True) made a conv without a bias")
-    with torch.no_grad():
-        conv.weight.copy_((weight * scale).reshape(-1, 1, 1, 1))
-        conv.bias.copy_(bias - bn.running_mean * weight * scale)
-    return conv.to(device=bn.running_mean.device, dtype=bn.running_mean.dtype)
-
-
-def replace_unfused_batchnorms(model: nn.Module, graph: Optional[fx.Graph] = None) -> nn.Module:
-    """Replace, in place, every BatchNorm2d whose input is not the sole output of a Conv2d.
-
-    Such a BatchNorm cannot be folded into a conv by a converter. The data flow is read from a
-    torch.fx trace (`graph`, or one made here), not from module order. Call on an eval-mode model;
-    returns the same model.
-    """
-    graph = fx.symbolic_trace(model).graph if graph is None else graph
-    modules = dict(model.named_modules())
-    for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
-            continue
-        producer = node.args[0]
-        foldable = (
-            isinstance(producer, fx.Node)
-            and producer.op == "call_module"
-            and isinstance(modules[producer.target], nn.Conv2d)
-            and len(producer.users) == 1
-        )
-        if not foldable:
-            parent_name, _, child_name = node.target.rpartition(".")
-            parent = model.get_submodule(parent_name)
-            setattr(parent, child_name, batchnorm_as_depthwise_conv(modules[node.target]))
-    return model
 
 
 def init_weights(model: nn.Module) -> None:

@@ -17,6 +17,7 @@ from edgecnn.schema.manifest import open_export
 from edgecnn.int8.float_units import FloatUnitSearch, compute_units, leaf_blocks, unit_of
 from edgecnn.util.metrics import logits_sqnr_db
 from edgecnn.schema.int8 import Int8Target
+from edgecnn.formats import FORMATS
 from edgecnn.formats.tflite import MIXED_FILE, WRAPPER_PREFIX, inspect_graph, litert_logits, quantize
 from edgecnn.data.preprocess import Int8InputEncoding
 from edgecnn.weights.reference import reference_model
@@ -111,7 +112,8 @@ def test_each_greedy_step_adds_what_gains_most_beside_what_is_already_float(mv3_
 def mixed_export(tmp_path_factory):
     out = tmp_path_factory.mktemp("mixed") / "mv3"
     code = main(["export", "--model", "mobilenet_v3_small", "--weights", "fashion-mnist-mobilenet-v3-small",
-                 "--formats", "tflite", "--int8-target", "agreement=0.99", "--out", str(out), "--no-validate"])
+                 "--formats", "tflite,executorch", "--int8-target", "agreement=0.99", "--out", str(out),
+                 "--no-validate"])
     return code, out
 
 
@@ -120,7 +122,7 @@ def test_int8_that_misses_its_bound_gets_float_for_the_fewest_layers_that_meet_i
     code, out = mixed_export
     assert code == 0
     manifest = open_export(out)
-    records = {a.precision: a for a in manifest.artifacts}
+    records = {a.precision: a for a in manifest.artifacts if a.format == "tflite"}
     assert set(records) == {"fp32", "int8-mixed"}
     mixed = records["int8-mixed"]
     assert mixed.path == MIXED_FILE and mixed.details.pure_int8 is False
@@ -159,3 +161,28 @@ def test_the_mixed_file_meets_the_bound_on_test_images_it_was_not_chosen_on(mixe
                              Int8InputEncoding.from_record(record.input.encoding))
     agreement = float(np.mean(logits.argmax(1) == reference.argmax(1)))
     assert agreement >= 0.985 and agreement > float(np.mean(rejected.argmax(1) == reference.argmax(1))) + 0.01
+
+
+@pytest.mark.slow  # `make test-full`: keeps `make test` within its 20 minutes
+def test_the_int8_pte_gets_the_same_last_remedy_in_one_delegate(mixed_export):
+    """The engine that made model_int8_mixed.tflite makes model_int8_mixed.pte the same way: XNNPACK runs its
+    float units in float, inside the one delegate, with int8 in and out."""
+    _, out = mixed_export
+    manifest = open_export(out)
+    records = {a.precision: a for a in manifest.artifacts if a.format == "executorch"}
+    assert set(records) == {"fp32", "int8-mixed"}
+    mixed = records["int8-mixed"]
+    assert mixed.path == "model_int8_mixed.pte" and not mixed.details.pure_int8
+    assert mixed.details.outside_delegate == {} and mixed.details.xnnpack_partitions == 1
+    assert mixed.details.measured.metric == "agreement" and mixed.details.measured.value >= 0.99
+    assert mixed.input.dtype == mixed.output.dtype == "int8"
+    refused = {r.path: r for r in manifest.refused}
+    assert refused["model_int8.pte"].kept == "rejected/model_int8.pte"
+    assert refused["model_int8.pte"].details.repair.final.met is False
+    # measured by ExecuTorch's runtime on test images it was not chosen on
+    images, _ = get_dataset("fashion-mnist").model_inputs("test", 32, np.arange(1000), progress=False)
+    model = reference_model(manifest, out).eval()
+    with torch.no_grad():
+        reference = model(torch.from_numpy(images).permute(0, 3, 1, 2).float()).numpy()
+    logits = FORMATS["executorch"].runner(out / mixed.path, mixed, threads=1).run(images)
+    assert float(np.mean(logits.argmax(1) == reference.argmax(1))) >= 0.985

@@ -39,7 +39,7 @@ from edgecnn.harness.latency import LatencyOptions, measure_artifacts
 from edgecnn.harness.parity import INT8_PRECISIONS, CheckStatus, gate
 from edgecnn.harness.report import VALIDATION_FOLDER, write_report
 from edgecnn.int8.request import Int8Request
-from edgecnn.schema.details import TFLiteDetails
+from edgecnn.schema.details import Int8FileFacts, TFLiteDetails
 from edgecnn.schema.enums import FormatName, Metric, Precision, RepairMode, WeightsKind
 from edgecnn.schema.inputs import Preprocessing
 from edgecnn.schema.int8 import Int8Target, RepairComparison
@@ -433,7 +433,7 @@ def hold_to_target(report: ValidationReport, target: Int8Target, manifest: Manif
             check.status = CheckStatus.FAILED
             check.problems.append(f"worst cosine {check.parity.worst_cosine:.4f} misses --int8-target {target}")
         details = records[check.path].details
-        measured = details.measured_against(str(target), target.metric) if isinstance(details, TFLiteDetails) else None
+        measured = details.measured_against(str(target), target.metric) if isinstance(details, Int8FileFacts) else None
         if measured is not None and not target.met(measured):
             check.status = CheckStatus.FAILED
             check.problems.append(f"{target.metric} {measured:.4f} on the repair images misses --int8-target {target}")
@@ -455,9 +455,9 @@ def keep_rejected(
     rejected, lines = [], []
     records = {a.path: a for a in manifest.artifacts}
     failed = {c.path for c in report.failures()}
-    stand_in = next(
-        (a for a in manifest.artifacts if a.precision == Precision.INT8_MIXED and a.path not in failed), None
-    )
+    stand_ins = {  # per format: an int8-mixed file stands in only for its own format's int8 file
+        a.format: a for a in manifest.artifacts if a.precision == Precision.INT8_MIXED and a.path not in failed
+    }
     for check in report.failures():
         record = records[check.path]
         line = f"{check.failure_line()}; kept as {REJECTED_FOLDER}/{record.path}"
@@ -467,7 +467,7 @@ def keep_rejected(
                 inspection = inspect(work, manifest, record, images, report.parity_images.source, backbone)
         (work / REJECTED_FOLDER).mkdir(exist_ok=True)
         (work / record.path).rename(work / REJECTED_FOLDER / record.path)
-        repair = record.details.repair if isinstance(record.details, TFLiteDetails) else None
+        repair = record.details.repair if isinstance(record.details, Int8FileFacts) else None
         search = repair.float_units if repair is not None else None
         if search is not None and not search.met:
             line += f"; {search.outcome}"
@@ -488,6 +488,7 @@ def keep_rejected(
             )
         )
         console.say(f"[edgecnn] {record.path} rejected: {line}")
+        stand_in = stand_ins.get(record.format)
         if record.precision == Precision.INT8 and stand_in is not None:
             # the user's bound is met by the int8 file with float layers: the export succeeds with it
             console.say(

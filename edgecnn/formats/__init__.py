@@ -61,7 +61,11 @@ FORMATS: dict[FormatName, Format] = {
         ),
         Format(
             FormatName.EXECUTORCH,
-            ((Precision.FP32, "model_fp32.pte"), (Precision.INT8, "model_int8.pte")),
+            (
+                (Precision.FP32, "model_fp32.pte"),
+                (Precision.INT8, "model_int8.pte"),
+                (Precision.INT8_MIXED, "model_int8_mixed.pte"),
+            ),
             "Android / iOS: ExecuTorch (PyTorch's on-device runtime), XNNPACK CPU delegate",
             "edgecnn.formats.executorch",
             runtime="executorch.runtime",

@@ -44,13 +44,14 @@ from edgecnn.schema.artifacts import ArtifactRecord, Quantization, Refusal
 from edgecnn.schema.contract import CONTRACT_KEY
 from edgecnn.schema.details import INT8_ACTIVATIONS, INT8_WEIGHTS, ExecuTorchDetails
 from edgecnn.schema.enums import FormatName, Precision
-from edgecnn.schema.int8 import Int8Repair
+from edgecnn.schema.int8 import Int8Repair, Measured
 from edgecnn.util import console
 from edgecnn.util.errors import ExportError
 from edgecnn.util.interrupts import checkpoint
 
 FP32_FILE = FORMATS[FormatName.EXECUTORCH].file(Precision.FP32)
 INT8_FILE = FORMATS[FormatName.EXECUTORCH].file(Precision.INT8)
+MIXED_FILE = FORMATS[FormatName.EXECUTORCH].file(Precision.INT8_MIXED)
 REPAIR_CANDIDATE = "model_int8.repair-candidate.pte"  # a remade int8 program while it is measured
 INT8_IO = "int8 codes in through the manifest's lookup table, int8 logits out (as the TFLite int8)"
 
@@ -85,10 +86,10 @@ def export(job: ExportJob) -> list[Union[Artifact, Refusal]]:
     delegated is refused on its own, and the float one is kept."""
     written: list[Union[Artifact, Refusal]] = [export_fp32(job)]
     try:
-        written.append(export_int8_to_target(job))
+        written += export_int8_to_target(job)
     except ExportError as err:
-        (job.work_dir / INT8_FILE).unlink(missing_ok=True)
-        (job.work_dir / REPAIR_CANDIDATE).unlink(missing_ok=True)
+        for name in (INT8_FILE, REPAIR_CANDIDATE, MIXED_FILE):  # a refused program is not left as if it were one
+            (job.work_dir / name).unlink(missing_ok=True)
         written.append(Refusal(FormatName.EXECUTORCH, Precision.INT8, INT8_FILE, str(err)))
     return written
 
@@ -258,6 +259,33 @@ def quantize(
 
 
 @dataclasses.dataclass
+class _MixedProgramWriter:
+    """`model_int8_mixed.pte`: int8 with float units, int8 input and output; XNNPACK runs the float units in
+    float, so the program is still one delegate, with nothing outside it."""
+
+    job: ExportJob
+    file: str = MIXED_FILE
+
+    def write(self, quantized: QuantizedGraph, float_units: list[str]) -> Artifact:
+        made = _lowered_int8(self.job, quantized, self.file, Precision.INT8_MIXED)
+        assert isinstance(made.details, ExecuTorchDetails)
+        details = dataclasses.replace(
+            made.details,
+            weights=f"{INT8_WEIGHTS}, float in the float layers",
+            activations=f"{INT8_ACTIVATIONS}; float inside the float layers",
+            float_layers=list(float_units),
+        )
+        return dataclasses.replace(made, details=details)
+
+    def recorded(self, made: Artifact, repair: Int8Repair, target: str, measured: Measured) -> Artifact:
+        assert isinstance(made.details, ExecuTorchDetails)
+        details = dataclasses.replace(
+            made.details, target=target, measured=measured, measured_on=repair.measured_on, repair=repair
+        )
+        return dataclasses.replace(made, details=details)
+
+
+@dataclasses.dataclass
 class Int8ProgramWriter:
     """What the int8 engine (`edgecnn.int8.engine`) needs from ExecuTorch: PT2E with its XNNPACK quantizer,
     the lowering, the delegation check and ExecuTorch's run of a program."""
@@ -267,11 +295,11 @@ class Int8ProgramWriter:
     int8_file: str = INT8_FILE
     candidate_file: str = REPAIR_CANDIDATE
     before_repair_file: Optional[str] = None
-    mixed: None = None  # a .pte with float units is not made: an int8 .pte is pure int8 or refused
 
     def __post_init__(self) -> None:
         self.work_dir = self.job.work_dir
         self.encoding = Int8InputEncoding.for_normalization(self.job.mean, self.job.std)
+        self.mixed = _MixedProgramWriter(self.job)
 
     def quantize(
         self, backbone: torch.nn.Module, float_units: Iterable[str] = (), any_batch: bool = False
@@ -299,10 +327,12 @@ class Int8ProgramWriter:
         return dataclasses.replace(made, details=dataclasses.replace(made.details, repair=repair))
 
 
-def export_int8_to_target(job: ExportJob) -> Artifact:
+def export_int8_to_target(job: ExportJob) -> list[Artifact]:
     """The int8 program held to the job's bound by the int8 engine (`edgecnn.int8.engine`), as the int8
-    TFLite is: the same remedies, kept where ExecuTorch's run of the program measures better."""
-    return make_int8(Int8ProgramWriter(job), job.network(), job.int8).int8
+    TFLite is: the same remedies, kept where ExecuTorch's run of the program measures better, and where a
+    bound the user stated is still missed, `model_int8_mixed.pte` beside it."""
+    made = make_int8(Int8ProgramWriter(job), job.network(), job.int8)
+    return [made.int8] + ([made.mixed] if made.mixed is not None else [])
 
 
 def export_int8(job: ExportJob, backbone: "torch.nn.Module | None" = None, file: str = INT8_FILE) -> Artifact:
@@ -311,7 +341,9 @@ def export_int8(job: ExportJob, backbone: "torch.nn.Module | None" = None, file:
     return writer.write(writer.quantize(job.backbone if backbone is None else backbone), file)
 
 
-def _lowered_int8(job: ExportJob, quantized: QuantizedGraph, file: str) -> Artifact:
+def _lowered_int8(
+    job: ExportJob, quantized: QuantizedGraph, file: str, precision: Precision = Precision.INT8
+) -> Artifact:
     """The quantized graph lowered to XNNPACK with int8 input and output, checked and written as `file`."""
     import copy
 
@@ -323,7 +355,7 @@ def _lowered_int8(job: ExportJob, quantized: QuantizedGraph, file: str) -> Artif
     encoding, sample = quantized.encoding, quantized.sample
     graph = copy.deepcopy(quantized.graph)
     constant_fold(graph, _quant_node_constraint)  # weights to int8 codes, as convert_pt2e's fold_quantize does
-    with console.step("executorch int8: lowered to XNNPACK"), _quiet(), _lowering_errors("int8"):
+    with console.step(f"executorch {precision}: lowered to XNNPACK"), _quiet(), _lowering_errors(precision):
         program = torch.export.export(graph, (sample,), strict=True)
         image = int8_image_input("image", _shape(job), "NCHW", encoding.to_record())
         logits = logits_output("logits", [1, job.num_classes], "int8", _output_quantization(program))
@@ -336,7 +368,7 @@ def _lowered_int8(job: ExportJob, quantized: QuantizedGraph, file: str) -> Artif
                 _check_ir_validity=False,
                 preserve_ops=[torch.ops.aten.max_pool2d.default, torch.ops.aten.hardswish.default],
             ),
-            constant_methods={CONTRACT_KEY: file_contract(job, Precision.INT8, image, logits)},
+            constant_methods={CONTRACT_KEY: file_contract(job, precision, image, logits)},
         )
         # before partitioning: afterwards the edge quantize and dequantize are inside the delegate
         inputs, outputs = QuantizeInputs(edge, [0]), QuantizeOutputs(edge, [0])
@@ -345,27 +377,27 @@ def _lowered_int8(job: ExportJob, quantized: QuantizedGraph, file: str) -> Artif
     compute = {op: n for op, n in delegation.outside_delegate.items() if op not in _LAYOUT_OPS}
     if compute:
         raise ExportError(
-            "int8 .pte is not fully delegated to XNNPACK: "
+            f"{precision} .pte is not fully delegated to XNNPACK: "
             + ", ".join(f"{op} x{n}" for op, n in sorted(compute.items()))
             + " left outside"
         )
     in_scale, in_zero, *_ = inputs.quant_args[0]
     if (float(in_scale), int(in_zero)) != (encoding.scale, encoding.zero_point):
         raise ExportError(
-            f"int8 .pte input quantization (scale {in_scale}, zero point {in_zero}) is not the "
+            f"{precision} .pte input quantization (scale {in_scale}, zero point {in_zero}) is not the "
             f"fixed input encoding (scale {encoding.scale}, zero point {encoding.zero_point})"
         )
     out_scale, out_zero, *_ = outputs.dequant_args[0]
     if Quantization(float(out_scale), int(out_zero)) != logits.quantization:
         raise ExportError(
-            f"int8 .pte output quantization (scale {out_scale}, zero point {out_zero}) is not the graph's "
+            f"{precision} .pte output quantization (scale {out_scale}, zero point {out_zero}) is not the graph's "
             f"last dequantize ({logits.quantization}), which its contract states"
         )
-    with console.step("executorch int8: written"), _quiet():
+    with console.step(f"executorch {precision}: written"), _quiet():
         _write(edge, job.work_dir / file)
     return Artifact(
         FormatName.EXECUTORCH,
-        Precision.INT8,
+        precision,
         file,
         image,
         logits,

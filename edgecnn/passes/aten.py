@@ -90,13 +90,14 @@ def int8_forms(
 
 def fp32_forms(graph: fx.GraphModule, *, pad_max_pools: bool = False, average_pools_as_convs: bool = False) -> Counter:
     """The float graph's rewrites, in place: padded max pools on nonnegative values as a zero pad and a pool
-    (LiteRT's PADV2 with -inf is no XNNPACK operator); average pools that count their padding as depthwise
-    convs (ExecuTorch's XNNPACK leaves padding out of an average, so it kept such a pool outside the delegate)."""
+    (LiteRT's PADV2 with -inf is no XNNPACK operator); padded average pools that count their padding as
+    depthwise convs (ExecuTorch's XNNPACK leaves padding out of an average, so it kept such a pool outside the
+    delegate)."""
     done: Counter = Counter()
     if pad_max_pools:
         done["padded max pool as zero pad and pool"] = zero_padded_max_pools(graph)
     if average_pools_as_convs:
-        done["average pool as depthwise conv"] = average_pools_as_depthwise_convs(graph)
+        done["average pool as depthwise conv"] = average_pools_as_depthwise_convs(graph, padded_only=True)
     graph.graph.lint()
     graph.recompile()
     return done
@@ -241,14 +242,18 @@ def batchnorm_as_conv(
     gamma: "torch.Tensor | None", beta: "torch.Tensor | None", mean: torch.Tensor, var: torch.Tensor, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The 1x1 depthwise conv (weight, bias) an eval-mode BatchNorm is."""
-    scale = torch.rsqrt(var.detach().float() + eps) * (gamma.detach().float() if gamma is not None else 1.0)
-    shift = (beta.detach().float() if beta is not None else 0.0) - mean.detach().float() * scale
-    return scale.reshape(-1, 1, 1, 1), shift
+    inverse = torch.rsqrt(var.detach().float() + eps)
+    weight = gamma.detach().float() if gamma is not None else torch.ones_like(inverse)
+    bias = beta.detach().float() if beta is not None else torch.zeros_like(inverse)
+    # in this order of operations the weights round as the zoo's module rewrite rounded them before, so
+    # DenseNet's int8 files are the files they were
+    return (weight * inverse).reshape(-1, 1, 1, 1), bias - mean.detach().float() * weight * inverse
 
 
-def average_pools_as_depthwise_convs(graph: fx.GraphModule) -> int:
+def average_pools_as_depthwise_convs(graph: fx.GraphModule, padded_only: bool = False) -> int:
     """An average pool that counts its padding as a depthwise conv with weights 1/k^2: LiteRT's int8
-    AVERAGE_POOL_2D is not an XNNPACK operator, and int8 holds 1/k^2 exactly (per-channel scale)."""
+    AVERAGE_POOL_2D is not an XNNPACK operator, and int8 holds 1/k^2 exactly (per-channel scale).
+    `padded_only`: only pools with padding (a float pool without is an XNNPACK operator as it is)."""
     count = 0
     for node in list(graph.graph.nodes):
         if node.op != "call_function" or node.target != aten.avg_pool2d.default:
@@ -257,6 +262,8 @@ def average_pools_as_depthwise_convs(graph: fx.GraphModule) -> int:
         stride, padding, ceil_mode, include_pad, divisor = (list(rest) + [[], 0, False, True, None][len(rest) :])[:5]
         shape = _shape(x)
         if shape is None or len(shape) != 4 or ceil_mode or not include_pad or divisor is not None:
+            continue
+        if padded_only and _two(padding) == [0, 0]:
             continue
         kernel = _two(kernel)
         stride = _two(stride) if stride else kernel  # avg_pool2d's stride defaults to its kernel

@@ -28,8 +28,29 @@ class CoreMLDetails:
     format: Literal["coreml"] = "coreml"
 
 
+class Int8FileFacts:
+    """What the int8 files' records (TFLite, ExecuTorch) answer alike, from their repair and float-layer fields."""
+
+    float_layers: list[str]
+    target: Optional[str]
+    measured: Optional[Measured]
+    repair: Optional[Int8Repair]
+
+    @property
+    def pure_int8(self) -> bool:
+        return not self.float_layers and not getattr(self, "float_operators", None)
+
+    def measured_against(self, target: str, metric: Metric) -> Optional[float]:
+        """What this file measured against the bound `target`: an int8-mixed file's own measurement, else
+        its repair's final one; None where neither was of `metric`."""
+        if self.target == target and self.measured is not None:
+            return self.measured.value
+        final = self.repair.final if self.repair is not None else None
+        return final.measured.value if final is not None and final.measured.metric == metric else None
+
+
 @dataclass(frozen=True)
-class TFLiteDetails:
+class TFLiteDetails(Int8FileFacts):
     operators: dict[str, int]  # operator counts outside the XNNPACK delegate's view: the whole graph
     xnnpack_partitions: int  # pieces XNNPACK splits the graph into: 1 is one delegate call
     requantize_ops: int  # int8-to-int8 QUANTIZE (concat inputs of unlike scales): integer arithmetic
@@ -44,21 +65,9 @@ class TFLiteDetails:
     measured_on: Optional[str] = None
     format: Literal["tflite"] = "tflite"
 
-    @property
-    def pure_int8(self) -> bool:
-        return not self.float_layers and not self.float_operators
-
-    def measured_against(self, target: str, metric: Metric) -> Optional[float]:
-        """What this file measured against the bound `target`: an int8-mixed file's own measurement, else
-        its repair's final one; None where neither was of `metric`."""
-        if self.target == target and self.measured is not None:
-            return self.measured.value
-        final = self.repair.final if self.repair is not None else None
-        return final.measured.value if final is not None and final.measured.metric == metric else None
-
 
 @dataclass(frozen=True)
-class ExecuTorchDetails:
+class ExecuTorchDetails(Int8FileFacts):
     backend: str
     xnnpack_partitions: int
     outside_delegate: dict[str, int]  # operators left outside XNNPACK, by edge operator name
@@ -66,6 +75,11 @@ class ExecuTorchDetails:
     activations: Optional[str] = None
     io: Optional[str] = None  # int8: how input and output are quantized
     repair: Optional[Int8Repair] = None  # int8: the bound it was held to and what was kept
+    # int8-mixed only: the units left in float (run by XNNPACK in float), what it measured against the bound
+    float_layers: list[str] = field(default_factory=list)
+    target: Optional[str] = None
+    measured: Optional[Measured] = None
+    measured_on: Optional[str] = None
     format: Literal["executorch"] = "executorch"
 
 

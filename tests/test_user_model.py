@@ -245,6 +245,9 @@ def test_the_python_api_exports_and_validates_a_model_built_here(gated_export):
     assert int8.xnnpack_partitions == 1, int8.operators
     assert "AVERAGE_POOL_2D" not in int8.operators and "PADV2" not in int8.operators and "PAD" in int8.operators
     assert files["model_int8.pte"].details.outside_delegate == {}
+    # the float files too: no PADV2 for LiteRT, and the padded average pool as a conv inside ExecuTorch's delegate
+    assert files["model_fp32.tflite"].details.xnnpack_partitions == 1
+    assert files["model_fp32.pte"].details.xnnpack_partitions == 1
     assert (gated_export.target / "labels.txt").read_text().splitlines()[0] == "kind 0"
 
 

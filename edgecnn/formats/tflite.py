@@ -89,8 +89,9 @@ def export_fp32(job: ExportJob) -> Artifact:
     sample = (torch.from_numpy(job.calibration[:1]).float(),)
     model = litert_torch.to_channel_last_io(for_xnnpack(job.model, sample[0].permute(0, 3, 1, 2)), args=[0]).eval()
     with console.step("tflite fp32: converted"), _quiet(), _converter_errors("fp32"):
-        # strict, as the int8 graph: what litert-torch would trace itself, with the padded max pools rewritten
-        exported = torch.export.export(model, sample, strict=True).module()
+        # the graph litert-torch would trace itself, with its padded max pools rewritten; non-strict, as
+        # litert-torch traces (5x faster than strict here: 0.6 s against 3.4 s on mobilenet_v2 alpha 0.5)
+        exported = torch.export.export(model, sample, strict=False).module()
         fp32_forms(exported, pad_max_pools=True)
         mark_inference_graph(exported)
         litert_torch.convert(exported, sample).export(str(job.work_dir / FP32_FILE))

@@ -24,15 +24,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgecnn.data.preprocess import Int8InputEncoding
 from edgecnn.formats import ArtifactRecord, litert
 from edgecnn.formats.litert import module_path
 from edgecnn.harness.images import parity_images
 from edgecnn.harness.int8_replay import DATA_MOVEMENT, FloatReplay, GraphOp, read_graph
+from edgecnn.harness.int8_source import made_from
 from edgecnn.harness.layer_errors import Errors
-from edgecnn.int8.remedies import apply_remedies
 from edgecnn.passes.modules import for_xnnpack
-from edgecnn.schema.details import ExecuTorchDetails, TFLiteDetails
 from edgecnn.schema.enums import FormatName, Precision
 from edgecnn.schema.int8 import (
     INSPECTION_SCHEMA,
@@ -48,7 +46,7 @@ from edgecnn.util.atomic import atomic_folder, check_writable
 from edgecnn.util.errors import UsageError
 from edgecnn.util.interrupts import checkpoint, deferred_interrupts
 from edgecnn.util.tables import format_table
-from edgecnn.weights.reference import calibration_images, reference_model
+from edgecnn.weights.reference import reference_model
 from edgecnn.weights.user_model import matching_network
 from edgecnn.zoo.models.layers import RawRGBInput
 
@@ -72,20 +70,6 @@ def _module_name(op: GraphOp, replay: FloatReplay, modules: dict[str, nn.Module]
     if isinstance(modules[path], _NAMING_LEAVES) and op.kind not in _ACTIVATION_OPS and "." in path:
         return path.rsplit(".", 1)[0]
     return path
-
-
-def made_from(
-    record: ArtifactRecord, manifest: Manifest, backbone: nn.Module, calibration: Optional[np.ndarray] = None
-) -> tuple[Int8InputEncoding, nn.Module]:
-    """An int8 file's input encoding, and the network it was made from: `backbone`, or its equalised,
-    bias-corrected copy where repair kept those remedies (`calibration`: the export's, if already loaded)."""
-    if record.input.encoding is None:
-        raise UsageError(f"{record.path} takes no int8 codes: not a full-integer model")
-    repair = record.details.repair if isinstance(record.details, (TFLiteDetails, ExecuTorchDetails)) else None
-    if repair is not None and repair.applied:
-        calibration = calibration_images(manifest) if calibration is None else calibration
-        backbone, _ = apply_remedies(backbone, calibration, tuple(manifest.mean), tuple(manifest.std))
-    return Int8InputEncoding.from_record(record.input.encoding), backbone
 
 
 def inspect(

@@ -25,6 +25,7 @@ from torch import fx, nn
 
 from edgecnn.data.preprocess import Int8InputEncoding
 from edgecnn.formats import ArtifactRecord
+from edgecnn.harness.int8_source import made_from
 from edgecnn.harness.layer_errors import Errors
 from edgecnn.schema.details import ExecuTorchDetails
 from edgecnn.schema.int8 import Int8Inspection, LayerError
@@ -159,7 +160,6 @@ def inspect_pte(
 ) -> Int8Inspection:
     """Per int8 tensor of the int8 `.pte` `record`, its error against the PyTorch `backbone` on `images`."""
     from edgecnn.formats.executorch import Runner, int8_network, quantize
-    from edgecnn.harness.inspect_int8 import made_from
 
     repair = record.details.repair if isinstance(record.details, ExecuTorchDetails) else None
     if repair is not None and repair.fine_tuning is not None and repair.fine_tuning.kept:
